@@ -1,0 +1,1 @@
+"""One module per audit check; each exposes ``SPEC`` (see :mod:`audit.registry`)."""

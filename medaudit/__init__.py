@@ -1,0 +1,1 @@
+"""medaudit package."""

@@ -1,0 +1,7 @@
+"""``python -m medaudit``."""
+
+import sys
+
+from medaudit.cli import main
+
+sys.exit(main())

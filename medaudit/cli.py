@@ -1,0 +1,62 @@
+"""The ``medaudit`` command line.
+
+Each subcommand lives in its own module under :mod:`medaudit.commands`, exposing
+``add_parser(subparsers)`` and ``run(args) -> int``; they are listed here by hand.
+Exit codes: 0 success, 1 unexpected failure, 2 bad input the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def _command_modules() -> list[ModuleType]:
+    from medaudit.commands import audit, demo, ingest, run, train
+
+    return [ingest, train, audit, run, demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="medaudit",
+        description="Audit a medical-imaging dataset and the models trained on it.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _command_modules():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medaudit`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # Bad input the user can fix: one clear message, no traceback.
+        print(f"medaudit {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"medaudit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``medaudit`` CLI, one module each (``add_parser`` + ``run``)."""

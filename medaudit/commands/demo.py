@@ -1,0 +1,86 @@
+"""``medaudit demo`` and ``medaudit demo-data``: the built-in synthetic dataset.
+
+``demo-data`` writes the dataset (DICOM files, ``labels.csv`` and the
+``ground_truth.json`` of planted problems). ``demo`` generates it when needed,
+then runs every stage (ingest, train, audit) on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from medaudit.commands.ingest import add_ingest_arguments
+from medaudit.commands.run import add_stage_arguments, run_stages
+from training.data.demo import CLASS_NAMES, DemoConfig, generate_demo
+
+__all__ = ["add_parser", "ensure_demo_data", "run_demo", "run_demo_data"]
+
+
+def _add_demo_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("demo data")
+    g.add_argument("--n-patients", type=int, default=DemoConfig.n_patients,
+                   help="patients to simulate (default: %(default)s, about 2,000 images)")
+    g.add_argument("--dicom-size", type=int, default=DemoConfig.image_size,
+                   help="rows and columns of the written DICOM images (default: %(default)s)")
+    g.add_argument("--demo-seed", type=int, default=DemoConfig.seed, help="generator seed")
+
+
+def _demo_config(args: argparse.Namespace) -> DemoConfig:
+    return DemoConfig(n_patients=args.n_patients, image_size=args.dicom_size, seed=args.demo_seed)
+
+
+def ensure_demo_data(data_dir: Path, config: DemoConfig) -> Path:
+    """Generate the demo data into ``data_dir`` unless the same config is already there."""
+    gt = data_dir / "ground_truth.json"
+    if gt.exists():
+        try:
+            if json.loads(gt.read_text()).get("config") == json.loads(
+                json.dumps(config.__dict__, default=str)
+            ):
+                return data_dir
+        except (json.JSONDecodeError, OSError):
+            pass
+    generate_demo(data_dir, config)
+    return data_dir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``medaudit demo`` and ``medaudit demo-data``."""
+    d = sub.add_parser("demo-data", help="write the synthetic demo dataset",
+                       description="Write the synthetic demo dataset (DICOM + labels.csv + "
+                       "ground_truth.json of the planted problems).")
+    d.add_argument("--out", type=Path, required=True, help="folder to write")
+    _add_demo_data_arguments(d)
+    d.set_defaults(func=run_demo_data)
+
+    p = sub.add_parser("demo", help="generate the demo data and run every stage on it",
+                       description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="run directory (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=Path("runs/demo-data"),
+                   help="where the demo dataset is written (default: %(default)s)")
+    _add_demo_data_arguments(p)
+    add_ingest_arguments(p)
+    add_stage_arguments(p)
+    p.set_defaults(func=run_demo)
+
+
+def run_demo_data(args: argparse.Namespace) -> int:
+    """``medaudit demo-data``."""
+    ds = generate_demo(args.out, _demo_config(args))
+    print(f"demo DICOM files: {ds.dicom_dir}\nlabels: {ds.labels_csv}\n"
+          f"planted problems: {ds.ground_truth}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``medaudit demo``: demo data, then ingest -> train -> audit into ``--out``."""
+    data = ensure_demo_data(args.data_dir, _demo_config(args))
+    print(f"demo data: {data} (planted problems: {data / 'ground_truth.json'})")
+    args.dicom_dir, args.labels, args.manifest, args.npz = data / "dicom", data / "labels.csv", None, None
+    if args.classes is None:
+        args.classes = ",".join(CLASS_NAMES)
+    args.overwrite = True
+    return run_stages(args, args.out)

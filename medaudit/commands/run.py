@@ -1,0 +1,59 @@
+"""``medaudit run``: ingest, train and audit in one go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medaudit.commands.ingest import add_ingest_arguments, ingest_from_args, print_ingest_summary
+from medaudit.config import load_audit_config
+
+__all__ = ["add_parser", "add_stage_arguments", "run", "run_stages"]
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training and audit options shared by ``run`` and ``demo``."""
+    from medaudit.commands.train import add_train_arguments
+
+    add_train_arguments(parser)
+    stages = parser.add_argument_group("stages")
+    stages.add_argument("--no-train", action="store_true", help="stop after ingestion")
+    stages.add_argument("--no-audit", action="store_true", help="do not run the audit checks")
+    stages.add_argument("--checks", help="comma-separated audit checks (default: all)")
+    stages.add_argument("--audit-config", type=Path, help="TOML file of audit settings")
+
+
+def run_stages(args: argparse.Namespace, out: Path) -> int:
+    """Ingest (from ``args``), then train and audit unless switched off."""
+    summary = ingest_from_args(args, out)
+    print_ingest_summary(summary)
+    if not args.no_train:
+        from medaudit.commands.train import train_config_from_args
+        from training import train_run
+
+        trained = train_run(summary.run, train_config_from_args(args))
+        print(trained.text)
+    if not args.no_audit:
+        from audit.engine import run_audit
+        from medaudit.commands.audit import print_audit_summary
+
+        checks = [c.strip() for c in args.checks.split(",")] if args.checks else None
+        config = load_audit_config(args.audit_config) if args.audit_config else None
+        run_audit(summary.run, checks=checks, config=config)
+        print_audit_summary(summary.run)
+    print(f"run directory: {summary.run.path}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``medaudit run``."""
+    p = sub.add_parser("run", help="ingest, train and audit in one command", description=__doc__)
+    add_ingest_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    add_stage_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``medaudit run``."""
+    return run_stages(args, args.out)

@@ -1,0 +1,39 @@
+"""User-facing messages of the training package, kept as constants (tests match them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["NO_DOWNLOAD_MESSAGE", "check_not_a_download"]
+
+#: Raised whenever pretrained weights are asked for without a local file.
+NO_DOWNLOAD_MESSAGE = (
+    "pretrained weights were requested ({what}) but no local weights file was given; "
+    "medaudit never downloads model weights (machines in hospitals are often offline). "
+    "Pass --pretrained-weights FILE (TrainConfig(pretrained_weights=Path(...))) with a "
+    "state dict or a timm checkpoint saved on this machine"
+)
+
+_HUB_WORDS = ("imagenet", "pretrained", "default", "true", "yes", "1")
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/", "http://", "https://", "ftp://", "s3://")
+
+
+def check_not_a_download(value: str) -> None:
+    """Refuse a weights value that names a hub, a URL or a tag instead of a file.
+
+    Parameters
+    ----------
+    value : str
+        What the user passed as pretrained weights.
+
+    Raises
+    ------
+    ValueError
+        With :data:`NO_DOWNLOAD_MESSAGE` when ``value`` is a hub tag (``"imagenet"``),
+        a hub name (``"timm/..."``, ``"hf-hub:..."``) or a URL.
+    """
+    text = value.strip().lower()
+    if Path(value).is_file():
+        return
+    if text in _HUB_WORDS or text.startswith(_HUB_PREFIXES):
+        raise ValueError(NO_DOWNLOAD_MESSAGE.format(what=repr(value)))

@@ -1,0 +1,288 @@
+"""Training configuration: one frozen dataclass with documented defaults.
+
+:class:`TrainConfig` is the single description of a training run. It is built
+from CLI flags (``medaudit train``) or a TOML file in :mod:`medaudit` only, is
+recorded in ``run.json`` through :meth:`TrainConfig.to_dict`, and can be read
+back with :meth:`TrainConfig.from_dict`.
+
+The defaults are the CPU configuration that ``bench/bench_breastmnist.py``
+measured (chosen by out-of-fold AUC, never by the test split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from training._messages import check_not_a_download
+
+__all__ = [
+    "ClassWeighting",
+    "DeviceName",
+    "Flips",
+    "Mode",
+    "Precision",
+    "TrainConfig",
+]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+Mode = Literal["finetune", "linear-probe"]
+Flips = Literal["none", "horizontal", "vertical", "both"]
+ClassWeighting = Literal["balanced", "none", "sampler"]
+
+#: Fields that change how a run is executed but not what it computes; they are
+#: left out of :meth:`TrainConfig.config_hash` so a resumed run may change them.
+_EXECUTION_ONLY = frozenset({"jobs", "num_workers", "quiet"})
+
+#: Names of the masked re-scoring variants (see :mod:`training.masking`).
+_KNOWN_VARIANTS = ("center_masked", "border_only", "corners_masked")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Parameters
+    ----------
+    model : str
+        Any timm architecture name (``timm.list_models()``). Default
+        ``"resnet18"``: at 64 px with bf16 + channels-last it trains at several
+        hundred images/s on 2 CPU cores, and from scratch it beat the smaller and
+        the wider candidates on BreastMNIST out-of-fold AUC (see
+        ``bench/bench_breastmnist.py``). Weights are never downloaded.
+    folds : int
+        Number of patient-grouped cross-validation folds (>= 2).
+    epochs : int
+        Maximum epochs per fold (early stopping may end a fold sooner).
+    batch_size : int
+        Training batch size; evaluation uses twice this.
+    lr : float
+        Peak AdamW learning rate of the warmup + cosine schedule.
+    weight_decay : float
+        AdamW decoupled weight decay.
+    warmup_epochs : int
+        Linear warm-up epochs before the cosine decay.
+    image_size : int or None
+        Side of the square model input; ``None`` uses the cache size. Images are
+        resized on the fly (bilinear, antialiased when shrinking).
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}
+        ``auto``: CUDA mixed precision (bf16 when supported, else fp16) on a
+        GPU; on a CPU, bf16 autocast + channels-last when the processor has native
+        bf16 (AVX512-BF16 / AMX), else fp32. ``fp32`` forces full precision.
+    device : {'auto', 'cpu', 'cuda'}
+        ``auto`` picks CUDA when available.
+    seed : int
+        Seed of the fold assignment, the inner split, initialisation,
+        augmentation and batch order.
+    mode : {'finetune', 'linear-probe'}
+        ``finetune`` trains every layer; ``linear-probe`` embeds all images once
+        with the frozen backbone and fits one logistic regression per fold.
+    pretrained_weights : Path or None
+        Local weights file (state dict or timm / Lightning checkpoint) to start
+        from. Nothing is ever downloaded.
+    holdout_split : str or None
+        Value of the manifest ``split`` column whose rows are kept out of the
+        K folds and scored by the fold ensemble (fold ``-1``), e.g. ``"test"``.
+    flips : {'none', 'horizontal', 'vertical', 'both'}
+        Random flips allowed in augmentation. Default ``'none'``: flipping a
+        chest X-ray swaps laterality (situs, markers), so it is opt-in.
+    rotate_degrees : float
+        Maximum absolute random rotation (small affine).
+    scale_range : float
+        Random zoom in ``[1 - scale_range, 1 + scale_range]``.
+    translate_fraction : float
+        Maximum random shift as a fraction of the image side.
+    brightness : float
+        Maximum additive intensity shift (images in ``[0, 1]``).
+    contrast : float
+        Maximum relative contrast change around the image mean.
+    augment_probability : float
+        Probability that a training image is augmented at all.
+    class_weighting : {'balanced', 'none', 'sampler'}
+        Class-imbalance handling: inverse-frequency weighted loss, nothing, or a
+        class-balanced sampler. With ``balanced`` or ``sampler`` the log class
+        prior of the training rows is added back to the logits that are written
+        (logit adjustment, Menon et al., ICLR 2021), so ``pred_probs`` refer to
+        the training prevalence and stay usable by calibration checks.
+    inner_val_fraction : float
+        Fraction of the training patients carved out (grouped, stratified) as
+        the inner validation set for early stopping; never the held-out fold.
+    patience : int
+        Early-stopping patience in epochs on the inner-validation loss; ``0``
+        disables early stopping (the best inner-validation epoch is still
+        restored).
+    masked_variants : tuple of str
+        Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
+    jobs : int
+        Folds trained in parallel processes (each gets ``cores // jobs`` threads).
+    num_workers : int
+        Background threads that prefetch batches from the image cache (0 = none).
+    quiet : bool
+        Disable progress bars.
+    """
+
+    model: str = "resnet18"
+    folds: int = 5
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    image_size: int | None = None
+    precision: Precision = "auto"
+    device: DeviceName = "auto"
+    seed: int = 0
+    mode: Mode = "finetune"
+    pretrained_weights: Path | None = None
+    holdout_split: str | None = None
+    flips: Flips = "none"
+    rotate_degrees: float = 10.0
+    scale_range: float = 0.1
+    translate_fraction: float = 0.06
+    brightness: float = 0.1
+    contrast: float = 0.15
+    augment_probability: float = 0.9
+    class_weighting: ClassWeighting = "balanced"
+    inner_val_fraction: float = 0.15
+    patience: int = 10
+    masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
+    jobs: int = 1
+    num_workers: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        weights = self.pretrained_weights
+        if isinstance(weights, str):
+            check_not_a_download(weights)
+            object.__setattr__(self, "pretrained_weights", Path(weights))
+        _validate(self)
+
+    # -- serialisation ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (paths as strings, tuples as lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from :meth:`to_dict` output (unknown keys are refused).
+
+        Raises
+        ------
+        ValueError
+            On an unknown key or a bad value.
+        TypeError
+            When ``data`` is not a mapping.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"TrainConfig.from_dict needs a mapping; got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown TrainConfig option(s) {unknown}; valid options are {sorted(names)}"
+            )
+        kwargs = dict(data)
+        if kwargs.get("pretrained_weights") is not None:
+            kwargs["pretrained_weights"] = Path(kwargs["pretrained_weights"])
+        if "masked_variants" in kwargs:
+            kwargs["masked_variants"] = tuple(kwargs["masked_variants"])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """Hash of every field that changes results (execution-only fields excluded).
+
+        Returns
+        -------
+        str
+            16 hex digits; used to decide whether a finished fold can be reused.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in _EXECUTION_ONLY}
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _validate(cfg: TrainConfig) -> None:
+    hints = get_type_hints(TrainConfig)
+    for name in ("precision", "device", "mode", "flips", "class_weighting"):
+        allowed = get_args(hints[name])
+        value = getattr(cfg, name)
+        if value not in allowed:
+            raise ValueError(f"TrainConfig.{name} must be one of {list(allowed)}; got {value!r}")
+    if not isinstance(cfg.model, str) or not cfg.model:
+        raise TypeError(f"TrainConfig.model must be a timm architecture name; got {cfg.model!r}")
+    ints = {
+        "folds": (2, None),
+        "epochs": (1, None),
+        "batch_size": (2, None),
+        "warmup_epochs": (0, None),
+        "seed": (0, None),
+        "patience": (0, None),
+        "jobs": (1, None),
+        "num_workers": (0, None),
+    }
+    for name, (lo, _hi) in ints.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
+        if value < lo:
+            raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
+    if cfg.image_size is not None:
+        if isinstance(cfg.image_size, bool) or not isinstance(cfg.image_size, int):
+            raise TypeError(
+                f"TrainConfig.image_size must be an int or None; got {type(cfg.image_size).__name__}"
+            )
+        if cfg.image_size < 8:
+            raise ValueError(f"TrainConfig.image_size must be >= 8 pixels; got {cfg.image_size}")
+    floats = {
+        "lr": (0.0, None, False),
+        "weight_decay": (0.0, None, True),
+        "rotate_degrees": (0.0, 180.0, True),
+        "scale_range": (0.0, 0.9, True),
+        "translate_fraction": (0.0, 0.5, True),
+        "brightness": (0.0, 1.0, True),
+        "contrast": (0.0, 0.9, True),
+        "augment_probability": (0.0, 1.0, True),
+        "inner_val_fraction": (0.0, 0.5, False),
+    }
+    for name, (lo, hi, lo_inclusive) in floats.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"TrainConfig.{name} must be a number; got {type(value).__name__}")
+        if (value < lo) if lo_inclusive else (value <= lo):
+            bound = ">=" if lo_inclusive else ">"
+            raise ValueError(f"TrainConfig.{name} must be {bound} {lo}; got {value}")
+        if hi is not None and value > hi:
+            raise ValueError(f"TrainConfig.{name} must be <= {hi}; got {value}")
+    if cfg.pretrained_weights is not None and not isinstance(cfg.pretrained_weights, Path):
+        raise TypeError(
+            "TrainConfig.pretrained_weights must be a pathlib.Path to a local weights file "
+            f"or None; got {type(cfg.pretrained_weights).__name__} {cfg.pretrained_weights!r}"
+        )
+    if not isinstance(cfg.masked_variants, tuple):
+        raise TypeError(
+            f"TrainConfig.masked_variants must be a tuple of names; got "
+            f"{type(cfg.masked_variants).__name__}"
+        )
+    bad = [v for v in cfg.masked_variants if v not in _KNOWN_VARIANTS]
+    if bad:
+        raise ValueError(
+            f"unknown masked variant(s) {bad}; valid variants are {list(_KNOWN_VARIANTS)}"
+        )

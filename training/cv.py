@@ -1,0 +1,402 @@
+"""K-fold cross-validated training of a whole run directory.
+
+:func:`train_run` assigns patient-grouped folds, trains the folds (in this
+process or in parallel worker processes), reuses folds that already finished
+under the same config and data, scores holdout-split rows with the fold
+ensemble, and assembles the run-directory artifacts::
+
+    oof/pred_probs.npy     (N, K) float32  out-of-fold probabilities
+    oof/logits.npy         (N, K) float32  out-of-fold logits
+    oof/embeddings.npy     (N, D) float32  penultimate features
+    oof/folds.npy          (N,)   int16    fold of each row, -1 = holdout split
+    oof/masked/<v>.npy     (N, K) float32  probabilities on masked images
+    train/history.json     learning curves of every fold
+    run.json               key ``train``: config, seeds, versions, timings, metrics
+
+Holdout rows (fold ``-1``) get the mean of the fold models' probabilities; their
+logits are the log of that mean (so ``softmax(logits) == pred_probs``) and their
+embeddings come from the fold-0 model (averaging features of different models
+would mean nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audit.rundir import RunDir
+from training.config import TrainConfig
+from training.fold import (
+    FoldResult,
+    fold_is_done,
+    fold_seed,
+    load_context,
+    load_fold_outputs,
+    load_fold_result,
+    train_fold,
+)
+from training.folds import HOLDOUT_FOLD
+from training.metrics import MetricCI, accuracy_with_ci, auc_score, auc_with_ci
+
+__all__ = ["TrainSummary", "train_run"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What :func:`train_run` did, with the headline metrics.
+
+    Attributes
+    ----------
+    oof_auc : MetricCI
+        Out-of-fold AUC (macro one-vs-rest for K > 2) with its 95 % CI.
+    oof_acc : MetricCI
+        Out-of-fold accuracy with a Wilson 95 % CI.
+    folds : list of FoldResult
+        Per-fold results (``reused`` marks resumed folds).
+    holdout_auc, holdout_acc : MetricCI or None
+        Ensemble scores on the holdout split, when one was requested.
+    masked_auc : dict of str to float
+        Out-of-fold AUC on each masked variant.
+    seconds : float
+        Wall time of this call.
+    setup : dict
+        Device and precision used.
+    record : dict
+        What was stored under ``run.json['train']``.
+    text : str
+        A one-screen human summary.
+    """
+
+    oof_auc: MetricCI
+    oof_acc: MetricCI
+    folds: list[FoldResult]
+    holdout_auc: MetricCI | None
+    holdout_acc: MetricCI | None
+    masked_auc: dict[str, float]
+    seconds: float
+    setup: dict[str, Any]
+    record: dict[str, Any] = field(repr=False)
+    text: str = field(repr=False)
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import timm
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_init(threads: int, level: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _run_fold_in_worker(run_path: str, fold: int, config: TrainConfig) -> FoldResult:
+    return train_fold(run_path, fold, config)
+
+
+def _clean_stale(run: RunDir, config: TrainConfig) -> None:
+    """Remove fold outputs of folds beyond ``config.folds`` and stale masked variants."""
+    train = run.path / "train"
+    if train.is_dir():
+        for p in train.glob("fold_*"):
+            stem = p.name.split(".")[0]
+            try:
+                k = int(stem.split("_", 1)[1])
+            except ValueError:
+                continue
+            if k >= config.folds:
+                _log.info("removing stale %s (this run has %d folds)", p, config.folds)
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+    for v in run.masked_variants():
+        if v not in config.masked_variants:
+            _log.info("removing stale masked variant oof/masked/%s.npy", v)
+            run.file(f"oof/masked/{v}").unlink(missing_ok=True)
+
+
+def _run_finetune_folds(run: RunDir, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
+    from tqdm.auto import tqdm
+
+    results: dict[int, FoldResult] = {}
+    if not todo:
+        return results
+    jobs = min(config.jobs, len(todo))
+    if jobs <= 1:
+        for k in todo:
+            results[k] = train_fold(run, k, config)
+        return results
+    threads = max(1, _cpu_count() // jobs)
+    level = logging.getLogger().getEffectiveLevel()
+    _log.info("training %d folds in %d processes with %d thread(s) each", len(todo), jobs, threads)
+    ctx = multiprocessing.get_context("spawn")
+    worker_cfg = config.replace(quiet=True, jobs=1)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads, level)) as pool:
+        futures: dict[Future[FoldResult], int] = {
+            pool.submit(_run_fold_in_worker, str(run.path), k, worker_cfg): k for k in todo
+        }
+        bar = tqdm(total=len(todo), desc="folds", unit="fold", disable=config.quiet)
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    res = fut.result()
+                    results[futures[fut]] = res
+                    bar.update(1)
+                    bar.set_postfix(last=f"fold {res.fold} AUC {res.auc:.3f}")
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+        finally:
+            bar.close()
+    return results
+
+
+def train_run(run_dir: RunDir | str | os.PathLike[str], config: TrainConfig | None = None) -> TrainSummary:
+    """Cross-validate a model on an ingested run directory and write the OOF artifacts.
+
+    Parameters
+    ----------
+    run_dir : RunDir or path
+        Run directory with ``manifest.parquet``, ``images.npy`` and ``run.json``
+        (``classes``), as written by ``medaudit ingest``.
+    config : TrainConfig, optional
+        Defaults to ``TrainConfig()``.
+
+    Returns
+    -------
+    TrainSummary
+
+    Raises
+    ------
+    ValueError
+        When the data cannot be split by patient into ``config.folds`` folds,
+        the holdout split is missing, or the config is inconsistent with the data.
+    audit.rundir.RunArtifactMissingError
+        When the run directory has not been ingested.
+
+    Notes
+    -----
+    Rerunning the same call after an interruption retrains only the folds
+    whose ``train/fold_<k>/done`` marker is missing or was written under
+    another config or other data; the final arrays equal those of an
+    uninterrupted run (same seed, data and CPU thread count).
+    """
+    t0 = time.perf_counter()
+    config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    ctx = load_context(run, config)
+    run.write_array("oof/folds", ctx.folds)
+    _clean_stale(run, config)
+
+    done_before = [k for k in range(config.folds) if fold_is_done(run, k, config, ctx.fingerprint)]
+    todo = [k for k in range(config.folds) if k not in done_before]
+    if done_before:
+        _log.info("resuming: fold(s) %s already done with this config and data", done_before)
+
+    if config.mode == "linear-probe":
+        from training.linear_probe import train_linear_probe
+
+        fresh = train_linear_probe(ctx, config, todo)
+    else:
+        fresh = _run_finetune_folds(run, config, todo)
+
+    fold_results: list[FoldResult] = []
+    histories: list[dict[str, Any]] = []
+    for k in range(config.folds):
+        res, hist = load_fold_result(run, k)
+        if k in fresh:
+            res = fresh[k]
+        fold_results.append(res)
+        histories.append(hist)
+
+    summary = _assemble(run, ctx, config, fold_results, histories, time.perf_counter() - t0)
+    return summary
+
+
+def _assemble(
+    run: RunDir,
+    ctx: Any,
+    config: TrainConfig,
+    fold_results: list[FoldResult],
+    histories: list[dict[str, Any]],
+    elapsed_before: float,
+) -> TrainSummary:
+    t0 = time.perf_counter()
+    n, k = len(ctx.labels), len(ctx.classes)
+    variants = tuple(config.masked_variants)
+    outs = [load_fold_outputs(run, f, variants) for f in range(config.folds)]
+    d = outs[0].embeddings.shape[1] if len(outs[0].rows) else outs[0].holdout_embeddings.shape[1]
+    probs = np.full((n, k), np.nan, np.float32)
+    logits = np.full((n, k), np.nan, np.float32)
+    emb = np.full((n, d), np.nan, np.float32)
+    masked = {v: np.full((n, k), np.nan, np.float32) for v in variants}
+    for o in outs:
+        probs[o.rows], logits[o.rows], emb[o.rows] = o.probs, o.logits, o.embeddings
+        for v in variants:
+            masked[v][o.rows] = o.masked[v]
+    hold = np.flatnonzero(ctx.folds == HOLDOUT_FOLD)
+    if hold.size:
+        for o in outs:
+            if not np.array_equal(o.holdout_rows, hold):
+                raise ValueError(
+                    f"fold outputs in {run.path / 'train'} disagree on the holdout rows; delete "
+                    "the train/ folder and train again"
+                )
+        mean_probs = np.mean([o.holdout_probs for o in outs], axis=0)
+        probs[hold] = mean_probs
+        logits[hold] = np.log(np.clip(mean_probs, 1e-12, None))
+        emb[hold] = outs[0].holdout_embeddings
+        for v in variants:
+            masked[v][hold] = np.mean([o.holdout_masked[v] for o in outs], axis=0)
+    if np.isnan(probs).any():
+        missing = np.flatnonzero(np.isnan(probs).any(1))
+        raise ValueError(
+            f"{missing.size} row(s) of {run.path} got no prediction (first: row {missing[0]}); the "
+            "fold outputs are inconsistent with oof/folds.npy: delete train/ and train again"
+        )
+    run.write_array("oof/pred_probs", probs)
+    run.write_array("oof/logits", logits)
+    run.write_array("oof/embeddings", emb)
+    for v in variants:
+        run.write_array(f"oof/masked/{v}", masked[v])
+    run.write_json("train/history.json", {"mode": config.mode, "folds": histories})
+
+    labels, groups = ctx.labels, ctx.groups
+    cv_rows = np.flatnonzero(ctx.folds != HOLDOUT_FOLD)
+    oof_auc = auc_with_ci(labels[cv_rows], probs[cv_rows], groups=groups[cv_rows], seed=config.seed)
+    oof_acc = accuracy_with_ci(labels[cv_rows], probs[cv_rows])
+    masked_auc = {v: auc_score(labels[cv_rows], masked[v][cv_rows]) for v in variants}
+    h_auc = h_acc = None
+    if hold.size:
+        h_auc = auc_with_ci(labels[hold], probs[hold], groups=groups[hold], seed=config.seed)
+        h_acc = accuracy_with_ci(labels[hold], probs[hold])
+
+    seconds = elapsed_before + (time.perf_counter() - t0)
+    setup = fold_results[0].setup
+    record = {
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "data_fingerprint": ctx.fingerprint,
+        "mode": config.mode,
+        "classes": ctx.classes,
+        "n_rows": int(n),
+        "n_cv_rows": int(cv_rows.size),
+        "n_holdout_rows": int(hold.size),
+        "seeds": {"seed": config.seed, "folds": [fold_seed(config.seed, f) for f in range(config.folds)]},
+        "versions": _versions(),
+        "setup": setup,
+        "timings": {
+            "seconds": seconds,
+            "folds": [r.seconds for r in fold_results],
+            "reused_folds": [r.fold for r in fold_results if r.reused],
+        },
+        "folds": [r.to_dict() for r in fold_results],
+        "fold_auc": [_nn(r.auc) for r in fold_results],
+        "oof_auc": oof_auc.to_dict(),
+        "oof_acc": oof_acc.to_dict(),
+        "masked_oof_auc": {v: _nn(a) for v, a in masked_auc.items()},
+        "holdout": None if h_auc is None or h_acc is None else {
+            "split": config.holdout_split,
+            "scored_by": f"mean of {config.folds} fold models' probabilities",
+            "auc": h_auc.to_dict(),
+            "acc": h_acc.to_dict(),
+        },
+        "auc_definition": "binary ROC AUC" if k == 2 else "macro one-vs-rest ROC AUC",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    run.update_run_json({"train": record})
+    text = _summary_text(run, config, ctx, fold_results, oof_auc, oof_acc, h_auc, h_acc,
+                         masked_auc, seconds)
+    return TrainSummary(
+        oof_auc=oof_auc, oof_acc=oof_acc, folds=fold_results, holdout_auc=h_auc,
+        holdout_acc=h_acc, masked_auc=masked_auc, seconds=seconds, setup=setup,
+        record=record, text=text,
+    )
+
+
+def _nn(v: float) -> float | None:
+    return None if not math.isfinite(v) else float(v)
+
+
+def _fmt_seconds(s: float) -> str:
+    m, sec = divmod(round(s), 60)
+    return f"{m}m{sec:02d}s" if m else f"{s:.1f}s"
+
+
+def _summary_text(
+    run: RunDir,
+    config: TrainConfig,
+    ctx: Any,
+    folds: list[FoldResult],
+    oof_auc: MetricCI,
+    oof_acc: MetricCI,
+    h_auc: MetricCI | None,
+    h_acc: MetricCI | None,
+    masked_auc: dict[str, float],
+    seconds: float,
+) -> str:
+    k = len(ctx.classes)
+    n_hold = int(np.sum(ctx.folds == HOLDOUT_FOLD))
+    size = config.image_size or "cache"
+    setup = folds[0].setup
+    lines = [
+        f"medaudit train: {run.path}",
+        f"  model      {config.model} ({config.mode}), {config.folds} patient-grouped folds, "
+        f"{len(ctx.labels) - n_hold} CV rows" + (f" + {n_hold} holdout" if n_hold else "")
+        + f", {k} classes, image size {size}",
+        f"  device     {setup.get('device')}, precision {setup.get('precision')}"
+        + (" + channels-last" if setup.get("channels_last") else ""),
+        f"  OOF AUC    {oof_auc}  ({oof_auc.method}{', macro one-vs-rest' if k > 2 else ''})",
+        f"  OOF ACC    {oof_acc}  (Wilson)",
+        "  fold AUC   " + "  ".join(f"{r.auc:.3f}" for r in folds),
+        "  in-sample  " + "  ".join(f"{r.in_sample_auc:.3f}" for r in folds)
+        + "  (AUC on each fold's own training rows)",
+    ]
+    if h_auc is not None and h_acc is not None:
+        lines.append(f"  holdout    split {config.holdout_split!r}, ensemble of {config.folds} folds: "
+                     f"AUC {h_auc}, ACC {h_acc}")
+    if masked_auc:
+        lines.append("  masked AUC " + ", ".join(f"{v} {a:.3f}" for v, a in masked_auc.items()))
+    reused = [r.fold for r in folds if r.reused]
+    lines.append(f"  time       {_fmt_seconds(seconds)}"
+                 + (f" (reused finished fold(s) {reused})" if reused else ""))
+    return "\n".join(lines)
+

@@ -1,0 +1,363 @@
+"""The user's manifest CSV: read, validate (pandera, lazily), map labels to indices.
+
+Two kinds of problems are told apart:
+
+* **Table-level** problems make the manifest unusable as a whole (no ``label``
+  column, no ``path`` column, a duplicated ``path``, only one class): they raise
+  :class:`ManifestError` with one message listing every such problem; the CLI
+  exits with code 2.
+* **Row-level** problems (a label that is not a class, an age that is not a
+  number, an empty path) refuse that row only: every bad row is reported at once
+  with its row number, column, value and the fix, goes to ``quarantine.csv``,
+  and the run continues with the others.
+
+Columns
+-------
+``path`` (required; relative to the CSV or absolute), ``label`` (required; a
+class name or a class index), optional ``sample_id``, ``patient_id``,
+``study_id``, ``site``, ``scanner``, ``sex`` (F/M/O, also female/male/other),
+``age`` (years), ``view``, ``split``, annotator columns ``label_<annotator>``;
+any other column is kept as metadata, except columns whose name suggests
+direct identifiers (names, dates, accession numbers, addresses), which are
+dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from audit._schemas import ANNOTATOR_PREFIX, annotator_columns
+
+__all__ = [
+    "ANNOTATOR_PREFIX",
+    "ClassMap",
+    "ManifestError",
+    "ParsedTable",
+    "read_manifest_csv",
+    "resolve_classes",
+    "validate_label_table",
+]
+
+KNOWN_COLUMNS = (
+    "path", "label", "sample_id", "patient_id", "study_id", "site", "scanner",
+    "sex", "age", "view", "split",
+)  # fmt: skip
+#: Column names that suggest direct identifiers; such columns are dropped.
+PHI_COLUMN_PATTERN = re.compile(
+    r"(^|_)(name|names|birth|dob|date|datetime|accession|mrn|address|phone|email|ssn"
+    r"|institution|physician|operator)($|_)",
+    re.IGNORECASE,
+)
+_SEX_ALIASES = {
+    "f": "F", "female": "F", "w": "F", "woman": "F",
+    "m": "M", "male": "M", "man": "M",
+    "o": "O", "other": "O",
+}  # fmt: skip
+
+MSG_LABEL = (
+    "column {col!r} must be a class name in {names} or an index in [0, {k}); got {value!r} "
+    "at row {row}{where}; fix the value or pass --classes with the full class list"
+)
+MSG_AGE = "column 'age' must be a number of years in [0, 130]; got {value!r} at row {row}{where}"
+MSG_SEX = "column 'sex' must be one of F, M, O (or female/male/other); got {value!r} at row {row}{where}"
+MSG_PATH = "column 'path' is empty at row {row}; give the image file of this row"
+#: A class with fewer accepted images than this is reported (often a typo in a label).
+MIN_CLASS_IMAGES = 3
+MSG_RARE_CLASS = (
+    "class {name!r} has only {n} image(s): if it is a typo, fix the label or pass --classes "
+    "with the intended class list so such values are refused"
+)
+MSG_PHI_COLUMN = (
+    "manifest column {col!r} looks like a direct identifier and was dropped "
+    "(identifiers never reach medaudit's outputs); rename it if it is not one"
+)
+MSG_NO_PATIENT = (
+    "no patient_id given: each image is treated as its own patient, so leakage "
+    "checks cannot see several images of one patient and folds cannot group them"
+)
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole is unusable (missing column, duplicate path, one class)."""
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Class names in index order and how raw label values map to indices."""
+
+    names: tuple[str, ...]
+
+    def index_of(self, value: object) -> int | None:
+        """Index of a raw label value (class name or integer index), None if invalid."""
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return None
+        s = str(value).strip()
+        if s in self.names:
+            return self.names.index(s)
+        try:
+            f = float(s)
+        except ValueError:
+            return None
+        if f.is_integer() and 0 <= int(f) < len(self.names):
+            return int(f)
+        return None
+
+
+def _is_int_like(s: str) -> bool:
+    try:
+        return float(s).is_integer()
+    except ValueError:
+        return False
+
+
+def resolve_classes(values: pd.Series, classes: Sequence[str] | None) -> ClassMap:
+    """Decide the class list from the labels (or take the one given).
+
+    Without ``classes``: when most values are integers the classes are
+    ``0 .. max`` (as strings); otherwise the sorted distinct names.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Raw label values (strings).
+    classes : sequence of str, optional
+        The class names in index order (from ``--classes``).
+    """
+    if classes:
+        names = tuple(str(c).strip() for c in classes)
+        if len(set(names)) != len(names):
+            raise ManifestError(f"--classes has duplicate names: {list(names)}")
+        return ClassMap(names)
+    raw = [str(v).strip() for v in values.dropna() if str(v).strip()]
+    ints = [int(float(v)) for v in raw if _is_int_like(v)]
+    if raw and len(ints) >= 0.5 * len(raw):
+        k = max(ints) + 1 if ints else 0
+        if min(ints) < 0:
+            raise ManifestError(
+                f"integer labels must be >= 0; got {min(ints)}; use class names or indices 0..K-1"
+            )
+        return ClassMap(tuple(str(i) for i in range(k)))
+    return ClassMap(tuple(sorted(set(raw))))
+
+
+@dataclass
+class ParsedTable:
+    """A validated label table.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        Accepted rows, original columns plus ``label`` (int64), ``label_name``,
+        ``_row`` (1-based row number in the file), normalised ``sex``/``age``
+        and annotator columns as float class indices (NaN = not labelled).
+    refused : pandas.DataFrame
+        ``source``, ``reason`` for every refused row.
+    classes : ClassMap
+    warnings : list of str
+    """
+
+    rows: pd.DataFrame
+    refused: pd.DataFrame
+    classes: ClassMap
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ManifestError(f"{path}: not a readable CSV ({err}); save it as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: the file is empty; expected a header row and data") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _where(df: pd.DataFrame, i: int, key_col: str) -> str:
+    if key_col in df.columns and isinstance(df.at[i, key_col], str):
+        return f" ({key_col}={df.at[i, key_col]!r})"
+    return ""
+
+
+def validate_label_table(
+    df: pd.DataFrame,
+    *,
+    source: str,
+    key_col: str,
+    classes: Sequence[str] | None = None,
+    quote_key: bool = True,
+) -> ParsedTable:
+    """Validate a label table lazily and map labels to class indices.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        String columns as read from the CSV; must have ``label`` and ``key_col``.
+    source : str
+        File name used in messages.
+    key_col : str
+        The column identifying a row's image (``path``, ``sop_instance_uid``...);
+        must be present and unique.
+    classes : sequence of str, optional
+        Class names in index order.
+    quote_key : bool
+        Quote the key value of a refused row in messages and as its ``source``;
+        False for identifying keys (UIDs), which are then named by row number.
+
+    Returns
+    -------
+    ParsedTable
+
+    Raises
+    ------
+    ManifestError
+        Listing every table-level problem.
+    """
+    problems = []
+    if "label" not in df.columns:
+        problems.append(f"{source}: no 'label' column; columns are {list(df.columns)}")
+    if key_col not in df.columns:
+        problems.append(f"{source}: no {key_col!r} column; columns are {list(df.columns)}")
+    if not len(df):
+        problems.append(f"{source}: no data rows")
+    if problems:
+        raise ManifestError("\n".join(problems))
+    df = df.reset_index(drop=True).copy()
+    keys = df[key_col].dropna().str.strip()
+    dup = keys[keys.duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        rows = (np.flatnonzero(df[key_col].str.strip() == first) + 1).tolist()
+        raise ManifestError(
+            f"{source}: column {key_col!r} has {dup.nunique()} duplicated value(s), e.g. "
+            f"{first!r} at rows {rows}; each image must appear once"
+        )
+    cmap = resolve_classes(df["label"], classes)
+    ann_cols = annotator_columns(df.columns)
+
+    def _label_ok(s: pd.Series) -> pd.Series:
+        return s.map(lambda v: cmap.index_of(v) is not None)
+
+    def _ann_ok(s: pd.Series) -> pd.Series:
+        return s.isna() | _label_ok(s)
+
+    def _age_ok(s: pd.Series) -> pd.Series:
+        num = pd.to_numeric(s, errors="coerce")
+        return s.isna() | ((num >= 0) & (num <= 130))
+
+    def _sex_ok(s: pd.Series) -> pd.Series:
+        return s.isna() | s.str.strip().str.lower().isin(_SEX_ALIASES)
+
+    columns: dict[str, pa.Column] = {
+        "label": pa.Column(object, pa.Check(_label_ok, name="label"), nullable=True),
+        key_col: pa.Column(object, pa.Check(lambda s: s.str.strip() != "", name="key"), nullable=True),
+    }
+    if "age" in df.columns:
+        columns["age"] = pa.Column(object, pa.Check(_age_ok, name="age"), nullable=True)
+    if "sex" in df.columns:
+        columns["sex"] = pa.Column(object, pa.Check(_sex_ok, name="sex"), nullable=True)
+    for c in ann_cols:
+        columns[c] = pa.Column(object, pa.Check(_ann_ok, name="annotator"), nullable=True)
+    schema = pa.DataFrameSchema(columns, strict=False)
+    reasons: dict[int, list[str]] = {}
+    try:
+        schema.validate(df, lazy=True)
+    except SchemaErrors as err:
+        fc = err.failure_cases.dropna(subset=["index"])
+        for _, case in fc.iterrows():
+            i, col = int(case["index"]), str(case["column"])
+            value = df.at[i, col] if col in df.columns else case["failure_case"]
+            row, where = i + 1, _where(df, i, key_col if quote_key and key_col != col else "")
+            if col == "age":
+                msg = MSG_AGE.format(value=value, row=row, where=where)
+            elif col == "sex":
+                msg = MSG_SEX.format(value=value, row=row, where=where)
+            elif col == key_col:
+                msg = f"column {key_col!r} is empty at row {row}; give the image of this row"
+            else:
+                msg = MSG_LABEL.format(col=col, names=list(cmap.names), k=len(cmap.names),
+                                       value=value, row=row, where=where)
+            reasons.setdefault(i, []).append(msg)
+    # Null keys and labels are not 'check' failures in pandera (nullable): add them.
+    for i in np.flatnonzero(df[key_col].isna().to_numpy()):
+        reasons.setdefault(int(i), []).append(
+            f"column {key_col!r} is empty at row {i + 1}; give the image of this row"
+        )
+    for i in np.flatnonzero(df["label"].isna().to_numpy()):
+        reasons.setdefault(int(i), []).append(
+            MSG_LABEL.format(col="label", names=list(cmap.names), k=len(cmap.names),
+                             value="", row=i + 1,
+                             where=_where(df, int(i), key_col if quote_key else ""))
+        )
+    bad = sorted(reasons)
+    refused = pd.DataFrame(
+        {
+            "source": [str(df.at[i, key_col]) if quote_key and isinstance(df.at[i, key_col], str)
+                       else f"{source} row {i + 1}" for i in bad],
+            "reason": ["; ".join(dict.fromkeys(reasons[i])) for i in bad],
+        }
+    )
+    ok = df.drop(index=bad).copy()
+    ok["_row"] = ok.index + 1
+    ok["label"] = ok["label"].map(cmap.index_of).astype("int64")
+    ok["label_name"] = ok["label"].map(lambda i: cmap.names[i])
+    for c in ann_cols:
+        ok[c] = ok[c].map(cmap.index_of).astype("float64")
+    if "sex" in ok.columns:
+        ok["sex"] = ok["sex"].map(lambda v: _SEX_ALIASES.get(str(v).strip().lower()) if isinstance(v, str) else None)
+    if "age" in ok.columns:
+        ok["age"] = pd.to_numeric(ok["age"], errors="coerce")
+    present = sorted(set(ok["label"]))
+    if len(present) < 2:
+        raise ManifestError(
+            f"{source}: only one class among the accepted rows ({[cmap.names[i] for i in present]}); "
+            f"an audit needs at least two classes ({len(refused)} rows were refused)"
+        )
+    notes = []
+    counts = ok["label"].value_counts()
+    for i, cnt in counts[counts < MIN_CLASS_IMAGES].items() if not classes else ():
+        notes.append(MSG_RARE_CLASS.format(name=cmap.names[int(i)], n=int(cnt)))
+    for c in list(ok.columns):
+        if c not in KNOWN_COLUMNS and not c.startswith(ANNOTATOR_PREFIX) and PHI_COLUMN_PATTERN.search(c):
+            notes.append(MSG_PHI_COLUMN.format(col=c))
+            ok = ok.drop(columns=c)
+    return ParsedTable(ok.reset_index(drop=True), refused, cmap, notes)
+
+
+def read_manifest_csv(
+    path: str | os.PathLike[str], *, classes: Sequence[str] | None = None
+) -> ParsedTable:
+    """Read and validate a manifest CSV (``path`` + ``label`` + optional columns).
+
+    Adds ``abs_path`` (the resolved file) and ``rel_path`` (as written, POSIX).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the CSV does not exist.
+    ManifestError
+        For table-level problems (see the module docstring).
+    """
+    p = Path(path)
+    table = validate_label_table(_read_csv(p), source=p.name, key_col="path", classes=classes)
+    base = p.resolve().parent
+    rows = table.rows
+    rows["rel_path"] = rows["path"].str.strip().map(lambda s: Path(s).as_posix())
+    rows["abs_path"] = rows["rel_path"].map(lambda s: str(Path(s) if Path(s).is_absolute() else base / s))
+    if "patient_id" not in rows.columns or rows["patient_id"].isna().all():
+        table.warnings.append(MSG_NO_PATIENT)
+    for w in table.warnings:
+        warnings.warn(w, stacklevel=2)
+    return table

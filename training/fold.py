@@ -1,0 +1,710 @@
+"""One cross-validation fold as an independent, resumable unit of work.
+
+:func:`train_fold` is a function of the run directory, the fold index and the
+config only. It recomputes the (deterministic) fold assignment, trains on the
+fold's training rows with early stopping on an inner validation split, scores
+the fold's held-out rows (and the holdout-split rows) on the original and the
+masked images, and writes only its own outputs::
+
+    train/fold_<k>.pt                 state dict of the best model
+    train/fold_<k>/rows.npy           (M,) held-out row indices (manifest order)
+    train/fold_<k>/probs.npy          (M, K) float32
+    train/fold_<k>/logits.npy         (M, K) float32
+    train/fold_<k>/embeddings.npy     (M, D) float32
+    train/fold_<k>/masked_<v>.npy     (M, K) float32 per masked variant
+    train/fold_<k>/holdout_*.npy      the same for the holdout-split rows
+    train/fold_<k>/history.json       learning curves and fold metrics
+    train/fold_<k>/done               JSON marker written last
+
+Every file is written atomically and ``done`` last, so a fold either has all
+its outputs or is retrained. A finished fold is reused only when the marker's
+config hash and data fingerprint match the current ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audit.rundir import RunDir, atomic_write
+from training.augment import BatchAugmenter
+from training.config import TrainConfig
+from training.dataset import ImageCache, Normalization, iterate_batches, prepare_batch
+from training.device import DeviceSetup, resolve_device_setup
+from training.folds import FoldSplit, assign_folds, fold_split
+from training.metrics import auc_score
+from training.models import create_model, embed_and_logits
+
+__all__ = [
+    "FoldOutputs",
+    "FoldResult",
+    "data_fingerprint",
+    "fold_dir",
+    "fold_is_done",
+    "fold_seed",
+    "load_fold_outputs",
+    "train_fold",
+]
+
+_log = logging.getLogger(__name__)
+
+DONE = "done"
+
+
+# ---------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Summary of one finished fold (arrays stay on disk: :func:`load_fold_outputs`).
+
+    Attributes
+    ----------
+    fold : int
+        Fold index.
+    auc : float
+        Out-of-fold AUC of this fold's held-out rows (macro OvR for K > 2).
+    in_sample_auc : float
+        AUC on the rows the model was fitted on.
+    inner_val_auc : float
+        Inner-validation AUC at the restored (best) epoch.
+    best_epoch : int
+        1-based epoch whose weights were kept.
+    epochs_run : int
+        Epochs trained before stopping.
+    n_train, n_inner_val, n_heldout, n_holdout : int
+        Rows in each part of the split.
+    seconds : float
+        Wall time of the fold (of the original run when reused).
+    train_seconds : float
+        Time spent in training epochs only.
+    train_images : int
+        Training images processed (epochs x rows per epoch).
+    setup : dict
+        Device / precision actually used.
+    reused : bool
+        True when the outputs of a previous run were reused (resume).
+    """
+
+    fold: int
+    auc: float
+    in_sample_auc: float
+    inner_val_auc: float
+    best_epoch: int
+    epochs_run: int
+    n_train: int
+    n_inner_val: int
+    n_heldout: int
+    n_holdout: int
+    seconds: float
+    train_seconds: float
+    train_images: int
+    setup: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN as ``None``)."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+        return out
+
+
+@dataclass(frozen=True)
+class FoldOutputs:
+    """Arrays written by one fold (rows are manifest row indices).
+
+    Attributes
+    ----------
+    rows : numpy.ndarray
+        ``(M,)`` int64 held-out rows.
+    probs, logits : numpy.ndarray
+        ``(M, K)`` float32.
+    embeddings : numpy.ndarray
+        ``(M, D)`` float32.
+    masked : dict of str to numpy.ndarray
+        ``(M, K)`` float32 probabilities per masked variant.
+    holdout_rows : numpy.ndarray
+        ``(H,)`` int64 rows of the holdout split (may be empty).
+    holdout_probs, holdout_logits, holdout_embeddings : numpy.ndarray
+        ``(H, K)``, ``(H, K)``, ``(H, D)`` float32.
+    holdout_masked : dict of str to numpy.ndarray
+        ``(H, K)`` per variant.
+    """
+
+    rows: np.ndarray
+    probs: np.ndarray
+    logits: np.ndarray
+    embeddings: np.ndarray
+    masked: dict[str, np.ndarray]
+    holdout_rows: np.ndarray
+    holdout_probs: np.ndarray
+    holdout_logits: np.ndarray
+    holdout_embeddings: np.ndarray
+    holdout_masked: dict[str, np.ndarray]
+
+
+# ---------------------------------------------------------------------------
+# paths, markers, fingerprints
+
+
+def fold_dir(run: RunDir, fold: int) -> Path:
+    """``train/fold_<k>/`` of the run directory."""
+    return run.path / "train" / f"fold_{fold}"
+
+
+def checkpoint_path(run: RunDir, fold: int) -> Path:
+    """``train/fold_<k>.pt`` of the run directory."""
+    return run.path / "train" / f"fold_{fold}.pt"
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of fold ``fold`` derived from the run seed (a 31-bit int)."""
+    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def data_fingerprint(run: RunDir, manifest: pd.DataFrame | None = None) -> str:
+    """A cheap fingerprint of the training data of a run directory.
+
+    Hashes the manifest columns that define the task (``sample_id``, ``label``,
+    ``patient_key``, ``split``), the class names, the image cache's shape and
+    dtype and up to 64 evenly spaced cached images.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    if manifest is None:
+        manifest = run.read_manifest()
+    h = hashlib.sha256()
+    cols = [c for c in ("sample_id", "label", "patient_key", "split") if c in manifest.columns]
+    h.update(pd.util.hash_pandas_object(manifest[cols], index=False).to_numpy().tobytes())
+    h.update(json.dumps(run.read_run_json().get("classes")).encode())
+    images = run.read_array("images", mmap=True)
+    h.update(str((images.shape, images.dtype.str)).encode())
+    for i in np.unique(np.linspace(0, len(images) - 1, num=min(64, len(images))).astype(int)):
+        h.update(np.ascontiguousarray(images[i]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _marker(config: TrainConfig, fingerprint: str) -> dict[str, str]:
+    return {"config_hash": config.config_hash(), "data_fingerprint": fingerprint}
+
+
+def fold_is_done(run: RunDir, fold: int, config: TrainConfig, fingerprint: str) -> bool:
+    """Whether fold ``fold`` finished under the same config and data.
+
+    Parameters
+    ----------
+    run : RunDir
+    fold : int
+    config : TrainConfig
+    fingerprint : str
+        From :func:`data_fingerprint`.
+
+    Returns
+    -------
+    bool
+    """
+    p = fold_dir(run, fold) / DONE
+    if not p.is_file():
+        return False
+    try:
+        marker = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    want = _marker(config, fingerprint)
+    return all(marker.get(k) == v for k, v in want.items())
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def write_fold_outputs(
+    run: RunDir,
+    fold: int,
+    outputs: FoldOutputs,
+    *,
+    history: dict[str, Any],
+    result: FoldResult,
+    marker: dict[str, str],
+) -> None:
+    """Write a fold's arrays and history atomically, then the ``done`` marker.
+
+    Parameters
+    ----------
+    run : RunDir
+    fold : int
+    outputs : FoldOutputs
+    history : dict
+        Learning curves (JSON-ready).
+    result : FoldResult
+        Fold summary, stored in the marker.
+    marker : dict
+        Config hash and data fingerprint.
+    """
+    d = fold_dir(run, fold)
+    (d / DONE).unlink(missing_ok=True)
+    _save_npy(d / "rows.npy", outputs.rows.astype(np.int64))
+    _save_npy(d / "probs.npy", outputs.probs.astype(np.float32))
+    _save_npy(d / "logits.npy", outputs.logits.astype(np.float32))
+    _save_npy(d / "embeddings.npy", outputs.embeddings.astype(np.float32))
+    for name, arr in outputs.masked.items():
+        _save_npy(d / f"masked_{name}.npy", arr.astype(np.float32))
+    _save_npy(d / "holdout_rows.npy", outputs.holdout_rows.astype(np.int64))
+    _save_npy(d / "holdout_probs.npy", outputs.holdout_probs.astype(np.float32))
+    _save_npy(d / "holdout_logits.npy", outputs.holdout_logits.astype(np.float32))
+    _save_npy(d / "holdout_embeddings.npy", outputs.holdout_embeddings.astype(np.float32))
+    for name, arr in outputs.holdout_masked.items():
+        _save_npy(d / f"holdout_masked_{name}.npy", arr.astype(np.float32))
+    rel = d.relative_to(run.path).as_posix()
+    run.write_json(f"{rel}/history.json", history)
+    run.write_json(f"{rel}/{DONE}", {**marker, "result": result.to_dict()})
+
+
+def load_fold_outputs(run: RunDir, fold: int, variants: tuple[str, ...]) -> FoldOutputs:
+    """Read the arrays a finished fold wrote (see the module docstring).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the fold has not finished.
+    """
+    d = fold_dir(run, fold)
+    if not (d / DONE).is_file():
+        raise FileNotFoundError(f"fold {fold} of {run.path} has not finished (no {d / DONE})")
+
+    def ld(name: str) -> np.ndarray:
+        return np.load(d / f"{name}.npy", allow_pickle=False)
+
+    return FoldOutputs(
+        rows=ld("rows"),
+        probs=ld("probs"),
+        logits=ld("logits"),
+        embeddings=ld("embeddings"),
+        masked={v: ld(f"masked_{v}") for v in variants},
+        holdout_rows=ld("holdout_rows"),
+        holdout_probs=ld("holdout_probs"),
+        holdout_logits=ld("holdout_logits"),
+        holdout_embeddings=ld("holdout_embeddings"),
+        holdout_masked={v: ld(f"holdout_masked_{v}") for v in variants},
+    )
+
+
+def load_fold_result(run: RunDir, fold: int) -> tuple[FoldResult, dict[str, Any]]:
+    """The :class:`FoldResult` (marked ``reused``) and history of a finished fold."""
+    d = fold_dir(run, fold)
+    marker = json.loads((d / DONE).read_text(encoding="utf-8"))
+    res = {k: (float("nan") if v is None else v) for k, v in marker["result"].items()}
+    res["reused"] = True
+    history = json.loads((d / "history.json").read_text(encoding="utf-8"))
+    return FoldResult(**res), history
+
+
+# ---------------------------------------------------------------------------
+# reproducibility
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic(setup: DeviceSetup) -> Iterator[None]:
+    """Deterministic kernels for the duration of a fold (restored afterwards).
+
+    On a CPU ``torch.use_deterministic_algorithms(True, warn_only=True)`` costs
+    nothing measurable; on CUDA cuDNN autotuning is switched off instead (full
+    determinism there would need ``CUBLAS_WORKSPACE_CONFIG`` and slower kernels).
+    """
+    prev_alg = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    try:
+        if setup.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = False
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_alg, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+# ---------------------------------------------------------------------------
+# shared context
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    run: RunDir
+    manifest: pd.DataFrame
+    labels: np.ndarray
+    groups: np.ndarray
+    classes: list[str]
+    folds: np.ndarray
+    fingerprint: str
+
+
+def load_context(run: RunDir, config: TrainConfig) -> _RunContext:
+    """Read what every fold needs once: manifest, labels, groups, folds, fingerprint.
+
+    Raises
+    ------
+    ValueError
+        When labels are outside ``[0, K)`` for the K class names of ``run.json``.
+    """
+    manifest = run.read_manifest()
+    classes = run.class_names()
+    labels = manifest["label"].to_numpy(dtype=np.int64)
+    k = len(classes)
+    if k < 2:
+        raise ValueError(f"run.json of {run.path} lists {k} class(es) {classes}; training needs >= 2")
+    bad = np.flatnonzero((labels < 0) | (labels >= k))
+    if bad.size:
+        raise ValueError(
+            f"manifest of {run.path}: label must be in [0, {k}) for classes {classes}; got "
+            f"{int(labels[bad[0]])} at row {int(bad[0])} ({bad.size} row(s) in all)"
+        )
+    groups = manifest["patient_key"].astype(str).to_numpy()
+    folds = assign_folds(
+        manifest, folds=config.folds, seed=config.seed, holdout_split=config.holdout_split
+    )
+    return _RunContext(run, manifest, labels, groups, classes, folds, data_fingerprint(run, manifest))
+
+
+# ---------------------------------------------------------------------------
+# training
+
+
+def _class_prior(labels: np.ndarray, k: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return np.maximum(counts, 1.0) / max(counts.sum(), 1.0)
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):  # type: ignore[no-untyped-def]
+    def f(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+@torch.no_grad()
+def predict_rows(
+    model: nn.Module,
+    cache: ImageCache,
+    rows: np.ndarray,
+    *,
+    setup: DeviceSetup,
+    norm: Normalization,
+    image_size: int | None,
+    batch_size: int,
+    variant: str | None = None,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and embeddings of ``rows`` (eval mode, no augmentation).
+
+    Returns
+    -------
+    logits : numpy.ndarray
+        ``(M, K)`` float32.
+    embeddings : numpy.ndarray
+        ``(M, D)`` float32.
+    """
+    model.eval()
+    logits: list[torch.Tensor] = []
+    embs: list[torch.Tensor] = []
+    for _, raw in iterate_batches(cache, rows, batch_size, num_workers=num_workers):
+        x = prepare_batch(raw, setup=setup, norm=norm, image_size=image_size,
+                          is_uint8=cache.is_uint8, variant=variant)
+        with setup.autocast():
+            emb, out = embed_and_logits(model, x)
+        logits.append(out.float().cpu())
+        embs.append(emb.float().cpu())
+    if not logits:
+        k = model.get_classifier().out_features if hasattr(model, "get_classifier") else 0  # type: ignore[operator]
+        d = int(getattr(model, "num_features", 0))
+        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
+    return torch.cat(logits).numpy(), torch.cat(embs).numpy()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def train_fold(
+    run_dir: RunDir | str | os.PathLike[str],
+    fold: int,
+    config: TrainConfig,
+    *,
+    position: int = 0,
+) -> FoldResult:
+    """Train, score and save one fold (an independent, resumable unit of work).
+
+    Parameters
+    ----------
+    run_dir : RunDir or path
+        An ingested run directory (``manifest.parquet``, ``images.npy``,
+        ``run.json`` with ``classes``).
+    fold : int
+        Fold index in ``[0, config.folds)``.
+    config : TrainConfig
+        Must have ``mode='finetune'`` (linear probes are fitted by
+        :func:`training.linear_probe.train_linear_probe`).
+    position : int
+        Line of the progress bar (parallel folds).
+
+    Returns
+    -------
+    FoldResult
+        Also when the fold was already done under the same config and data
+        (then ``reused=True`` and nothing is retrained).
+
+    Raises
+    ------
+    ValueError
+        Bad fold index, mode, or data that cannot be split by patient.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if config.mode != "finetune":
+        raise ValueError(
+            f"train_fold trains fine-tuned folds; config.mode is {config.mode!r}: use "
+            "training.train_run, which fits linear probes for mode='linear-probe'"
+        )
+    if isinstance(fold, bool) or not isinstance(fold, int | np.integer) or not 0 <= fold < config.folds:
+        raise ValueError(f"fold must be an int in [0, {config.folds}); got {fold!r}")
+    fold = int(fold)
+    ctx = load_context(run, config)
+    if fold_is_done(run, fold, config, ctx.fingerprint):
+        _log.info("fold %d of %s already done with the same config and data; reusing it",
+                  fold, run.path)
+        return load_fold_result(run, fold)[0]
+    return _train_fold(ctx, fold, config, position=position)
+
+
+def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: int) -> FoldResult:
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    run = ctx.run
+    k = len(ctx.classes)
+    split: FoldSplit = fold_split(
+        ctx.folds, fold, ctx.labels, ctx.groups,
+        inner_val_fraction=config.inner_val_fraction, seed=config.seed,
+    )
+    setup = resolve_device_setup(device=config.device, precision=config.precision)
+    seed = fold_seed(config.seed, fold)
+    cache = ImageCache(run)
+    norm = cache.channel_stats(split.train, seed=seed)
+    size = config.image_size
+    bs = config.batch_size
+    eval_bs = 2 * bs
+    workers = config.num_workers
+
+    with deterministic(setup):
+        seed_everything(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = create_model(
+            config.model, k, cache.channels, pretrained_weights=config.pretrained_weights
+        )
+        model = model.to(setup.device, memory_format=setup.memory_format)
+
+        from timm.optim import create_optimizer_v2
+
+        optimizer = create_optimizer_v2(
+            model, opt="adamw", lr=config.lr, weight_decay=config.weight_decay
+        )
+        y_fit = ctx.labels[split.train]
+        prior = _class_prior(y_fit, k)
+        log_prior = torch.tensor(np.log(prior), dtype=torch.float32)
+        adjust = config.class_weighting != "none"
+        weight = None
+        if config.class_weighting == "balanced":
+            weight = torch.tensor(1.0 / (k * prior), dtype=torch.float32, device=setup.device)
+        n_fit = len(split.train)
+        drop_last = n_fit > bs
+        steps_per_epoch = n_fit // bs if drop_last else 1
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            _lr_lambda(steps_per_epoch * config.epochs, steps_per_epoch * config.warmup_epochs),
+        )
+        scaler = torch.amp.GradScaler("cuda") if setup.needs_grad_scaler else None
+        augmenter = BatchAugmenter(
+            flips=config.flips, rotate_degrees=config.rotate_degrees,
+            scale_range=config.scale_range, translate_fraction=config.translate_fraction,
+            brightness=config.brightness, contrast=config.contrast,
+            probability=config.augment_probability,
+        )
+        sample_w = torch.tensor((1.0 / prior)[y_fit], dtype=torch.float64)
+
+        def evaluate(rows: np.ndarray) -> tuple[float, float, float]:
+            logits, _ = predict_rows(model, cache, rows, setup=setup, norm=norm, image_size=size,
+                                     batch_size=eval_bs, num_workers=workers)
+            lt = torch.from_numpy(logits)
+            yt = torch.from_numpy(ctx.labels[rows])
+            loss = float(F.cross_entropy(lt, yt, weight=None if weight is None else weight.cpu()))
+            probs = _softmax(logits + (log_prior.numpy() if adjust else 0.0))
+            acc = float(np.mean(probs.argmax(1) == ctx.labels[rows]))
+            return loss, auc_score(ctx.labels[rows], probs), acc
+
+        history: list[dict[str, Any]] = []
+        best_loss, best_epoch, best_state = math.inf, 0, None
+        train_seconds, train_images = 0.0, 0
+        bar = tqdm(range(1, config.epochs + 1), desc=f"fold {fold}", unit="epoch",
+                   disable=config.quiet, position=position, leave=True, dynamic_ncols=True)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            model.train()
+            if config.class_weighting == "sampler":
+                order = torch.multinomial(sample_w, n_fit, replacement=True, generator=gen).numpy()
+            else:
+                order = torch.randperm(n_fit, generator=gen).numpy()
+            epoch_rows = split.train[order]
+            if drop_last:
+                epoch_rows = epoch_rows[: steps_per_epoch * bs]
+            total, count = 0.0, 0
+            for rows, raw in iterate_batches(cache, epoch_rows, bs, num_workers=workers):
+                x = prepare_batch(raw, setup=setup, norm=norm, image_size=size,
+                                  is_uint8=cache.is_uint8, augmenter=augmenter, generator=gen)
+                y = torch.from_numpy(ctx.labels[rows]).to(setup.device)
+                with setup.autocast():
+                    out = model(x)
+                loss = F.cross_entropy(out.float(), y, weight=weight)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                sched.step()
+                total += float(loss.detach()) * len(rows)
+                count += len(rows)
+            t_train = time.perf_counter() - t0
+            train_seconds += t_train
+            train_images += count
+            val_loss, val_auc, val_acc = evaluate(split.inner_val)
+            rec = {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "inner_val_loss": val_loss,
+                "inner_val_auc": val_auc,
+                "inner_val_acc": val_acc,
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_seconds": t_train,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(rec)
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_epoch = val_loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_loss=f"{val_loss:.3f}",
+                            val_auc=f"{val_auc:.3f}")
+            if config.patience and epoch - best_epoch >= config.patience:
+                _log.info("fold %d: early stop at epoch %d (best inner-val loss at epoch %d)",
+                          fold, epoch, best_epoch)
+                break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+
+        def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            logits, emb = predict_rows(model, cache, rows, setup=setup, norm=norm, image_size=size,
+                                       batch_size=eval_bs, num_workers=workers)
+            if adjust:
+                logits = logits + log_prior.numpy()
+            masked = {}
+            for v in config.masked_variants:
+                ml, _ = predict_rows(model, cache, rows, setup=setup, norm=norm, image_size=size,
+                                     batch_size=eval_bs, variant=v, num_workers=workers)
+                masked[v] = _softmax(ml + (log_prior.numpy() if adjust else 0.0))
+            return logits.astype(np.float32), _softmax(logits), emb, masked
+
+        _, in_auc, in_acc = evaluate(split.train)
+        best = history[best_epoch - 1] if best_epoch else history[-1]
+        logits, probs, emb, masked = score(split.heldout)
+        h_logits, h_probs, h_emb, h_masked = score(split.holdout)
+
+    fold_auc = auc_score(ctx.labels[split.heldout], probs)
+    state = {key: v.detach().cpu().contiguous() for key, v in model.state_dict().items()}
+    atomic_write(checkpoint_path(run, fold), lambda t: torch.save(state, t))
+    seconds = time.perf_counter() - t_start
+    result = FoldResult(
+        fold=fold, auc=fold_auc, in_sample_auc=in_auc, inner_val_auc=best["inner_val_auc"],
+        best_epoch=best_epoch or len(history), epochs_run=len(history),
+        n_train=len(split.train), n_inner_val=len(split.inner_val),
+        n_heldout=len(split.heldout), n_holdout=len(split.holdout),
+        seconds=seconds, train_seconds=train_seconds, train_images=train_images,
+        setup=setup.to_dict(),
+    )
+    fold_history = {
+        "fold": fold,
+        "seed": seed,
+        "mode": "finetune",
+        "epochs": _clean(history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": len(history) < config.epochs,
+        "in_sample_auc": _nan_none(in_auc),
+        "in_sample_acc": _nan_none(in_acc),
+        "inner_val_auc": _nan_none(best["inner_val_auc"]),
+        "oof_auc": _nan_none(fold_auc),
+        "n_train": result.n_train,
+        "n_inner_val": result.n_inner_val,
+        "n_heldout": result.n_heldout,
+        "normalization": norm.to_dict(),
+        "setup": setup.to_dict(),
+    }
+    outputs = FoldOutputs(
+        rows=split.heldout, probs=probs, logits=logits, embeddings=emb, masked=masked,
+        holdout_rows=split.holdout, holdout_probs=h_probs, holdout_logits=h_logits,
+        holdout_embeddings=h_emb, holdout_masked=h_masked,
+    )
+    write_fold_outputs(run, fold, outputs, history=fold_history, result=result,
+                       marker=_marker(config, ctx.fingerprint))
+    _log.info("fold %d: OOF AUC %.3f (in-sample %.3f), best epoch %d/%d, %.1fs",
+              fold, fold_auc, in_auc, result.best_epoch, len(history), seconds)
+    return result
+
+
+def _nan_none(v: float) -> float | None:
+    return None if not math.isfinite(v) else float(v)
+
+
+def _clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (_nan_none(v) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in records]

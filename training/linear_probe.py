@@ -1,0 +1,215 @@
+"""Fast mode ``--mode linear-probe``: frozen backbone + one logistic regression per fold.
+
+The backbone (ideally loaded from ``--pretrained-weights``) embeds every image
+once, and once more per masked variant. Each fold then fits a standardised
+:class:`~sklearn.linear_model.LogisticRegression` on its training rows, with the
+inverse regularisation ``C`` chosen from a small grid by the log loss on the
+fold's inner validation split (never the held-out fold), then refitted on all
+training rows of the fold. The artifacts are the same as in fine-tuning:
+
+* ``logits``: the linear scores (for two classes ``[0, log-odds]``), so that
+  ``softmax(logits) == pred_probs``; with class weighting the log class prior
+  is added back (logit adjustment), as in fine-tuning;
+* ``embeddings``: the frozen backbone's penultimate features;
+* masked variants: masked images embedded by the frozen backbone and scored by
+  the fold's regression;
+* ``train/fold_<k>.pt``: the regression as a linear-layer state dict
+  (``weight`` ``(K', D)``, ``bias`` ``(K',)``, ``feature_mean`` / ``feature_scale``
+  ``(D,)`` of the standardisation; ``K' = 1`` for two classes).
+
+Input normalisation uses per-channel statistics of all rows (no labels are
+involved, so nothing leaks).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from audit.rundir import atomic_write
+from training.config import TrainConfig
+from training.dataset import ImageCache
+from training.device import resolve_device_setup
+from training.fold import (
+    FoldOutputs,
+    FoldResult,
+    _marker,
+    _RunContext,
+    _softmax,
+    checkpoint_path,
+    deterministic,
+    fold_seed,
+    predict_rows,
+    seed_everything,
+    write_fold_outputs,
+)
+from training.folds import fold_split
+from training.metrics import auc_score
+from training.models import create_model
+
+__all__ = ["C_GRID", "train_linear_probe"]
+
+_log = logging.getLogger(__name__)
+
+#: Inverse regularisation strengths tried on the inner validation split.
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
+def _decision(lr: Any, x: np.ndarray) -> np.ndarray:
+    d = lr.decision_function(x)
+    if d.ndim == 1:
+        return np.stack([np.zeros_like(d), d], axis=1)
+    return d
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=c, class_weight="balanced" if balanced else None,
+                            max_iter=2000, random_state=seed)
+    lr.fit(x, y)
+    return lr
+
+
+def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
+    """Fit the linear-probe folds listed in ``todo`` and write their outputs.
+
+    Parameters
+    ----------
+    ctx : training.fold._RunContext
+        From :func:`training.fold.load_context`.
+    config : TrainConfig
+        ``mode='linear-probe'``.
+    todo : list of int
+        Folds to fit (finished ones are skipped by the caller).
+
+    Returns
+    -------
+    dict of int to FoldResult
+    """
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+
+    results: dict[int, FoldResult] = {}
+    if not todo:
+        return results
+    t_embed = time.perf_counter()
+    run = ctx.run
+    k = len(ctx.classes)
+    setup = resolve_device_setup(device=config.device, precision=config.precision)
+    if config.pretrained_weights is None:
+        _log.warning(
+            "linear probe on a randomly initialised %s backbone: pass --pretrained-weights FILE "
+            "for meaningful embeddings", config.model,
+        )
+    cache = ImageCache(run)
+    all_rows = np.arange(len(ctx.labels))
+    norm = cache.channel_stats(all_rows, seed=config.seed)
+    with deterministic(setup):
+        seed_everything(config.seed)
+        model = create_model(config.model, k, cache.channels,
+                             pretrained_weights=config.pretrained_weights)
+        model = model.to(setup.device, memory_format=setup.memory_format).eval()
+        kw = dict(setup=setup, norm=norm, image_size=config.image_size,
+                  batch_size=2 * config.batch_size, num_workers=config.num_workers)
+        _, emb = predict_rows(model, cache, all_rows, **kw)  # type: ignore[arg-type]
+        masked_emb = {v: predict_rows(model, cache, all_rows, variant=v, **kw)[1]  # type: ignore[arg-type]
+                      for v in config.masked_variants}
+    embed_seconds = time.perf_counter() - t_embed
+    _log.info("linear probe: embedded %d images (+%d masked variants) in %.1fs",
+              len(all_rows), len(masked_emb), embed_seconds)
+    balanced = config.class_weighting != "none"
+
+    for fold in todo:
+        t0 = time.perf_counter()
+        split = fold_split(ctx.folds, fold, ctx.labels, ctx.groups,
+                           inner_val_fraction=config.inner_val_fraction, seed=config.seed)
+        seed = fold_seed(config.seed, fold)
+        y = ctx.labels
+        prior = np.maximum(np.bincount(y[np.concatenate([split.train, split.inner_val])],
+                                       minlength=k), 1) / (len(split.train) + len(split.inner_val))
+        log_prior = np.log(prior) if balanced else np.zeros(k)
+
+        scaler = StandardScaler().fit(emb[split.train])
+        xs_fit, xs_val = scaler.transform(emb[split.train]), scaler.transform(emb[split.inner_val])
+        grid: list[dict[str, Any]] = []
+        best_c, best_loss = C_GRID[0], math.inf
+        for c in C_GRID:
+            lr = _fit(xs_fit, y[split.train], c, balanced, seed)
+            p = _softmax(_decision(lr, xs_val) + log_prior)
+            loss = float(log_loss(y[split.inner_val], np.clip(p, 1e-7, 1), labels=list(range(k))))
+            grid.append({"C": c, "inner_val_loss": loss,
+                         "inner_val_auc": _nn(auc_score(y[split.inner_val], p)),
+                         "inner_val_acc": float(np.mean(p.argmax(1) == y[split.inner_val]))})
+            if loss < best_loss:
+                best_c, best_loss = c, loss
+        train_rows = np.sort(np.concatenate([split.train, split.inner_val]))
+        scaler = StandardScaler().fit(emb[train_rows])
+        lr = _fit(scaler.transform(emb[train_rows]), y[train_rows], best_c, balanced, seed)
+
+        def score(rows: np.ndarray, features: np.ndarray,
+                  lr: Any = lr, scaler: Any = scaler, log_prior: np.ndarray = log_prior) -> np.ndarray:
+            if rows.size == 0:
+                return np.zeros((0, k), np.float32)
+            return (_decision(lr, scaler.transform(features[rows])) + log_prior).astype(np.float32)
+
+        logits = score(split.heldout, emb)
+        probs = _softmax(logits)
+        in_probs = _softmax(score(train_rows, emb))
+        in_auc = auc_score(y[train_rows], in_probs)
+        h_logits = score(split.holdout, emb)
+        outputs = FoldOutputs(
+            rows=split.heldout, probs=probs, logits=logits, embeddings=emb[split.heldout],
+            masked={v: _softmax(score(split.heldout, e)) for v, e in masked_emb.items()},
+            holdout_rows=split.holdout, holdout_probs=_softmax(h_logits), holdout_logits=h_logits,
+            holdout_embeddings=emb[split.holdout],
+            holdout_masked={v: _softmax(score(split.holdout, e)) for v, e in masked_emb.items()},
+        )
+        state = {
+            "weight": torch.tensor(lr.coef_, dtype=torch.float32),
+            "bias": torch.tensor(lr.intercept_, dtype=torch.float32),
+            "feature_mean": torch.tensor(scaler.mean_, dtype=torch.float32),
+            "feature_scale": torch.tensor(scaler.scale_, dtype=torch.float32),
+            "log_prior_adjustment": torch.tensor(log_prior, dtype=torch.float32),
+        }
+        atomic_write(checkpoint_path(run, fold), lambda t, s=state: torch.save(s, t))
+        fold_auc = auc_score(y[split.heldout], probs)
+        best = next(g for g in grid if g["C"] == best_c)
+        seconds = time.perf_counter() - t0 + embed_seconds / len(todo)
+        result = FoldResult(
+            fold=fold, auc=fold_auc, in_sample_auc=in_auc,
+            inner_val_auc=float("nan") if best["inner_val_auc"] is None else best["inner_val_auc"],
+            best_epoch=0, epochs_run=0, n_train=len(train_rows), n_inner_val=len(split.inner_val),
+            n_heldout=len(split.heldout), n_holdout=len(split.holdout), seconds=seconds,
+            train_seconds=seconds, train_images=0, setup=setup.to_dict(),
+        )
+        history = {
+            "fold": fold,
+            "seed": seed,
+            "mode": "linear-probe",
+            "epochs": [],
+            "c_grid": grid,
+            "chosen_C": best_c,
+            "in_sample_auc": _nn(in_auc),
+            "inner_val_auc": best["inner_val_auc"],
+            "oof_auc": _nn(fold_auc),
+            "n_train": len(train_rows),
+            "n_inner_val": len(split.inner_val),
+            "n_heldout": len(split.heldout),
+            "normalization": norm.to_dict(),
+            "setup": setup.to_dict(),
+        }
+        write_fold_outputs(run, fold, outputs, history=history, result=result,
+                           marker=_marker(config, ctx.fingerprint))
+        results[fold] = result
+        _log.info("linear-probe fold %d: OOF AUC %.3f, C=%g", fold, fold_auc, best_c)
+    return results
+
+
+def _nn(v: float) -> float | None:
+    return None if not math.isfinite(v) else float(v)

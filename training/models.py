@@ -1,0 +1,268 @@
+"""Models: any timm architecture, built offline, optionally from a local weights file.
+
+Weights are never downloaded: :func:`create_model` always calls
+``timm.create_model(..., pretrained=False)`` and loads pretrained weights only
+from a file the user names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training._messages import NO_DOWNLOAD_MESSAGE, check_not_a_download
+
+__all__ = ["create_model", "embed_and_logits", "load_weights", "read_weights_file"]
+
+_log = logging.getLogger(__name__)
+
+_CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema")
+_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "backbone.")
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_chans: int,
+    *,
+    pretrained_weights: str | Path | None = None,
+    pretrained: bool = False,
+) -> nn.Module:
+    """Build a timm model with random weights or weights from a local file.
+
+    Parameters
+    ----------
+    name : str
+        timm architecture name, e.g. ``"resnet18"`` or ``"test_resnet"``.
+    num_classes : int
+        Output classes (>= 2).
+    in_chans : int
+        Input channels of the image cache (1 for grayscale, 3 for RGB).
+    pretrained_weights : str or Path, optional
+        Local weights file: a plain state dict, or a timm / Lightning checkpoint
+        holding one under ``'state_dict'``, ``'model'`` (and similar) keys. A
+        classifier head of another size is dropped (the new head stays random)
+        and a first convolution with another channel count is adapted with
+        :func:`timm.models.adapt_input_conv`.
+    pretrained : bool
+        ``True`` only documents that pretrained weights are wanted: it requires
+        ``pretrained_weights``, since nothing is ever downloaded.
+
+    Returns
+    -------
+    torch.nn.Module
+        A timm model with ``forward_features`` / ``forward_head``.
+
+    Raises
+    ------
+    ValueError
+        Unknown architecture, bad class/channel counts, or pretrained weights
+        requested without a local file (:data:`NO_DOWNLOAD_MESSAGE`).
+    FileNotFoundError
+        When ``pretrained_weights`` does not exist.
+    """
+    import timm
+
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str; got {type(name).__name__}")
+    if pretrained and pretrained_weights is None:
+        raise ValueError(NO_DOWNLOAD_MESSAGE.format(what="pretrained=True"))
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2; got {num_classes!r}")
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be an int >= 1; got {in_chans!r}")
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
+        raise ValueError(
+            f"unknown timm architecture {name!r}; similar names: {close or 'none'} "
+            "(see timm.list_models())"
+        )
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    if pretrained_weights is not None:
+        load_weights(model, pretrained_weights)
+    return model
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a local file (``torch.load(..., weights_only=True)``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt`` file (or ``.safetensors`` when
+        the ``safetensors`` package is installed).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Keys cleaned of wrapper prefixes (``module.``, ``_orig_mod.``, ``model.``).
+
+    Raises
+    ------
+    ValueError
+        When the value names a hub or URL, or the file holds no state dict.
+    FileNotFoundError
+        When the file does not exist.
+    """
+    if isinstance(path, str):
+        check_not_a_download(path)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights file {str(p)!r} does not exist; pass the path of a state "
+            "dict or timm checkpoint saved on this machine (nothing is downloaded)"
+        )
+    if p.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:  # pragma: no cover - optional dependency
+            raise ValueError(
+                f"{p} is a safetensors file; install the 'safetensors' package to read it"
+            ) from err
+        obj: Any = load_file(str(p), device="cpu")
+    else:
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"cannot read weights file {str(p)!r} with torch.load(weights_only=True): {err}. "
+                "Save a plain state dict: torch.save(model.state_dict(), path)"
+            ) from err
+    state = _find_state_dict(obj, p)
+    return _strip_prefixes(state)
+
+
+def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in _CHECKPOINT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(
+                isinstance(v, torch.Tensor) for v in inner.values()
+            ):
+                return dict(inner)
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
+    raise ValueError(
+        f"weights file {str(path)!r} holds no state dict (a mapping of parameter names to "
+        f"tensors, possibly under one of {list(_CHECKPOINT_KEYS)}); got {type(obj).__name__}"
+    )
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Load a local weights file into ``model``, adapting head and first conv.
+
+    Tensors whose shape differs from the model's are handled this way: the
+    first convolution (timm ``pretrained_cfg['first_conv']``) is adapted to the
+    model's input channels; any other mismatch (typically the classifier head of
+    another class count) is dropped and keeps its fresh initialisation. Missing
+    and unexpected keys are logged.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A timm model.
+    path : str or Path
+        Local weights file (see :func:`read_weights_file`).
+
+    Returns
+    -------
+    missing, unexpected : list of str
+        Parameter names the file did not provide / provided but the model lacks.
+
+    Raises
+    ------
+    ValueError
+        When no tensor of the file matches the model (wrong architecture).
+    """
+    state = read_weights_file(path)
+    own = model.state_dict()
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    first_conv = cfg.get("first_conv")
+    first_convs = [first_conv] if isinstance(first_conv, str) else list(first_conv or [])
+    dropped: list[str] = []
+    for key in list(state):
+        if key not in own or state[key].shape == own[key].shape:
+            continue
+        src, dst = state[key], own[key]
+        stem = key.rsplit(".", 1)[0]
+        if stem in first_convs and key.endswith("weight") and src.ndim == 4 and dst.ndim == 4:
+            from timm.models import adapt_input_conv
+
+            try:
+                adapted = adapt_input_conv(dst.shape[1], src, base_chans=src.shape[1])
+            except (NotImplementedError, ValueError, AssertionError):
+                adapted = None
+            if adapted is not None and adapted.shape == dst.shape:
+                _log.info(
+                    "adapted first convolution %r from %d to %d input channels",
+                    key, src.shape[1], dst.shape[1],
+                )
+                state[key] = adapted
+                continue
+        dropped.append(f"{key} {tuple(src.shape)} -> {tuple(dst.shape)}")
+        del state[key]
+    if dropped:
+        _log.info(
+            "weights from %s: %d tensor(s) of another shape left at their fresh "
+            "initialisation (e.g. a classifier head of another size): %s",
+            path, len(dropped), "; ".join(dropped),
+        )
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise ValueError(
+            f"no tensor of weights file {str(path)!r} matches the model "
+            f"{type(model).__name__}: is it a checkpoint of another architecture? "
+            f"File keys start {list(state)[:5]}, model keys start {list(own)[:5]}"
+        )
+    result = model.load_state_dict(state, strict=False)
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing:
+        _log.info("weights from %s: %d missing key(s) kept at initialisation: %s",
+                  path, len(missing), ", ".join(missing[:20]))
+    if unexpected:
+        _log.warning("weights from %s: %d unexpected key(s) ignored: %s",
+                     path, len(unexpected), ", ".join(unexpected[:20]))
+    _log.info("loaded %d/%d tensors from %s", len(matched), len(own), path)
+    return missing, unexpected
+
+
+def embed_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features and logits of a timm model in one forward pass.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A timm model (``forward_features`` + ``forward_head``).
+    x : torch.Tensor
+        ``(B, C, H, W)`` normalised input.
+
+    Returns
+    -------
+    embeddings : torch.Tensor
+        ``(B, D)`` pre-logits features (``forward_head(..., pre_logits=True)``).
+    logits : torch.Tensor
+        ``(B, K)``.
+    """
+    feats = model.forward_features(x)  # type: ignore[operator]
+    emb = model.forward_head(feats, pre_logits=True)  # type: ignore[operator]
+    logits = model.forward_head(feats)  # type: ignore[operator]
+    if emb.ndim > 2:
+        emb = emb.flatten(1)
+    return emb, logits
