@@ -8,7 +8,7 @@ model trained elsewhere) with :meth:`AuditContext.from_arrays`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -16,7 +16,26 @@ import pandas as pd
 
 from audit.rundir import HISTORY, RunArtifactMissingError, RunDir
 
-__all__ = ["EVIDENCE", "AuditContext", "Evidence"]
+__all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "AuditContext", "Evidence",
+           "annotator_columns"]
+
+#: Manifest columns every run has; never annotator columns even when they match
+#: :data:`ANNOTATOR_PREFIX`.
+CORE_COLUMNS: tuple[str, ...] = ("sample_id", "label", "label_name", "patient_key")
+#: Annotator columns are named ``label_<annotator>`` (written by ingestion).
+ANNOTATOR_PREFIX = "label_"
+
+
+def annotator_columns(columns: Iterable[object]) -> list[str]:
+    """Names of the annotator columns ``label_<annotator>`` among ``columns``.
+
+    ``label_name`` (a core column) is not an annotator column.
+    """
+    return [
+        str(c) for c in columns
+        if str(c).startswith(ANNOTATOR_PREFIX) and str(c) not in CORE_COLUMNS
+        and len(str(c)) > len(ANNOTATOR_PREFIX)
+    ]
 
 Evidence = Literal[
     "pred_probs",
@@ -69,6 +88,7 @@ class AuditContext:
         self.class_names = list(class_names)
         self.run = run
         self._cache: dict[str, Any] = dict(evidence or {})
+        self._sample_ids: np.ndarray | None = None
         unknown = sorted(set(self._cache) - set(EVIDENCE))
         if unknown:
             raise ValueError(f"unknown evidence names {unknown}; valid names: {list(EVIDENCE)}")
@@ -106,9 +126,16 @@ class AuditContext:
         return self.manifest["label"].to_numpy(dtype=np.int64)
 
     @property
+    def annotator_columns(self) -> list[str]:
+        """Manifest columns ``label_<annotator>`` holding individual annotators' labels."""
+        return annotator_columns(self.manifest.columns)
+
+    @property
     def sample_ids(self) -> np.ndarray:
-        """Sample ids, shape ``(N,)`` object."""
-        return self.manifest["sample_id"].astype(str).to_numpy(dtype=object)
+        """Sample ids, shape ``(N,)`` object (computed once; do not modify)."""
+        if self._sample_ids is None:
+            self._sample_ids = self.manifest["sample_id"].astype(str).to_numpy(dtype=object)
+        return self._sample_ids
 
     # -- evidence -------------------------------------------------------------------
     def has(self, name: str) -> bool:

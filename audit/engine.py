@@ -16,7 +16,7 @@ from audit.findings import Finding, sort_findings
 from audit.registry import build_config, get_check, list_checks
 from audit.rundir import FINDINGS, RunDir
 
-__all__ = ["AuditResult", "audit_context", "run_audit"]
+__all__ = ["AuditResult", "audit_context", "run_audit", "validate_audit_config", "write_audit_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +66,8 @@ def audit_context(
     ValueError
         For an unknown check name or setting (before anything runs).
     """
-    names = list(checks) if checks is not None else list_checks()
-    config = dict(config or {})
-    unknown_sections = sorted(set(config) - set(list_checks()))
-    if unknown_sections:
-        raise ValueError(
-            f"audit config has sections for unknown checks {unknown_sections}; "
-            f"valid checks: {', '.join(list_checks())}"
-        )
-    specs = [get_check(n) for n in names]
-    configs = {s.name: build_config(s, config.get(s.name)) for s in specs}
+    configs = validate_audit_config(config, checks=checks)
+    specs = [get_check(n) for n in configs]
     result = AuditResult()
     for spec in specs:
         missing = spec.missing_evidence(ctx)
@@ -97,6 +89,46 @@ def audit_context(
         result.findings.extend(found)
     result.findings = sort_findings(result.findings)
     return result
+
+
+def validate_audit_config(
+    config: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    checks: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Check the requested checks and their settings; return each check's config.
+
+    Parameters
+    ----------
+    config : mapping, optional
+        ``{check_name: {setting: value}}``.
+    checks : sequence of str, optional
+        Names to run (default: all registered).
+
+    Returns
+    -------
+    dict
+        Check name -> its config dataclass, in run order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown check (in ``checks`` or as a config section), an unknown
+        setting or a bad value, naming the valid choices.
+    """
+    names = list(checks) if checks is not None else list_checks()
+    config = dict(config or {})
+    unknown_sections = sorted(set(config) - set(list_checks()))
+    if unknown_sections:
+        raise ValueError(
+            f"audit config has sections for unknown checks {unknown_sections}; "
+            f"valid checks: {', '.join(list_checks())}"
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"checks listed more than once: {dupes}")
+    specs = [get_check(n) for n in names]
+    return {s.name: build_config(s, config.get(s.name)) for s in specs}
 
 
 def run_audit(

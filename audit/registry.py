@@ -9,12 +9,13 @@ names raise ``ValueError`` listing the valid names.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
-from audit.context import EVIDENCE, AuditContext
+from audit.context import CORE_COLUMNS, EVIDENCE, AuditContext
 from audit.findings import Finding
 
 __all__ = ["CheckSpec", "build_config", "get_check", "list_checks", "registry"]
@@ -41,6 +42,10 @@ class CheckSpec:
         One line for ``medaudit audit --list``.
     requires_columns : tuple of str
         Manifest columns without which the check is skipped.
+    requires_any_column_prefix : str, optional
+        The check is skipped unless some manifest column starts with this
+        prefix; the core columns (:data:`audit.context.CORE_COLUMNS`, e.g.
+        ``label_name``) do not count.
     """
 
     name: str
@@ -67,7 +72,10 @@ class CheckSpec:
             f"no manifest column {c!r}" for c in self.requires_columns if c not in ctx.manifest
         ]
         prefix = self.requires_any_column_prefix
-        if prefix and not any(str(c).startswith(prefix) for c in ctx.manifest.columns):
+        if prefix and not any(
+            str(c).startswith(prefix) and str(c) not in CORE_COLUMNS and str(c) != prefix
+            for c in ctx.manifest.columns
+        ):
             reasons.append(f"no manifest column starting with {prefix!r}")
         return reasons
 
@@ -124,19 +132,65 @@ def get_check(name: str) -> CheckSpec:
     return reg[name]
 
 
+def _coerce_setting(spec: CheckSpec, name: str, value: Any, hint: Any, default: Any) -> Any:
+    """Check one setting against its type hint; lists become tuples for tuple fields."""
+    origin = typing.get_origin(hint)
+    where = f"check {spec.name!r} setting {name!r}"
+    if origin is Literal:
+        allowed = list(typing.get_args(hint))
+        if value not in allowed:
+            raise ValueError(f"{where} must be one of {allowed}; got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false; got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer; got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number; got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string; got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list; got {value!r}")
+        return tuple(value)
+    return value
+
+
 def build_config(spec: CheckSpec, overrides: Mapping[str, Any] | None) -> Any:
     """The check's config dataclass with ``overrides`` applied.
+
+    Values are checked against the field types (``Literal`` choices, bool,
+    int, float, str, tuple; TOML lists become tuples) so that a typo in a TOML
+    file fails before any check runs.
 
     Raises
     ------
     ValueError
-        For a setting the check does not have, listing the valid ones.
+        For a setting the check does not have (listing the valid ones), or a
+        value of the wrong type or outside its choices.
     """
     overrides = dict(overrides or {})
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    unknown = sorted(set(overrides) - fields)
+    fields = {f.name: f for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(
             f"check {spec.name!r} has no setting(s) {unknown}; valid settings: {sorted(fields)}"
         )
-    return spec.config_cls(**overrides)
+    try:
+        hints = typing.get_type_hints(spec.config_cls)
+    except Exception:  # pragma: no cover - unresolvable annotations: skip type checks
+        hints = {}
+    coerced = {}
+    for name, value in overrides.items():
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        coerced[name] = _coerce_setting(spec, name, value, hints.get(name), default)
+    return spec.config_cls(**coerced)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -69,3 +70,16 @@ def write_dicom(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def run_dir_text(run: Path) -> str:
+    """Every output file as text: raw bytes decoded, plus parquet cell values and names."""
+    parts = []
+    for f in run.rglob("*"):
+        if not f.is_file():
+            continue
+        parts.append(f.read_bytes().decode("latin-1"))
+        if f.suffix == ".parquet":
+            df = pd.read_parquet(f)
+            parts.append(" ".join(map(str, df.columns)) + df.astype(str).to_csv())
+    return "\n".join(parts)

@@ -158,8 +158,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         weights = self.pretrained_weights
+        if isinstance(weights, str | Path):
+            check_not_a_download(str(weights))
         if isinstance(weights, str):
-            check_not_a_download(weights)
             object.__setattr__(self, "pretrained_weights", Path(weights))
         _validate(self)
 

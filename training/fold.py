@@ -332,7 +332,7 @@ def load_fold_result(run: RunDir, fold: int) -> tuple[FoldResult, dict[str, Any]
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - seeds third-party code using the legacy global RNG
     torch.manual_seed(seed)
 
 
@@ -451,10 +451,12 @@ def predict_rows(
             emb, out = embed_and_logits(model, x)
         logits.append(out.float().cpu())
         embs.append(emb.float().cpu())
-    if not logits:
-        k = model.get_classifier().out_features if hasattr(model, "get_classifier") else 0  # type: ignore[operator]
-        d = int(getattr(model, "num_features", 0))
-        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
+    if not logits:  # no rows: one dummy image gives the output widths
+        c, s = cache.channels, image_size or cache.size
+        dummy = torch.zeros(1, c, s, s, device=setup.device).contiguous(memory_format=setup.memory_format)
+        with setup.autocast():
+            emb, out = embed_and_logits(model, dummy)
+        return (np.zeros((0, out.shape[1]), np.float32), np.zeros((0, emb.shape[1]), np.float32))
     return torch.cat(logits).numpy(), torch.cat(embs).numpy()
 
 
@@ -646,6 +648,11 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
         def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
             logits, emb = predict_rows(model, cache, rows, setup=setup, norm=norm, image_size=size,
                                        batch_size=eval_bs, num_workers=workers)
+            if not np.isfinite(logits).all():
+                raise ValueError(
+                    f"fold {fold}: the model produced non-finite outputs (training diverged); "
+                    "lower --lr, or use --precision fp32"
+                )
             if adjust:
                 logits = logits + log_prior.numpy()
             masked = {}

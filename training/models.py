@@ -109,8 +109,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     FileNotFoundError
         When the file does not exist.
     """
-    if isinstance(path, str):
-        check_not_a_download(path)
+    check_not_a_download(str(path))
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(

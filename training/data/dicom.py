@@ -850,10 +850,9 @@ def _grayscale(arr: np.ndarray, view: Dataset, path: str) -> tuple[np.ndarray, W
         if _voi_lut_is_usable(view):
             try:
                 descriptor = view.VOILUTSequence[0].LUTDescriptor
-                entries = int(descriptor[0]) or 2**16
-                ramp = np.arange(int(descriptor[1]), int(descriptor[1]) + entries)  # LUT domain
-                lut_values = apply_voi(ramp, view, 0)
-                first = int(descriptor[1])
+                entries, first = int(descriptor[0]) or 2**16, int(descriptor[1])
+                # Output range = range of the LUT entries over its whole input domain.
+                lut_values = apply_voi(np.arange(first, first + entries), view, 0)
                 inputs = np.clip(np.rint(values), first, first + entries - 1).astype(np.int64)
                 out = _scale(
                     apply_voi(inputs, view, 0), float(lut_values.min()), float(lut_values.max())

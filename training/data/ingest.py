@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audit._schemas import annotator_columns
 from audit.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
 from audit.rundir import (
     IMAGE_PROPERTIES,
@@ -45,7 +46,6 @@ from audit.rundir import (
     RunDir,
 )
 from training.data.dicom import DicomReadError, read_dicom, read_dicom_header
-from audit._schemas import annotator_columns
 from training.data.manifest import (
     MSG_NO_PATIENT,
     ManifestError,
@@ -77,6 +77,7 @@ _DICOM_META_COLUMNS = (
     "transfer_syntax", "pixel_spacing_mm", "rows", "columns", "number_of_frames", "frame_used",
     "frame_policy", "windowing",
 )  # fmt: skip
+_DICOM_INT_COLUMNS = ("bits_stored", "rows", "columns", "number_of_frames", "frame_used")
 _RUN_ARTIFACTS = ("oof", "train", "findings.json", "report.html", "report.json", "report.pdf")
 
 
@@ -442,6 +443,8 @@ def _one_line(text: str, *prefixes: str) -> str:
     """One line, without a leading ``<path>: `` the quarantine row already names."""
     line = " ".join(text.split())
     for p in prefixes:
+        line = line.replace(f" at path={p!r}", "").replace(f" (path={p!r})", "")
+    for p in prefixes:
         if line.startswith(p + ": "):
             return line[len(p) + 2 :]
     return line
@@ -471,7 +474,10 @@ def _merge_decoded_meta(rows: pd.DataFrame, metas: list[dict[str, Any]],
     if "transfer_syntax_uid" in meta and meta["transfer_syntax_uid"].notna().any():
         for col in _DICOM_META_COLUMNS:
             if col in meta and meta[col].notna().any():
-                rows[f"dicom_{col}"] = meta[col]
+                values = meta[col]
+                if col in _DICOM_INT_COLUMNS:
+                    values = pd.to_numeric(values, errors="coerce").astype("Int64")
+                rows[f"dicom_{col}"] = values
     for col, new in (("rows", "_orig_h"), ("columns", "_orig_w"), ("bits_stored", "_bits")):
         if col in meta:
             rows[new] = meta[col]
@@ -592,12 +598,12 @@ def ingest_dicom_dir(
         raise FileNotFoundError(f"labels CSV {csv} not found")
     head = pd.read_csv(csv, dtype=str, nrows=0).columns.str.strip().tolist()
     keys = [k for k in DICOM_KEYS if k in head]
-    if len(keys) != 1:
+    if not keys:
         raise ManifestError(
-            f"{csv.name}: needs exactly one key column among {list(DICOM_KEYS)} to join labels to "
-            f"DICOM files; found {keys or 'none'} in columns {head}"
+            f"{csv.name}: needs a key column among {list(DICOM_KEYS)} to join labels to "
+            f"DICOM files; found none in columns {head}"
         )
-    key_col = keys[0]
+    key_col = keys[0]  # precedence: path, then sop_instance_uid, then study_instance_uid
     files = _walk_files(root)
 
     def key_parts() -> list[str]:
@@ -631,7 +637,8 @@ def ingest_dicom_dir(
                 continue
             matched.add(k)
             rec = labels.loc[k].to_dict()
-            rec.pop(key_col, None)
+            for c in DICOM_KEYS:  # identifiers and the key are not metadata
+                rec.pop(c, None)
             rec.update({"rel_path": rel, "abs_path": str(f), "sample_id": rel, "_source": rel})
             records.append(rec)
         for k, r in labels.iterrows():

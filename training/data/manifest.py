@@ -55,7 +55,7 @@ KNOWN_COLUMNS = (
 #: Column names that suggest direct identifiers; such columns are dropped.
 PHI_COLUMN_PATTERN = re.compile(
     r"(^|_)(name|names|birth|dob|date|datetime|accession|mrn|address|phone|email|ssn"
-    r"|institution|physician|operator)($|_)",
+    r"|institution|physician|operator|uid)($|_)",
     re.IGNORECASE,
 )
 _SEX_ALIASES = {
@@ -330,7 +330,8 @@ def validate_label_table(
     for i, cnt in counts[counts < MIN_CLASS_IMAGES].items() if not classes else ():
         notes.append(MSG_RARE_CLASS.format(name=cmap.names[int(i)], n=int(cnt)))
     for c in list(ok.columns):
-        if c not in KNOWN_COLUMNS and not c.startswith(ANNOTATOR_PREFIX) and PHI_COLUMN_PATTERN.search(c):
+        if (c not in KNOWN_COLUMNS and c != key_col and not c.startswith(ANNOTATOR_PREFIX)
+                and PHI_COLUMN_PATTERN.search(c)):
             notes.append(MSG_PHI_COLUMN.format(col=c))
             ok = ok.drop(columns=c)
     return ParsedTable(ok.reset_index(drop=True), refused, cmap, notes)

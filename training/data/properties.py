@@ -16,12 +16,12 @@ Columns of ``image_properties.parquet`` (one row per manifest row):
 ``border_black_fraction``   fraction of near-black pixels in the outer frame
                             (width 8 % of the side): black borders, collimation
 ``corner_mark_score``       max over the 4 corners (squares of 15 % of the side)
-                            of the fraction of pixels brighter than both 0.85 and
-                            the 99th percentile of the central region: bright
-                            burned-in text, laterality markers, rulers
+                            of the fraction of pixels brighter than both 0.75 and
+                            the patch median + 0.3 (bright on a locally darker
+                            background): burned-in text, laterality markers, rulers
 ``corner_mark_corner``      which corner had that max (0 TL, 1 TR, 2 BL, 3 BR)
 ``edge_mark_score``         the same on the four edge midpoints
-``has_corner_mark``         ``corner_mark_score >= 0.03``
+``has_corner_mark``         ``corner_mark_score >= 0.02``
 ``orig_height``,            size before resizing, aspect ratio, bits stored
 ``orig_width``,             (from the decoder's metadata)
 ``aspect_ratio``,
@@ -43,11 +43,16 @@ SATURATED = 0.98
 BORDER_FRAC = 0.08
 CORNER_FRAC = 0.15
 #: ``corner_mark_score`` at or above which ``has_corner_mark`` is True.
-CORNER_MARK_THRESHOLD = 0.03
+CORNER_MARK_THRESHOLD = 0.02
+MARK_MIN = 0.75
+MARK_LOCAL_CONTRAST = 0.3
 
 
-def _patch_bright_fraction(gray: np.ndarray, rows: slice, cols: slice, thr: np.ndarray) -> np.ndarray:
+def _patch_mark_fraction(gray: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """Fraction of bright, locally high-contrast pixels in one patch of every image."""
     patch = gray[:, rows, cols]
+    med = np.median(patch.reshape(len(patch), -1), axis=1)
+    thr = np.maximum(MARK_MIN, med + MARK_LOCAL_CONTRAST)
     return (patch > thr[:, None, None]).mean(axis=(1, 2))
 
 
@@ -73,19 +78,17 @@ def _chunk_properties(images: np.ndarray) -> dict[str, np.ndarray]:
     frame[b:-b, b:-b] = False
     out["border_black_fraction"] = (gray[:, frame] < BLACK).mean(axis=1)
     c = max(2, round(CORNER_FRAC * min(h, w)))
-    centre = gray[:, h // 4 : h - h // 4, w // 4 : w - w // 4].reshape(n, -1)
-    thr = np.maximum(np.percentile(centre, 99, axis=1), 0.85)
     corners = [
         (slice(0, c), slice(0, c)), (slice(0, c), slice(w - c, w)),
         (slice(h - c, h), slice(0, c)), (slice(h - c, h), slice(w - c, w)),
     ]  # fmt: skip
-    cs = np.stack([_patch_bright_fraction(gray, r, cc, thr) for r, cc in corners], axis=1)
+    cs = np.stack([_patch_mark_fraction(gray, r, cc) for r, cc in corners], axis=1)
     mh, mw = h // 2 - c // 2, w // 2 - c // 2
     edges = [
         (slice(0, c), slice(mw, mw + c)), (slice(h - c, h), slice(mw, mw + c)),
         (slice(mh, mh + c), slice(0, c)), (slice(mh, mh + c), slice(w - c, w)),
     ]  # fmt: skip
-    es = np.stack([_patch_bright_fraction(gray, r, cc, thr) for r, cc in edges], axis=1)
+    es = np.stack([_patch_mark_fraction(gray, r, cc) for r, cc in edges], axis=1)
     out["corner_mark_score"] = cs.max(axis=1)
     out["corner_mark_corner"] = cs.argmax(axis=1).astype(np.int8)
     out["edge_mark_score"] = es.max(axis=1)

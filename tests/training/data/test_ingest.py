@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from audit.rundir import RunDir
-from tests.dicom_factory import PHI, write_dicom
+from tests.dicom_factory import PHI, run_dir_text, write_dicom
 from training.data.ingest import IngestOptions, ingest_dicom_dir, ingest_manifest, ingest_npz
 from training.data.manifest import ManifestError
 
@@ -44,19 +44,6 @@ def dicom_folder(tmp_path: Path) -> tuple[Path, Path]:
     return root, labels
 
 
-def _all_text(run: Path) -> str:
-    """Every output file as text: raw bytes decoded, plus parquet cell values and names."""
-    parts = []
-    for f in run.rglob("*"):
-        if not f.is_file():
-            continue
-        parts.append(f.read_bytes().decode("latin-1"))
-        if f.suffix == ".parquet":
-            df = pd.read_parquet(f)
-            parts.append(" ".join(map(str, df.columns)) + df.astype(str).to_csv())
-    return "\n".join(parts)
-
-
 def test_dicom_folder_quarantine_and_phi(dicom_folder: tuple[Path, Path], tmp_path: Path) -> None:
     root, labels = dicom_folder
     out = tmp_path / "run"
@@ -72,7 +59,7 @@ def test_dicom_folder_quarantine_and_phi(dicom_folder: tuple[Path, Path], tmp_pa
     assert m["site"].str.startswith("site-").all()
     assert set(m["scanner"]) == {"Acme DR-1"}
     assert m["dicom_windowing"].eq("window").all()
-    text = _all_text(out)
+    text = run_dir_text(out)
     for value in PHI.values():
         assert value not in text, f"PHI {value!r} leaked into the run directory"
     for i in range(6):

@@ -1,0 +1,200 @@
+"""Speed benchmark: ``train_run`` images/s against a bare fp32 PyTorch loop.
+
+A synthetic 64 px run directory (planted, learnable signal) is trained three
+ways in the same process, with the same model (timm ``resnet18``, random
+init), rows, batch size and number of epochs:
+
+1. ``bare fp32``: a minimal loop over the training rows of each fold (whole
+   cache pre-normalised in memory, AdamW, cross-entropy; no augmentation, no
+   validation, no scoring);
+2. ``medaudit --precision fp32``: :func:`training.train_run`;
+3. ``medaudit auto``: :func:`training.train_run` with automatic precision
+   (bf16 autocast + channels-last on a CPU with native bf16).
+
+Two throughputs are reported for medaudit: *training-phase* images/s (time in
+the training epochs only: batch reading, augmentation, forward, backward,
+step) and *end-to-end* images/s (training images divided by the whole wall
+time of ``train_run``, which also includes inner-validation passes every epoch,
+in-sample scoring, OOF scoring on the original and 3 masked variants, writing
+artifacts). Early stopping is off (``patience=0``) so every variant trains the
+same number of epochs.
+
+Usage::
+
+    .venv/bin/python bench/bench_train_speed.py [--n 1200] [--epochs 3] [--folds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from audit.rundir import RunDir
+from training import TrainConfig, train_run
+from training.fold import fold_seed, load_context, seed_everything
+from training.folds import fold_split
+from training.metrics import auc_with_ci
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_run(path: Path, *, n: int, size: int, seed: int = 0) -> RunDir:
+    """A 2-class synthetic run: class-1 images carry a faint blob, on textured noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    imgs = np.empty((n, 1, size, size), np.float32)
+    for i, y in enumerate(labels):
+        base = 0.45 + 0.1 * np.sin(xx * rng.uniform(4, 9) + rng.uniform(0, 6)) * np.cos(
+            yy * rng.uniform(4, 9))
+        img = base + rng.normal(0, 0.08, (size, size))
+        if y:
+            cy, cx = rng.uniform(0.25, 0.75, 2)
+            img += 0.12 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.006)
+        imgs[i, 0] = img
+    imgs = (np.clip(imgs, 0, 1) * 255).astype(np.uint8)
+    manifest = pd.DataFrame({
+        "sample_id": [f"s{i:05d}" for i in range(n)],
+        "label": labels,
+        "label_name": np.where(labels == 1, "lesion", "normal"),
+        "patient_key": [f"p{i:05d}" for i in range(n)],
+    })
+    run = RunDir(path)
+    run.write_manifest(manifest)
+    run.write_array("images", imgs)
+    run.update_run_json({"classes": ["normal", "lesion"]})
+    return run
+
+
+def bare_loop(run: RunDir, config: TrainConfig) -> dict[str, float]:
+    """Minimal fp32 loop on each fold's training rows; returns images, seconds, OOF AUC."""
+    import timm
+
+    ctx = load_context(run, config)
+    images = torch.from_numpy(run.read_array("images")).float().div_(255)
+    images = (images - images.mean()) / images.std()
+    labels = torch.from_numpy(ctx.labels.copy())
+    n_images, seconds = 0, 0.0
+    probs = np.zeros((len(ctx.labels), 2), np.float32)
+    for f in range(config.folds):
+        split = fold_split(ctx.folds, f, ctx.labels, ctx.groups,
+                           inner_val_fraction=config.inner_val_fraction, seed=config.seed)
+        seed_everything(fold_seed(config.seed, f))
+        gen = torch.Generator().manual_seed(f)
+        model = timm.create_model(config.model, pretrained=False, num_classes=2, in_chans=1)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        rows = torch.from_numpy(split.train)
+        bs = config.batch_size
+        t0 = time.perf_counter()
+        for _ in range(config.epochs):
+            model.train()
+            order = rows[torch.randperm(len(rows), generator=gen)]
+            for i in range(0, len(order) - bs + 1, bs):
+                idx = order[i : i + bs]
+                loss = F.cross_entropy(model(images[idx]), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                n_images += len(idx)
+        seconds += time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            held = torch.from_numpy(split.heldout)
+            probs[split.heldout] = torch.softmax(model(images[held]), 1).numpy()
+    auc = auc_with_ci(ctx.labels, probs)
+    return {"images": n_images, "seconds": seconds, "images_per_s": n_images / seconds,
+            "oof_auc": auc.to_dict()}
+
+
+def ours(run: RunDir, config: TrainConfig) -> dict[str, object]:
+    """train_run in a fresh train/ folder; training-phase and end-to-end images/s."""
+    import shutil
+
+    shutil.rmtree(run.path / "train", ignore_errors=True)
+    t0 = time.perf_counter()
+    summary = train_run(run, config)
+    wall = time.perf_counter() - t0
+    images = sum(f.train_images for f in summary.folds)
+    train_s = sum(f.train_seconds for f in summary.folds)
+    return {
+        "precision": summary.setup["precision"], "channels_last": summary.setup["channels_last"],
+        "images": images, "train_seconds": train_s, "wall_seconds": wall,
+        "train_images_per_s": images / train_s, "end_to_end_images_per_s": images / wall,
+        "oof_auc": summary.oof_auc.to_dict(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1200, help="images in the synthetic run")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--name", default="train_speed")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    base = TrainConfig(model=args.model, folds=args.folds, epochs=args.epochs,
+                       batch_size=args.batch_size, patience=0, quiet=True)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = make_run(Path(tmp) / "run", n=args.n, size=args.size)
+        bare = bare_loop(run, base)
+        fp32 = ours(run, base.replace(precision="fp32"))
+        auto = ours(run, base.replace(precision="auto"))
+    load_after = os.getloadavg()
+
+    def ratio(v: float) -> float:
+        return v / bare["images_per_s"]
+
+    rows = [
+        ("bare fp32 PyTorch loop", bare["images_per_s"], None, bare["oof_auc"]),
+        (f"medaudit --precision fp32 ({fp32['precision']})", fp32["train_images_per_s"],
+         fp32["end_to_end_images_per_s"], fp32["oof_auc"]),
+        (f"medaudit auto ({auto['precision']}"
+         + (" + channels-last)" if auto["channels_last"] else ")"),
+         auto["train_images_per_s"], auto["end_to_end_images_per_s"], auto["oof_auc"]),
+    ]
+    print(f"\n{args.model}, {args.n} images {args.size}px, {args.folds} folds x {args.epochs} epochs, "
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads; "
+          f"load average before/after {load_before[0]:.1f}/{load_after[0]:.1f}")
+    print(f"{'variant':44s} {'train img/s':>11s} {'ratio':>6s} {'end-to-end img/s':>17s} "
+          f"{'ratio':>6s}  OOF AUC [95% CI]")
+    for name, train_ips, e2e, auc in rows:
+        e2e_s = f"{e2e:17.1f} {ratio(e2e):6.2f}" if e2e else f"{'-':>17s} {'-':>6s}"
+        lo, hi = auc["ci95"]
+        print(f"{name:44s} {train_ips:11.1f} {ratio(train_ips):6.2f} {e2e_s}  "
+              f"{auc['value']:.3f} [{lo:.3f}, {hi:.3f}]")
+    out = {
+        "benchmark": "train_speed", "model": args.model, "n": args.n, "size": args.size,
+        "epochs": args.epochs, "folds": args.folds, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "loadavg_before": load_before, "loadavg_after": load_after,
+        "bare_fp32": bare, "medaudit_fp32": fp32, "medaudit_auto": auto,
+        "ratios": {
+            "fp32_train_phase": ratio(fp32["train_images_per_s"]),
+            "fp32_end_to_end": ratio(fp32["end_to_end_images_per_s"]),
+            "auto_train_phase": ratio(auto["train_images_per_s"]),
+            "auto_end_to_end": ratio(auto["end_to_end_images_per_s"]),
+        },
+        "goals": {"fp32": ">= 0.95", "auto": ">= 1.7"},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"figures written to {RESULTS / (args.name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""``medaudit train RUN_DIR``: patient-grouped K-fold training on an ingested run.
+
+Writes ``oof/pred_probs.npy``, ``oof/logits.npy``, ``oof/embeddings.npy``,
+``oof/folds.npy``, ``oof/masked/<variant>.npy``, ``train/history.json`` and
+``train/fold_<k>.pt`` into the run directory and records the configuration
+and metrics under ``train`` in ``run.json``. Rerunning the same command after an
+interruption resumes: finished folds are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training._messages import NO_DOWNLOAD_MESSAGE
+from training.config import TrainConfig
+
+__all__ = ["add_parser", "add_train_arguments", "run", "train_config_from_args"]
+
+_DEFAULTS = TrainConfig()
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the training options (shared by ``train``, ``run`` and ``demo``).
+
+    When the parser already has an ``--image-size`` option (the ingest cache
+    size in ``run`` / ``demo``), the model input size is only available as
+    ``--train-image-size``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
+    g = parser.add_argument_group("training")
+    g.add_argument("--model", default=_DEFAULTS.model,
+                   help="timm architecture name (default: %(default)s); weights are never downloaded")
+    g.add_argument("--folds", type=int, default=_DEFAULTS.folds,
+                   help="patient-grouped cross-validation folds (default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=_DEFAULTS.epochs,
+                   help="maximum epochs per fold; early stopping on an inner split (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                   help="training batch size (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=_DEFAULTS.lr,
+                   help="peak AdamW learning rate (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+                   help="AdamW weight decay (default: %(default)s)")
+    size_flags = ["--train-image-size"]
+    if "--image-size" not in parser._option_string_actions:
+        size_flags.insert(0, "--image-size")
+    g.add_argument(*size_flags, dest="train_image_size", type=int, default=None, metavar="S",
+                   help="model input side in pixels, resized on the fly (default: the cache size)")
+    g.add_argument("--pretrained-weights", type=Path, default=None, metavar="FILE",
+                   help="local state dict or timm checkpoint to start from (nothing is downloaded)")
+    g.add_argument("--pretrained", action="store_true",
+                   help="start from pretrained weights: requires --pretrained-weights FILE")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=_DEFAULTS.device,
+                   help="default: %(default)s (CUDA when available)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   default=_DEFAULTS.precision,
+                   help="auto: mixed precision on a GPU, bf16 + channels-last on a CPU with native "
+                        "bf16, else fp32; fp32 forces full precision (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="default: %(default)s")
+    g.add_argument("--mode", choices=["finetune", "linear-probe"], default=_DEFAULTS.mode,
+                   help="finetune every layer, or fit logistic regressions on frozen embeddings "
+                        "(default: %(default)s)")
+    g.add_argument("--holdout-split", default=None, metavar="NAME",
+                   help="manifest 'split' value kept out of the folds and scored by the fold "
+                        "ensemble, e.g. test")
+    g.add_argument("--flips", choices=["none", "horizontal", "vertical", "both"],
+                   default=_DEFAULTS.flips,
+                   help="random flips allowed in augmentation (default: %(default)s: flipping "
+                        "a chest X-ray swaps laterality)")
+    g.add_argument("--class-weighting", choices=["balanced", "none", "sampler"],
+                   default=_DEFAULTS.class_weighting,
+                   help="class-imbalance handling (default: %(default)s)")
+    g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
+                   help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
+    g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
+                   help="folds trained in parallel processes (default: %(default)s)")
+    g.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
+                   help="batch prefetch threads (default: %(default)s)")
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build a :class:`TrainConfig` from parsed :func:`add_train_arguments` options.
+
+    Raises
+    ------
+    ValueError
+        On bad values, and when ``--pretrained`` is given without
+        ``--pretrained-weights`` (nothing is ever downloaded).
+    """
+    if getattr(args, "pretrained", False) and args.pretrained_weights is None:
+        raise ValueError(NO_DOWNLOAD_MESSAGE.format(what="--pretrained"))
+    return TrainConfig(
+        model=args.model,
+        folds=args.folds,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        image_size=args.train_image_size,
+        precision=args.precision,
+        device=args.device,
+        seed=args.seed,
+        mode=args.mode,
+        pretrained_weights=args.pretrained_weights,
+        holdout_split=args.holdout_split,
+        flips=args.flips,
+        class_weighting=args.class_weighting,
+        patience=args.patience,
+        jobs=args.jobs,
+        num_workers=args.num_workers,
+        quiet=bool(getattr(args, "quiet", False)),
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``medaudit train``."""
+    p = sub.add_parser("train", help="K-fold training that writes out-of-fold predictions",
+                       description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an ingested run directory")
+    add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``medaudit train``: train, print the one-screen summary, return 0."""
+    from audit.rundir import RunDir
+    from training.cv import train_run
+
+    config = train_config_from_args(args)
+    summary = train_run(RunDir(args.run_dir), config)
+    if not getattr(args, "quiet", False):
+        print(summary.text)
+    return 0

@@ -1,0 +1,63 @@
+"""``medaudit train`` on the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from audit.rundir import RunDir
+from medaudit.cli import main
+from medaudit.commands.train import add_train_arguments, train_config_from_args
+
+TINY = ["--model", "test_resnet", "--folds", "3", "--epochs", "1", "--batch-size", "32"]
+
+
+def test_train_command_writes_artifacts_and_prints_summary(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", str(tiny_run.path), *TINY, "--seed", "1", "--flips", "horizontal"])
+    assert code == 0
+    assert tiny_run.read_array("oof/pred_probs").shape == (tiny_run.n_samples(), 2)
+    assert "OOF AUC" in capsys.readouterr().out
+    cfg = tiny_run.read_run_json()["train"]["config"]
+    assert cfg["seed"] == 1 and cfg["flips"] == "horizontal" and cfg["quiet"] is False
+
+
+def test_quiet_train_prints_nothing(tiny_run: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "train", str(tiny_run.path), *TINY, "--precision", "fp32"]) == 0
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert tiny_run.read_run_json()["train"]["setup"]["precision"] == "fp32"
+
+
+def test_pretrained_without_file_is_a_clear_error(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(tiny_run.path), *TINY, "--pretrained"]) == 2
+    err = capsys.readouterr().err
+    assert "never downloads" in err and "--pretrained-weights FILE" in err
+    assert main(["train", str(tiny_run.path), *TINY, "--pretrained-weights", "imagenet"]) == 2
+    assert "never downloads" in capsys.readouterr().err
+    assert not tiny_run.has("oof/pred_probs")
+
+
+def test_missing_run_dir_is_a_clear_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", str(tmp_path / "nope"), *TINY]) == 2
+    assert "medaudit ingest" in capsys.readouterr().err
+
+
+def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--image-size", type=int, default=64)  # the ingest cache size in `run`
+    add_train_arguments(parser)
+    args = parser.parse_args(["--image-size", "96", "--train-image-size", "48", "--jobs", "2"])
+    cfg = train_config_from_args(args)
+    assert args.image_size == 96 and cfg.image_size == 48 and cfg.jobs == 2
+
+    plain = argparse.ArgumentParser()
+    add_train_arguments(plain)
+    cfg = train_config_from_args(plain.parse_args(["--image-size", "40", "--mode", "linear-probe"]))
+    assert cfg.image_size == 40 and cfg.mode == "linear-probe" and not cfg.quiet
+    assert np.isclose(cfg.lr, train_config_from_args(plain.parse_args([])).lr)

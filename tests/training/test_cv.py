@@ -1,0 +1,138 @@
+"""Whole-run cross-validation: artifacts, row order, determinism, resume, holdout, learning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import training.fold as fold_mod
+from audit.rundir import RunDir
+from training import TrainConfig, train_run
+from training.folds import assign_folds
+from training.metrics import auc_score
+
+
+def test_train_run_writes_the_contract_artifacts_and_learns(
+    tiny_run: RunDir, fast_config: TrainConfig
+) -> None:
+    summary = train_run(tiny_run, fast_config)
+    n = tiny_run.n_samples()
+    manifest = tiny_run.read_manifest()
+    probs = tiny_run.read_array("oof/pred_probs")  # validates row count against the manifest
+    logits = tiny_run.read_array("oof/logits")
+    emb = tiny_run.read_array("oof/embeddings")
+    folds = tiny_run.read_array("oof/folds")
+    assert probs.shape == (n, 2) and probs.dtype == np.float32
+    assert logits.shape == (n, 2) and emb.shape[0] == n and emb.ndim == 2
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(e / e.sum(1, keepdims=True), probs, atol=1e-5)
+    np.testing.assert_array_equal(folds, assign_folds(manifest, folds=3, seed=0))
+    # row order: each row's probability comes from the fold that held it out
+    for k in range(3):
+        d = tiny_run.path / "train" / f"fold_{k}"
+        np.testing.assert_array_equal(probs[np.load(d / "rows.npy")], np.load(d / "probs.npy"))
+        assert (tiny_run.path / "train" / f"fold_{k}.pt").is_file()
+
+    assert tiny_run.masked_variants() == ["border_only", "center_masked", "corners_masked"]
+    for v in tiny_run.masked_variants():
+        masked = tiny_run.read_array(f"oof/masked/{v}")
+        assert masked.shape == probs.shape and not np.allclose(masked, probs)
+
+    hist = tiny_run.read_json("train/history.json")
+    assert [f["fold"] for f in hist["folds"]] == [0, 1, 2]
+    assert all(f["in_sample_auc"] is not None for f in hist["folds"])
+
+    rec = tiny_run.read_run_json()["train"]
+    assert rec["config"]["model"] == "test_resnet"
+    assert rec["versions"]["torch"] and rec["versions"]["timm"]
+    assert len(rec["fold_auc"]) == 3 and rec["seeds"]["seed"] == 0
+    lo, hi = rec["oof_auc"]["ci95"]
+    assert lo <= rec["oof_auc"]["value"] <= hi and rec["oof_auc"]["method"]
+    assert rec["holdout"] is None
+    assert tiny_run.read_run_json()["classes"] == ["class_0", "class_1"]  # ingest keys kept
+
+    # learning happens on the planted signal
+    assert summary.oof_auc.value > 0.8
+    assert auc_score(manifest["label"].to_numpy(), probs) == pytest.approx(summary.oof_auc.value)
+    assert "OOF AUC" in summary.text and "fold AUC" in summary.text
+
+
+def test_two_runs_give_identical_predictions(
+    make_tiny_run: Callable[..., RunDir], fast_config: TrainConfig
+) -> None:
+    cfg = fast_config.replace(epochs=1)
+    a, b = make_tiny_run("a"), make_tiny_run("b")
+    train_run(a, cfg)
+    train_run(b, cfg)
+    for name in ("oof/pred_probs", "oof/logits", "oof/embeddings", "oof/masked/border_only"):
+        np.testing.assert_array_equal(a.read_array(name), b.read_array(name))
+
+
+def test_resume_after_a_crash_skips_finished_folds_and_matches(
+    make_tiny_run: Callable[..., RunDir], fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = fast_config.replace(epochs=1)
+    reference = make_tiny_run("reference")
+    train_run(reference, cfg)
+
+    run = make_tiny_run("crashed")
+    real = fold_mod._train_fold
+    calls: list[int] = []
+
+    def crash_in_fold_1(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+        calls.append(fold)
+        if fold == 1:
+            raise KeyboardInterrupt("simulated kill during fold 1")
+        return real(ctx, fold, config, position=position)
+
+    monkeypatch.setattr(fold_mod, "_train_fold", crash_in_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(run, cfg)
+    assert calls == [0, 1]
+    assert (run.path / "train/fold_0/done").is_file()
+    assert not (run.path / "train/fold_1/done").exists()
+    assert not run.has("oof/pred_probs")
+
+    calls.clear()
+    monkeypatch.setattr(fold_mod, "_train_fold", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    summary = train_run(run, cfg)
+    assert calls == [1, 2]  # fold 0 was not retrained
+    assert [f.reused for f in summary.folds] == [True, False, False]
+    for name in ("oof/pred_probs", "oof/logits", "oof/embeddings", "oof/folds",
+                 "oof/masked/center_masked"):
+        np.testing.assert_array_equal(run.read_array(name), reference.read_array(name))
+
+
+def test_holdout_rows_get_fold_minus_one_and_ensemble_scores(
+    make_split_run: Callable[..., RunDir], fast_config: TrainConfig
+) -> None:
+    run = make_split_run(n_classes=3, n=180)
+    cfg = fast_config.replace(epochs=1, holdout_split="test", masked_variants=("border_only",))
+    summary = train_run(run, cfg)
+    manifest = run.read_manifest()
+    folds = run.read_array("oof/folds")
+    hold = (manifest["split"] == "test").to_numpy()
+    assert (folds[hold] == -1).all() and (folds[~hold] >= 0).all()
+    probs = run.read_array("oof/pred_probs")
+    assert probs.shape == (len(manifest), 3)
+    ensemble = np.mean(
+        [np.load(run.path / f"train/fold_{k}/holdout_probs.npy") for k in range(3)], axis=0
+    )
+    np.testing.assert_allclose(probs[hold], ensemble, rtol=1e-6)
+    assert run.masked_variants() == ["border_only"]
+    rec = run.read_run_json()["train"]
+    assert rec["holdout"]["split"] == "test" and rec["n_holdout_rows"] == int(hold.sum())
+    assert rec["auc_definition"] == "macro one-vs-rest ROC AUC"
+    assert summary.holdout_auc is not None and "holdout" in summary.text
+
+
+def test_parallel_jobs_in_spawned_processes(tiny_run: RunDir, fast_config: TrainConfig) -> None:
+    summary = train_run(tiny_run, fast_config.replace(epochs=1, folds=2, jobs=2,
+                                                      masked_variants=()))
+    assert len(summary.folds) == 2 and not any(f.reused for f in summary.folds)
+    probs = tiny_run.read_array("oof/pred_probs")
+    assert np.isfinite(probs).all()
+    assert tiny_run.masked_variants() == []

@@ -1,0 +1,86 @@
+"""One fold as an independent unit: outputs, marker, reuse, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import training.fold as fold_mod
+from audit.rundir import RunDir
+from training import TrainConfig, train_fold
+from training.folds import assign_folds
+from training.masking import MASKED_VARIANTS
+
+
+def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: TrainConfig) -> None:
+    res = train_fold(tiny_run, 1, fast_config)
+    d = tiny_run.path / "train" / "fold_1"
+    assert (tiny_run.path / "train" / "fold_1.pt").is_file()
+    assert (d / "done").is_file()
+    assert not (tiny_run.path / "train" / "fold_0").exists()
+    assert not tiny_run.has("oof/pred_probs")
+
+    manifest = tiny_run.read_manifest()
+    folds = assign_folds(manifest, folds=3, seed=fast_config.seed)
+    rows = np.load(d / "rows.npy")
+    np.testing.assert_array_equal(rows, np.flatnonzero(folds == 1))
+    probs = np.load(d / "probs.npy")
+    assert probs.shape == (rows.size, 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.load(d / "embeddings.npy").shape[0] == rows.size
+    for v in MASKED_VARIANTS:
+        assert np.load(d / f"masked_{v}.npy").shape == probs.shape
+
+    hist = json.loads((d / "history.json").read_text())
+    assert len(hist["epochs"]) == fast_config.epochs
+    for key in ("train_loss", "inner_val_loss", "inner_val_auc", "inner_val_acc", "lr"):
+        assert key in hist["epochs"][0]
+    assert hist["in_sample_auc"] is not None and hist["n_inner_val"] > 0
+    assert res.fold == 1 and not res.reused and res.n_heldout == rows.size
+    import torch
+
+    state = torch.load(tiny_run.path / "train" / "fold_1.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_finished_fold_is_reused_only_under_the_same_config(
+    tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train_fold(tiny_run, 0, fast_config.replace(epochs=1))
+    calls: list[int] = []
+    real = fold_mod._train_fold
+
+    def counting(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+        calls.append(fold)
+        return real(ctx, fold, config, position=position)
+
+    monkeypatch.setattr(fold_mod, "_train_fold", counting)
+    again = train_fold(tiny_run, 0, fast_config.replace(epochs=1, jobs=2, quiet=False))
+    assert again.reused and calls == []
+    changed = train_fold(tiny_run, 0, fast_config.replace(epochs=1, lr=1e-3))
+    assert not changed.reused and calls == [0]
+
+
+def test_same_seed_same_data_gives_identical_probabilities(
+    make_tiny_run, fast_config: TrainConfig  # type: ignore[no-untyped-def]
+) -> None:
+    cfg = fast_config.replace(epochs=2)
+    a, b = make_tiny_run("a"), make_tiny_run("b")
+    train_fold(a, 2, cfg)
+    train_fold(b, 2, cfg)
+    for name in ("probs", "logits", "embeddings", "masked_center_masked"):
+        np.testing.assert_array_equal(
+            np.load(a.path / "train/fold_2" / f"{name}.npy"),
+            np.load(b.path / "train/fold_2" / f"{name}.npy"),
+        )
+
+
+def test_bad_fold_and_mode_are_refused(tiny_run: RunDir, fast_config: TrainConfig) -> None:
+    with pytest.raises(ValueError, match=r"fold must be an int in \[0, 3\)"):
+        train_fold(tiny_run, 3, fast_config)
+    with pytest.raises(ValueError, match="linear-probe"):
+        train_fold(tiny_run, 0, fast_config.replace(mode="linear-probe"))
+    with pytest.raises(TypeError, match="TrainConfig"):
+        train_fold(tiny_run, 0, {"epochs": 1})  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""Model creation, local weights loading, no-download errors, device selection."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import TrainConfig, create_model
+from training._messages import NO_DOWNLOAD_MESSAGE
+from training.device import cpu_has_native_bf16, resolve_device_setup
+from training.models import embed_and_logits, load_weights, read_weights_file
+
+NO_DOWNLOAD = NO_DOWNLOAD_MESSAGE.split("(")[0].strip()[:40]
+
+
+def test_create_model_any_timm_arch_with_data_channels() -> None:
+    model = create_model("test_resnet", 3, 1)
+    x = torch.rand(2, 1, 32, 32)
+    assert model(x).shape == (2, 3)
+    emb, logits = embed_and_logits(model.eval(), x)
+    assert emb.shape == (2, model.num_features) and logits.shape == (2, 3)
+    torch.testing.assert_close(logits, model(x))
+
+
+def test_unknown_architecture_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown timm architecture 'resnet_nope'"):
+        create_model("resnet_nope", 2, 1)
+
+
+def test_pretrained_without_a_file_never_downloads() -> None:
+    with pytest.raises(ValueError, match="never downloads") as err:
+        create_model("test_resnet", 2, 1, pretrained=True)
+    assert "--pretrained-weights FILE" in str(err.value)
+    with pytest.raises(ValueError, match="never downloads"):
+        create_model("test_resnet", 2, 1, pretrained_weights="imagenet")
+    with pytest.raises(ValueError, match="never downloads"):
+        TrainConfig(pretrained_weights="timm/resnet18.a1_in1k")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_model("test_resnet", 2, 1, pretrained_weights=Path("/nonexistent/w.pt"))
+
+
+def test_weights_with_another_head_size_load_and_keep_a_fresh_head(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(1)
+    source = create_model("test_resnet", 5, 1)
+    path = tmp_path / "w.pt"
+    torch.save(source.state_dict(), path)
+    with caplog.at_level(logging.INFO, logger="training.models"):
+        model = create_model("test_resnet", 2, 1, pretrained_weights=path)
+    src, dst = source.state_dict(), model.state_dict()
+    head = model.pretrained_cfg["classifier"]
+    for key, value in dst.items():
+        if key.startswith(head + "."):
+            assert value.shape != src[key].shape
+        else:
+            torch.testing.assert_close(value, src[key])
+    assert "fresh" in caplog.text and head in caplog.text
+
+
+def test_checkpoint_with_state_dict_key_prefix_and_other_channels(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    source = create_model("test_resnet", 2, 3)
+    ckpt = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}
+    path = tmp_path / "ckpt.pth"
+    torch.save(ckpt, path)
+    state = read_weights_file(path)
+    assert set(state) == set(source.state_dict())
+    model = create_model("test_resnet", 2, 1, pretrained_weights=path)
+    conv = model.pretrained_cfg["first_conv"] + ".weight"
+    torch.testing.assert_close(model.state_dict()[conv], source.state_dict()[conv].sum(1, keepdim=True))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"foo.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match="matches the model"):
+        load_weights(create_model("test_resnet", 2, 1), path)
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds no state dict"):
+        read_weights_file(tmp_path / "list.pt")
+
+
+def test_device_setup_precision_choices() -> None:
+    fp32 = resolve_device_setup(device="cpu", precision="fp32")
+    assert fp32.precision == "fp32" and not fp32.channels_last and fp32.autocast_dtype is None
+    auto = resolve_device_setup(device="cpu", precision="auto")
+    assert auto.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert auto.channels_last == (auto.precision == "bf16")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        resolve_device_setup(device="cpu", precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device_setup(device="cuda")
+
+
+def test_config_round_trip_and_validation(tmp_path: Path) -> None:
+    cfg = TrainConfig(model="test_resnet", pretrained_weights=tmp_path / "w.pt", flips="both")
+    again = TrainConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.config_hash() == cfg.config_hash()
+    assert cfg.replace(jobs=4, quiet=True).config_hash() == cfg.config_hash()
+    assert cfg.replace(seed=1).config_hash() != cfg.config_hash()
+    with pytest.raises(ValueError, match="flips must be one of"):
+        TrainConfig(flips="diagonal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown TrainConfig option"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(TypeError, match="folds must be an int"):
+        TrainConfig(folds=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown masked variant"):
+        TrainConfig(masked_variants=("eyes",))
