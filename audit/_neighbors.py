@@ -266,7 +266,10 @@ class _Rows:
         """Prepared rows ``idx`` as float32, shape ``(len(idx), D)``."""
         block = np.asarray(self.x[idx], dtype=np.float32)
         if self.metric == "cosine":
-            block = block * self.inv[idx][:, None]
+            if isinstance(idx, slice):  # may be a view of the caller's array: no in-place
+                block = block * self.inv[idx][:, None]
+            else:  # fancy indexing already copied
+                block *= self.inv[idx][:, None]
         return block
 
 
@@ -303,49 +306,56 @@ def _one_blas_thread() -> Any:
 
 def _search(
     qv: np.ndarray,
-    q_idx: np.ndarray,
-    cv: np.ndarray,
+    cv_neg2: np.ndarray,
+    csq: np.ndarray,
     c_idx: np.ndarray,
+    self_col: np.ndarray,
     kc: int,
     db_chunk_rows: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``kc`` nearest candidates (squared euclidean) of each query, self excluded.
+) -> np.ndarray:
+    """Row numbers of the ``kc`` nearest candidates (euclidean) of each query.
 
     Parameters
     ----------
-    qv : (m, r) float32 query vectors; q_idx : (m,) their row numbers.
-    cv : (n, r) float32 candidate vectors; c_idx : (n,) their row numbers.
+    qv : (m, r) float32 query vectors.
+    cv_neg2 : (n, r) float32 candidate vectors times -2; csq : (n,) their squared norms.
+    c_idx : (n,) candidate row numbers.
+    self_col : (m,) position of each query among the candidates (-1 if absent); excluded.
 
     Returns
     -------
-    (m, kc') squared distances and row numbers (unsorted; ``kc' = min(kc, n)``).
+    (m, min(kc, n)) row numbers, unsorted; -1 where fewer valid candidates exist.
+    The ranking key ``|c|^2 - 2 q.c`` drops the per-row constant ``|q|^2``.
     """
     m = qv.shape[0]
+    rows = np.arange(m)
     best_d = np.empty((m, 0), np.float32)
     best_i = np.empty((m, 0), np.int64)
-    qsq = np.einsum("ij,ij->i", qv, qv)
-    for s in range(0, cv.shape[0], db_chunk_rows):
-        block = cv[s : s + db_chunk_rows]
-        bidx = c_idx[s : s + db_chunk_rows]
+    for s in range(0, cv_neg2.shape[0], db_chunk_rows):
+        block = cv_neg2[s : s + db_chunk_rows]
         d = qv @ block.T
-        d *= -2.0
-        d += qsq[:, None]
-        d += np.einsum("ij,ij->i", block, block)[None, :]
-        d[q_idx[:, None] == bidx[None, :]] = np.inf  # a row is not its own neighbour
+        d += csq[None, s : s + block.shape[0]]
+        inside = (self_col >= s) & (self_col < s + block.shape[0])
+        d[rows[inside], self_col[inside] - s] = np.inf  # a row is not its own neighbour
+        bidx = c_idx[s : s + block.shape[0]]
         best_d, best_i = _merge_topk(best_d, best_i, d, np.broadcast_to(bidx, d.shape), kc)
-    best_i = np.where(np.isinf(best_d), -1, best_i)
-    return best_d, best_i
+    return np.where(np.isinf(best_d), -1, best_i)
+
+
+def _prepare_candidates(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``-2 v`` and the squared row norms of ``v`` (float32)."""
+    return v * np.float32(-2.0), np.einsum("ij,ij->i", v, v)
 
 
 def _exact_candidates(rows: _Rows, kc: int, chunk_rows: int, db_chunk_rows: int) -> np.ndarray:
     n = rows.n
     space = rows.take(slice(0, n))
+    neg2, csq = _prepare_candidates(space)
     all_idx = np.arange(n, dtype=np.int64)
     out = np.empty((n, kc), np.int64)
     for s in range(0, n, chunk_rows):
         q = all_idx[s : s + chunk_rows]
-        _, idx = _search(space[q], q, space, all_idx, kc, db_chunk_rows)
-        out[q] = idx
+        out[q] = _search(space[q], neg2, csq, all_idx, q, kc, db_chunk_rows)
     return out
 
 
@@ -360,8 +370,10 @@ def _reduce(rows: _Rows, reduce_dim: int, chunk_rows: int, rng: np.random.Genera
     sample = np.sort(rng.choice(n, size=min(n, 20_000), replace=False))
     s = rows.take(sample).astype(np.float64)
     mean = s.mean(axis=0)
-    _, _, vt = np.linalg.svd(s - mean, full_matrices=False)
-    basis = vt[:reduce_dim].T.astype(np.float32)
+    s -= mean
+    # principal axes from the D x D covariance (cheaper than an SVD of the sample)
+    _, vecs = np.linalg.eigh(s.T @ s)
+    basis = vecs[:, ::-1][:, :reduce_dim].astype(np.float32)
     mean32 = mean.astype(np.float32)
     out = np.empty((n, reduce_dim), np.float32)
     step = chunk_rows * 8
@@ -371,22 +383,35 @@ def _reduce(rows: _Rows, reduce_dim: int, chunk_rows: int, rng: np.random.Genera
 
 
 def _kmeans(
-    y: np.ndarray, n_lists: int, rng: np.random.Generator, *, iters: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means on a sample; returns centroids ``(L, r)`` and the assignment ``(N,)``."""
+    y: np.ndarray, n_lists: int, rng: np.random.Generator, *, iters: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lloyd's k-means on a sample of ``20 * n_lists`` rows.
+
+    Returns
+    -------
+    centroids ``(L, r)``, nearest ``(N,)`` and second-nearest ``(N,)`` centroid of every row.
+    """
     n = y.shape[0]
-    sample = y[np.sort(rng.choice(n, size=min(n, 32 * n_lists), replace=False))]
+    sample = y[np.sort(rng.choice(n, size=min(n, 20 * n_lists), replace=False))]
     cent = sample[rng.choice(sample.shape[0], size=n_lists, replace=False)].copy()
 
-    def assign(v: np.ndarray) -> np.ndarray:
-        out = np.empty(v.shape[0], np.int64)
-        csq = np.einsum("ij,ij->i", cent, cent)
+    def assign(v: np.ndarray, two: bool) -> tuple[np.ndarray, np.ndarray]:
+        first = np.empty(v.shape[0], np.int64)
+        second = np.empty(v.shape[0] if two else 0, np.int64)
+        neg2, csq = _prepare_candidates(cent)
         for a in range(0, v.shape[0], 16_384):
-            out[a : a + 16_384] = np.argmin(csq[None, :] - 2.0 * (v[a : a + 16_384] @ cent.T), 1)
-        return out
+            d = v[a : a + 16_384] @ neg2.T
+            d += csq[None, :]
+            first[a : a + 16_384] = f = np.argmin(d, axis=1)
+            if two and n_lists > 1:
+                d[np.arange(d.shape[0]), f] = np.inf
+                second[a : a + 16_384] = np.argmin(d, axis=1)
+        if two and n_lists == 1:
+            second[:] = first
+        return first, second
 
     for _ in range(iters):
-        lab = assign(sample)
+        lab, _ = assign(sample, False)
         counts = np.bincount(lab, minlength=n_lists)
         order = np.argsort(lab, kind="stable")
         present = np.flatnonzero(counts)
@@ -397,7 +422,8 @@ def _kmeans(
         cent = new
         if empty.any():  # re-seed empty cells on random sample rows
             cent[empty] = sample[rng.choice(sample.shape[0], size=int(empty.sum()), replace=False)]
-    return cent, assign(y)
+    first, second = assign(y, True)
+    return cent, first, second
 
 
 def _ivf_candidates(
@@ -435,26 +461,37 @@ def _ivf_search(
     y = _reduce(rows, reduce_dim, chunk_rows, rng)
     lists = n_lists or int(np.clip(round(2 * math.sqrt(n)), 1, 4096))
     lists = max(1, min(lists, n // max(kc + 1, 1)))
-    cent, lab = _kmeans(y, lists, rng)
-    order = np.argsort(lab, kind="stable")
-    starts = np.searchsorted(lab[order], np.arange(lists + 1))
+    cent, lab, lab2 = _kmeans(y, lists, rng)
+
+    def inverted(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(labels, kind="stable")
+        return order, np.searchsorted(labels[order], np.arange(lists + 1))
+
+    order, starts = inverted(lab)
+    order2, starts2 = inverted(lab2)
     sizes = np.diff(starts)
-    csq = np.einsum("ij,ij->i", cent, cent)
-    cdist = csq[:, None] + csq[None, :] - 2.0 * (cent @ cent.T)
-    near = np.argsort(cdist, axis=1)
+    neg2, csq = _prepare_candidates(cent)
+    near = np.argsort(cent @ neg2.T + csq[None, :], axis=1)
     out = np.full((n, kc), -1, np.int64)
     for c in range(lists):
         if sizes[c] == 0:
             continue
-        # probe the n_probe nearest cells, more if they hold fewer than kc + 1 rows
-        cum = np.cumsum(sizes[near[c]])
-        n_cells = max(n_probe, int(np.searchsorted(cum, kc + 1)) + 1)
-        cand = np.concatenate([order[starts[p] : starts[p + 1]] for p in near[c, :n_cells]])
-        cv = y[cand]
-        members = order[starts[c] : starts[c + 1]]
+        # the cell itself first, then its nearest cells: n_probe in all, more if
+        # they hold fewer than kc + 1 rows
+        probe = np.concatenate([[c], near[c][near[c] != c]])
+        n_cells = max(n_probe, int(np.searchsorted(np.cumsum(sizes[probe]), kc + 1)) + 1)
+        probe = probe[:n_cells]
+        # rows whose second-nearest cell is c ("spill"): a near-copy across a cell
+        # border is then found even when its own cell is not probed
+        spill = order2[starts2[c] : starts2[c + 1]]
+        spill = spill[~np.isin(lab[spill], probe)]
+        cand = np.concatenate([order[starts[p] : starts[p + 1]] for p in probe] + [spill])
+        cv_neg2, ccsq = _prepare_candidates(y[cand])
+        members = cand[: sizes[c]]  # the cell's own rows come first
         for a in range(0, members.size, chunk_rows):
             q = members[a : a + chunk_rows]
-            _, idx = _search(y[q], q, cv, cand, kc, db_chunk_rows)
+            self_col = np.arange(a, a + q.size)
+            idx = _search(y[q], cv_neg2, ccsq, cand, self_col, kc, db_chunk_rows)
             out[q, : idx.shape[1]] = idx
     params.update(n_lists=lists, n_probe=n_probe, search_dim=int(y.shape[1]))
     return out

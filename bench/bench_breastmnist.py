@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--npz", type=Path, default=NPZ)
     ap.add_argument("--workdir", type=Path, default=None, help="where the run directory goes (default: a temp dir)")
-    ap.add_argument("--cache-size", type=int, default=28, help="side of the ingested cache (28 = native)")
+    ap.add_argument("--cache-size", type=int, default=64,
+                    help="side of the ingested cache (default 64, the `medaudit ingest` default; 28 = native)")
     ap.add_argument("--tune", action="store_true", help="hide test-split metrics (for choosing settings)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--name", default="breastmnist")

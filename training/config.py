@@ -38,7 +38,7 @@ ClassWeighting = Literal["balanced", "none", "sampler"]
 
 #: Fields that change how a run is executed but not what it computes; they are
 #: left out of :meth:`TrainConfig.config_hash` so a resumed run may change them.
-_EXECUTION_ONLY = frozenset({"jobs", "num_workers", "quiet"})
+_EXECUTION_ONLY = frozenset({"jobs", "threads", "num_workers", "quiet"})
 
 #: Names of the masked re-scoring variants (see :mod:`training.masking`).
 _KNOWN_VARIANTS = ("center_masked", "border_only", "corners_masked")
@@ -113,14 +113,25 @@ class TrainConfig:
     inner_val_fraction : float
         Fraction of the training patients carved out (grouped, stratified) as
         the inner validation set for early stopping; never the held-out fold.
+    ema_epochs : float
+        Horizon, in epochs, of the exponential moving average of the weights
+        that is evaluated, early-stopped and kept (``0`` = no averaging).
     patience : int
         Early-stopping patience in epochs on the inner-validation loss; ``0``
         disables early stopping (the best inner-validation epoch is still
-        restored).
+        restored). A fold never stops before half of ``epochs`` (nor before
+        ``warmup_epochs + patience``): the first epochs at a high learning rate
+        are too noisy on a small inner split to decide anything.
     masked_variants : tuple of str
         Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
     jobs : int
         Folds trained in parallel processes (each gets ``cores // jobs`` threads).
+    threads : int or None
+        CPU threads of each training process; ``None`` keeps torch's default
+        (all cores) for ``jobs=1`` and ``cores // jobs`` otherwise. On a machine
+        shared with other jobs, fewer threads than cores avoid OpenMP
+        oversubscription, which can slow training down several times. Bitwise
+        reproducibility holds for a fixed thread count.
     num_workers : int
         Background threads that prefetch batches from the image cache (0 = none).
     quiet : bool
@@ -150,9 +161,11 @@ class TrainConfig:
     augment_probability: float = 0.9
     class_weighting: ClassWeighting = "balanced"
     inner_val_fraction: float = 0.15
+    ema_epochs: float = 3.0
     patience: int = 10
     masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
     jobs: int = 1
+    threads: int | None = None
     num_workers: int = 0
     quiet: bool = False
 
@@ -245,6 +258,10 @@ def _validate(cfg: TrainConfig) -> None:
             raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
         if value < lo:
             raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
+    if cfg.threads is not None and (
+        isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1
+    ):
+        raise ValueError(f"TrainConfig.threads must be None or an int >= 1; got {cfg.threads!r}")
     if cfg.image_size is not None:
         if isinstance(cfg.image_size, bool) or not isinstance(cfg.image_size, int):
             raise TypeError(
@@ -262,6 +279,7 @@ def _validate(cfg: TrainConfig) -> None:
         "contrast": (0.0, 0.9, True),
         "augment_probability": (0.0, 1.0, True),
         "inner_val_fraction": (0.0, 0.5, False),
+        "ema_epochs": (0.0, None, True),
     }
     for name, (lo, hi, lo_inclusive) in floats.items():
         value = getattr(cfg, name)

@@ -114,11 +114,20 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_init(threads: int, level: int) -> None:
+def _worker_init(threads: int, level: int, parent_pid: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+    def exit_with_parent() -> None:  # a killed `medaudit train` leaves no orphaned workers
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="medaudit-parent-watch", daemon=True).start()
 
 
 def _run_fold_in_worker(run_path: str, fold: int, config: TrainConfig) -> FoldResult:
@@ -158,13 +167,13 @@ def _run_finetune_folds(run: RunDir, config: TrainConfig, todo: list[int]) -> di
         for k in todo:
             results[k] = train_fold(run, k, config)
         return results
-    threads = max(1, _cpu_count() // jobs)
+    threads = config.threads or max(1, _cpu_count() // jobs)
     level = logging.getLogger().getEffectiveLevel()
     _log.info("training %d folds in %d processes with %d thread(s) each", len(todo), jobs, threads)
     ctx = multiprocessing.get_context("spawn")
-    worker_cfg = config.replace(quiet=True, jobs=1)
+    worker_cfg = config.replace(quiet=True, jobs=1, threads=threads)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads, level)) as pool:
+                             initargs=(threads, level, os.getpid())) as pool:
         futures: dict[Future[FoldResult], int] = {
             pool.submit(_run_fold_in_worker, str(run.path), k, worker_cfg): k for k in todo
         }
@@ -375,13 +384,14 @@ def _summary_text(
 ) -> str:
     k = len(ctx.classes)
     n_hold = int(np.sum(ctx.folds == HOLDOUT_FOLD))
-    size = config.image_size or "cache"
+    cache_size = int(run.read_array("images", mmap=True).shape[-1])
+    size = f"{config.image_size} px (cache {cache_size} px)" if config.image_size else f"{cache_size} px"
     setup = folds[0].setup
     lines = [
         f"medaudit train: {run.path}",
         f"  model      {config.model} ({config.mode}), {config.folds} patient-grouped folds, "
         f"{len(ctx.labels) - n_hold} CV rows" + (f" + {n_hold} holdout" if n_hold else "")
-        + f", {k} classes, image size {size}",
+        + f", {k} classes, input {size}",
         f"  device     {setup.get('device')}, precision {setup.get('precision')}"
         + (" + channels-last" if setup.get("channels_last") else ""),
         f"  OOF AUC    {oof_auc}  ({oof_auc.method}{', macro one-vs-rest' if k > 2 else ''})",

@@ -46,6 +46,7 @@ from training.fold import (
     fold_seed,
     predict_rows,
     seed_everything,
+    torch_threads,
     write_fold_outputs,
 )
 from training.folds import fold_split
@@ -110,7 +111,7 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
     cache = ImageCache(run)
     all_rows = np.arange(len(ctx.labels))
     norm = cache.channel_stats(all_rows, seed=config.seed)
-    with deterministic(setup):
+    with deterministic(setup), torch_threads(config.threads):
         seed_everything(config.seed)
         model = create_model(config.model, k, cache.channels,
                              pretrained_weights=config.pretrained_weights)

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import gaussian_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -151,6 +152,16 @@ class DuplicatesAndLeakageConfig:
         Side of the block-averaged image (16 x 16 = 256 values per channel):
         coarse enough that a 1-2 pixel shift of a 64-256 px image barely moves
         it, fine enough to tell different patients apart.
+    align_size : int, default 64
+        Side (px) at which candidate pairs of the pixel space are compared
+        (the cache side if smaller). At 32 px a half-pixel shift of a 64 px
+        image already costs as much correlation as a different patient.
+    align_max_shift : int, default 2
+        Largest shift (px at ``align_size``, scaled down with it) searched by
+        the aligned comparison: 1-2 px of misregistration between copies.
+    align_blur : float, default 1.0
+        Gaussian blur (sigma, px at ``align_size``) before comparing, so
+        sub-pixel shifts and resampling noise barely count.
     embeddings_from_one_model : bool, default False
         Set when ``oof/embeddings`` come from one frozen backbone or an external
         model, so embeddings of all rows are comparable.
@@ -189,6 +200,9 @@ class DuplicatesAndLeakageConfig:
 
     near_duplicate_space: Literal["pixels", "embeddings", "both", "none"] = "pixels"
     pixel_embedding_size: int = 16
+    align_size: int = 64
+    align_max_shift: int = 2
+    align_blur: float = 1.0
     embeddings_from_one_model: bool = False
     n_neighbors: int = 10
     threshold_z: float = 5.0
@@ -208,7 +222,10 @@ class DuplicatesAndLeakageConfig:
                 "near_duplicate_space must be one of 'pixels', 'embeddings', 'both', 'none'; "
                 f"got {self.near_duplicate_space!r}"
             )
-        for name in ("pixel_embedding_size", "n_neighbors", "min_reference", "exact_limit"):
+        if self.align_max_shift < 0 or self.align_blur < 0:
+            raise ValueError("align_max_shift and align_blur must be >= 0")
+        for name in ("pixel_embedding_size", "align_size", "n_neighbors", "min_reference",
+                     "exact_limit"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}")
         if not 0 < self.threshold_max_ratio <= 1:
@@ -260,25 +277,26 @@ class _Calibration:
         }
 
 
+def _other_patient_r(dist: np.ndarray, idx: np.ndarray, patient: np.ndarray) -> np.ndarray:
+    """Per row, the smallest distance to a candidate of another patient (finite, > 0 only)."""
+    other = (idx >= 0) & (patient[np.maximum(idx, 0)] != patient[:, None])
+    r = np.where(other, dist, np.inf).min(axis=1).astype(np.float64)
+    return r[np.isfinite(r) & (r > 0)]
+
+
 def _calibrate(
-    dist: np.ndarray, idx: np.ndarray, patient: np.ndarray, config: DuplicatesAndLeakageConfig
+    r: np.ndarray, config: DuplicatesAndLeakageConfig
 ) -> tuple[float, str, int, float | None, float | None]:
-    """Threshold from the nearest other-patient distances (see the module docstring)."""
-    valid = idx >= 0
-    other = valid & (patient[np.maximum(idx, 0)] != patient[:, None])
-    has = other.any(axis=1)
-    first = np.argmax(other, axis=1)
-    r = dist[np.arange(dist.shape[0]), first][has].astype(np.float64)
-    r = r[np.isfinite(r) & (r > 0)]
+    """Threshold from the nearest other-patient distances ``r`` (see the module docstring)."""
+    med = float(np.median(r)) if r.size else None
     if config.distance_threshold is not None:
-        med = float(np.median(r)) if r.size else None
         return float(config.distance_threshold), "fixed (distance_threshold)", int(r.size), med, None
     if r.size < config.min_reference:
         return (
             float(config.fallback_threshold),
             f"fallback_threshold: only {r.size} nearest other-patient distances "
             f"(< min_reference={config.min_reference})",
-            int(r.size), float(np.median(r)) if r.size else None, None,
+            int(r.size), med, None,
         )  # fmt: skip
     m, s = robust_center_scale(np.log(r))
     thr = min(math.exp(m - config.threshold_z * s), config.threshold_max_ratio * math.exp(m))
@@ -290,27 +308,149 @@ def _calibrate(
     return float(thr), rule, int(r.size), float(math.exp(m)), float(s)
 
 
+# -- aligned comparison of two images -------------------------------------------------
+def _working_images(
+    images: np.ndarray, rows: np.ndarray, size: int, blur: float
+) -> np.ndarray:
+    """Grey, block-averaged to ``size`` (at most ``S``), blurred, float64: ``(len(rows), W, W)``."""
+    order = np.argsort(rows, kind="stable")
+    block = np.asarray(images[rows[order]], dtype=np.float32)
+    if block.ndim == 4:
+        block = block.mean(axis=1)
+    n, h, w = block.shape
+    if size < h or size < w:
+        rs = np.unique((np.arange(min(size, h)) * h) // min(size, h))
+        cs = np.unique((np.arange(min(size, w)) * w) // min(size, w))
+        rc = np.diff(np.append(rs, h)).astype(np.float32)
+        cc = np.diff(np.append(cs, w)).astype(np.float32)
+        block = np.add.reduceat(np.add.reduceat(block, rs, axis=1), cs, axis=2)
+        block /= rc[:, None] * cc[None, :]
+    if blur > 0:
+        block = gaussian_filter(block, sigma=(0, blur, blur), mode="nearest")
+    out = np.empty(block.shape, np.float64)
+    out[order] = block
+    return out
+
+
+def _max_ncc(a: np.ndarray, b: np.ndarray, max_shift: int) -> np.ndarray:
+    """Largest normalized cross-correlation of ``a[p]`` and ``b[p]`` over shifts.
+
+    Pearson correlation of the overlapping parts for every shift with
+    ``|dy|, |dx| <= max_shift``; the products come from one FFT cross-correlation
+    (zero-padded, so no wrap-around) and the overlap sums and sums of squares from
+    integral images (Lewis 1995, "Fast normalized cross-correlation").
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        ``(P, W, W)`` float64 image pairs.
+    max_shift : int
+        Largest shift in pixels (0: plain correlation).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(P,)`` correlations in ``[-1, 1]`` (0 where an image is constant).
+    """
+    p, h, w = a.shape
+    eps = 1e-12
+    if max_shift <= 0:
+        ac = (a - a.mean(axis=(1, 2), keepdims=True)).reshape(p, -1)
+        bc = (b - b.mean(axis=(1, 2), keepdims=True)).reshape(p, -1)
+        num = np.einsum("ij,ij->i", ac, bc)
+        den = np.sqrt(np.einsum("ij,ij->i", ac, ac) * np.einsum("ij,ij->i", bc, bc))
+        return np.where(den > eps, num / np.maximum(den, eps), 0.0)
+    m = max_shift
+    shape = (h + m, w + m)
+    cross = np.fft.irfft2(np.fft.rfft2(a, s=shape) * np.conj(np.fft.rfft2(b, s=shape)), s=shape)
+
+    def integral(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((p, h + 1, w + 1))
+        out[:, 1:, 1:] = x.cumsum(axis=1).cumsum(axis=2)
+        return out
+
+    ia, iaa, ib, ibb = integral(a), integral(a * a), integral(b), integral(b * b)
+
+    def rect(ii: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return ii[:, r1, c1] - ii[:, r0, c1] - ii[:, r1, c0] + ii[:, r0, c0]
+
+    best = np.full(p, -1.0)
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            n = (h - abs(dy)) * (w - abs(dx))
+            ar = (max(0, dy), h + min(0, dy), max(0, dx), w + min(0, dx))
+            br = (max(0, -dy), h + min(0, -dy), max(0, -dx), w + min(0, -dx))
+            sa, saa = rect(ia, *ar), rect(iaa, *ar)
+            sb, sbb = rect(ib, *br), rect(ibb, *br)
+            sab = cross[:, dy % shape[0], dx % shape[1]]
+            va, vb = saa - sa * sa / n, sbb - sb * sb / n
+            den = np.sqrt(np.maximum(va, 0) * np.maximum(vb, 0))
+            corr = np.where(den > eps, (sab - sa * sb / n) / np.maximum(den, eps), 0.0)
+            np.maximum(best, corr, out=best)
+    return np.clip(best, -1.0, 1.0)
+
+
+def _aligned_distances(
+    images: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    config: DuplicatesAndLeakageConfig,
+    *,
+    batch: int = 1024,
+) -> tuple[np.ndarray, str]:
+    """``1 - max NCC`` of image pairs ``(a[p], b[p])`` and the method description."""
+    side = int(max(images.shape[-2:]))
+    w = min(config.align_size, side)
+    scale = w / config.align_size
+    max_shift = int(round(config.align_max_shift * scale))
+    blur = config.align_blur * scale
+    out = np.empty(a.size, np.float64)
+    order = np.argsort(a, kind="stable")  # cache rows read roughly in order
+    for s in range(0, a.size, batch):
+        sel = order[s : s + batch]
+        rows, inv = np.unique(np.concatenate([a[sel], b[sel]]), return_inverse=True)
+        work = _working_images(images, rows, w, blur)
+        ncc = _max_ncc(work[inv[: sel.size]], work[inv[sel.size :]], max_shift)
+        out[sel] = 1.0 - ncc
+    method = (
+        f"1 - max normalized cross-correlation over shifts of up to {max_shift} px of the "
+        f"grey image at {w} x {w} px blurred with sigma {blur:.2g} px (brightness, contrast "
+        "and small shifts do not count)"
+    )
+    return np.clip(out, 0.0, 2.0), method
+
+
 def _near_edges(
     feats: np.ndarray,
     space: str,
     patient: np.ndarray,
     groups: np.ndarray | None,
     config: DuplicatesAndLeakageConfig,
+    images: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Calibration]:
     nb = knn(
         feats, config.n_neighbors, metric="cosine", backend=config.neighbors_backend,
         groups=groups, exact_limit=config.exact_limit,
     )  # fmt: skip
-    thr, rule, ref_n, ref_med, ref_s = _calibrate(nb.distances, nb.indices, patient, config)
-    rows, cols = np.nonzero((nb.indices >= 0) & (nb.distances <= thr))
-    a = rows.astype(np.int64)
-    b = nb.indices[rows, cols]
-    d = nb.distances[rows, cols].astype(np.float64)
-    method = nb.describe()
-    if groups is not None:
-        method += "; neighbours searched only among rows embedded by the same fold model"
+    idx = nb.indices
+    if space == "pixels":
+        # candidates from the coarse kNN, decided by the aligned comparison
+        rows, cols = np.nonzero(idx >= 0)
+        lo, hi = np.minimum(rows, idx[rows, cols]), np.maximum(rows, idx[rows, cols])
+        key, inv = np.unique(lo * np.int64(len(idx)) + hi, return_inverse=True)
+        da, how = _aligned_distances(images, key // len(idx), key % len(idx), config)
+        dist = np.full(idx.shape, np.inf)
+        dist[rows, cols] = da[inv]
+        method = f"candidates: {nb.describe()} on block-mean pixels; distance: {how}"
+    else:
+        dist = nb.distances.astype(np.float64)
+        method = f"cosine distance of model embeddings; {nb.describe()}"
+        if groups is not None:
+            method += "; neighbours searched only among rows embedded by the same fold model"
+    thr, rule, ref_n, ref_med, ref_s = _calibrate(_other_patient_r(dist, idx, patient), config)
+    rows, cols = np.nonzero((idx >= 0) & (dist <= thr))
     cal = _Calibration(space, thr, rule, method, ref_n, ref_med, ref_s)
-    return a, b, d, cal
+    return rows.astype(np.int64), idx[rows, cols], dist[rows, cols], cal
 
 
 def _dedupe_pairs(
@@ -328,6 +468,19 @@ def _dedupe_pairs(
 
 
 # --------------------------------------------------------------------------- the check
+def _coarse_pixels(images: np.ndarray, size: int) -> np.ndarray:
+    """Candidate-search features: block-mean pixels minus the dataset's mean, unit norm.
+
+    Removing the mean (the anatomy every image shares, e.g. a chest outline)
+    makes the nearest neighbours those that share the individual detail.
+    """
+    e = pixel_embedding(images, size=size)
+    c = e - e.mean(axis=0, dtype=np.float64).astype(np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", c, c))
+    c /= np.where(norm > 0, norm, 1.0)[:, None]
+    return c
+
+
 def _folds_groups(ctx: AuditContext) -> np.ndarray | None:
     """Which fold model embedded each row (holdout rows: the fold-0 model)."""
     if not ctx.has("folds"):
@@ -412,11 +565,11 @@ def check_duplicates_and_leakage(
         if n < 3:
             break
         if space == "pixels":
-            feats, groups = pixel_embedding(images, size=config.pixel_embedding_size), None
+            feats, groups = _coarse_pixels(images, config.pixel_embedding_size), None
         else:
             feats = ctx.get("embeddings")
             groups = None if config.embeddings_from_one_model else _folds_groups(ctx)
-        a, b, d, cal = _near_edges(feats, space, patient, groups, config)
+        a, b, d, cal = _near_edges(feats, space, patient, groups, config, images)
         parts_a.append(a)
         parts_b.append(b)
         parts_d.append(d)

@@ -73,10 +73,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weighting", choices=["balanced", "none", "sampler"],
                    default=_DEFAULTS.class_weighting,
                    help="class-imbalance handling (default: %(default)s)")
+    g.add_argument("--ema-epochs", type=float, default=_DEFAULTS.ema_epochs,
+                   help="horizon in epochs of the weight average that is evaluated and kept, "
+                        "0 = off (default: %(default)s)")
     g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
                    help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                    help="folds trained in parallel processes (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per training process (default: all cores, or cores // jobs)")
     g.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
                    help="batch prefetch threads (default: %(default)s)")
 
@@ -108,8 +113,10 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         holdout_split=args.holdout_split,
         flips=args.flips,
         class_weighting=args.class_weighting,
+        ema_epochs=args.ema_epochs,
         patience=args.patience,
         jobs=args.jobs,
+        threads=args.threads,
         num_workers=args.num_workers,
         quiet=bool(getattr(args, "quiet", False)),
     )

@@ -111,3 +111,6 @@ def test_config_round_trip_and_validation(tmp_path: Path) -> None:
         TrainConfig(folds=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown masked variant"):
         TrainConfig(masked_variants=("eyes",))
+    with pytest.raises(ValueError, match="threads must be None or an int >= 1"):
+        TrainConfig(threads=0)
+    assert cfg.replace(threads=1).config_hash() == cfg.config_hash()

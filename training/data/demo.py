@@ -17,7 +17,7 @@ dates are derived from the seed).
 Layout written under ``out_dir``::
 
     dicom/<patient folder>/<opaque hex>.dcm   # folder = running index, no PHI
-    labels.csv                                # path, label, sop_instance_uid
+    labels.csv                                # path, label (recorded class name)
     ground_truth.json                         # see generate_demo
 
 Every path in ``labels.csv`` and ``ground_truth.json`` is relative to
@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,13 @@ _SOP_DX = "1.2.840.10008.5.1.4.1.1.1.1"
 _SOP_BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 # Share of patients with follow-up images, and how many images they have.
-_FOLLOW_UP_FRACTION = 0.20
+_FOLLOW_UP_FRACTION = 0.21
 _FOLLOW_UP_IMAGES = (2, 4)  # inclusive range
 _AP_FRACTION = 0.15
 # Nodule: diameter (full width at half maximum) as a fraction of image width,
 # and peak contrast in display units (0 = black, 1 = white).
 _NODULE_DIAMETER = (0.03, 0.08)
-_NODULE_CONTRAST = (0.07, 0.13)
+_NODULE_CONTRAST = (0.14, 0.26)
 _FIELD_OF_VIEW_MM = 430.0
 _BASE_DATE = _dt.date(2016, 1, 1)
 
@@ -165,8 +166,9 @@ class DemoDataset:
     dicom_dir : Path
         ``root / "dicom"``; every path in the CSV and JSON is relative to it.
     labels_csv : Path
-        ``root / "labels.csv"`` with columns ``path``, ``label`` (recorded class
-        name) and ``sop_instance_uid`` (empty for the non-DICOM garbage file).
+        ``root / "labels.csv"`` with columns ``path`` and ``label`` (the recorded,
+        possibly flipped, class name). SOP Instance UIDs are left out on purpose:
+        ingestion treats such a column as a direct identifier.
     ground_truth : Path
         ``root / "ground_truth.json"``, read it with :func:`load_ground_truth`.
     """
@@ -416,7 +418,12 @@ def _validate_config(config: DemoConfig) -> DemoConfig:
             problems.append(f"DemoConfig.{name} must be in {bracket}{lo}, {hi}); got {value}")
     if problems:
         raise ValueError("invalid DemoConfig: " + "; ".join(problems))
-    return config
+    # Plain Python numbers, so that the config round-trips through JSON.
+    return dataclasses.replace(
+        config,
+        **{name: int(getattr(config, name)) for name in ints},
+        **{name: float(getattr(config, name)) for name in rates},
+    )
 
 
 # ------------------------------------------------------------------ phantom rendering
@@ -457,19 +464,19 @@ def _draw_anatomy(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "scale": u(0.92, 1.06, n),
         "body_ax": u(0.84, 0.97, n),
         "body_ay": u(1.15, 1.35, n),
-        "lung_x": u(0.34, 0.41, n),
+        "lung_x": u(0.31, 0.36, n),
         "lung_y": u(-0.12, -0.03, n),
-        "lung_a": u(0.22, 0.27, n),
-        "lung_b": u(0.50, 0.60, n),
+        "lung_a": u(0.24, 0.29, n),
+        "lung_b": u(0.55, 0.65, n),
         "lung_depth": u(0.28, 0.38, n),
-        "heart_x": u(0.08, 0.16, n),
-        "heart_y": u(0.27, 0.36, n),
-        "heart_a": u(0.25, 0.31, n),
-        "heart_b": u(0.19, 0.25, n),
+        "heart_x": u(0.10, 0.17, n),
+        "heart_y": u(0.30, 0.38, n),
+        "heart_a": u(0.30, 0.36, n),
+        "heart_b": u(0.22, 0.28, n),
         "rib_period": u(0.15, 0.19, n),
         "rib_phase": u(0.0, 1.0, n),
-        "rib_slope": u(0.20, 0.40, n),
-        "rib_curv": u(0.30, 0.60, n),
+        "rib_slope": u(0.45, 0.70, n),
+        "rib_curv": u(0.25, 0.50, n),
         "rib_amp": u(0.05, 0.08, n),
         "clav_y": u(-0.80, -0.70, n),
     }
@@ -578,8 +585,8 @@ def _render(
     clav = _neg_exp(((y - clav_center) / f32(0.03)) ** 2)
     clav = f32(0.08) * clav * _smooth_step(0.65 - ax, 0.05) * _smooth_step(ax - 0.06, 0.03)
 
-    img = f32(0.04) + tissue - q["lung_depth"] * lungs * (1.0 - f32(0.6) * heart)
-    img += f32(0.22) * heart * body + f32(0.2) * spine * vertebrae + ribs + clav
+    img = f32(0.04) + tissue - q["lung_depth"] * lungs * (1.0 - f32(0.75) * heart)
+    img += f32(0.06) * heart * body + f32(0.2) * spine * vertebrae + ribs + clav
 
     pos = np.flatnonzero(nodule)
     if pos.size:
@@ -643,23 +650,92 @@ def _stored_to_display(stored: np.ndarray, site: _Site) -> np.ndarray:
     return (modality - site.value_lo) / span
 
 
-def _near_duplicate(
-    stored: np.ndarray, site: _Site, rng: np.random.Generator
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """A 1-2 px shift, a small brightness change and a little noise."""
+@dataclass(frozen=True)
+class _NearSpec:
+    shift: tuple[int, int]  # rows, columns
+    gain: float
+    offset: float
+    noise_seed: int
+
+
+def _draw_near_spec(rng: np.random.Generator) -> _NearSpec:
     while True:
         shift = rng.integers(-2, 3, size=2)
         if shift.any():
             break
-    dr, dc = int(shift[0]), int(shift[1])
+    return _NearSpec(
+        shift=(int(shift[0]), int(shift[1])),
+        gain=float(rng.uniform(0.97, 1.03)),
+        offset=float(rng.uniform(-0.02, 0.02)),
+        noise_seed=int(rng.integers(0, 2**63 - 1)),
+    )
+
+
+def _near_duplicate(stored: np.ndarray, site: _Site, spec: _NearSpec) -> np.ndarray:
+    """Shift by 1-2 px (edge padded), change brightness a little, add a little noise."""
+    dr, dc = spec.shift
     display = _stored_to_display(stored, site)
     pad = 2
     padded = np.pad(display, pad, mode="edge")
     n = display.shape[0]
-    moved = padded[pad - dr : pad - dr + n, pad - dc : pad - dc + n]
-    moved = moved * rng.uniform(0.97, 1.03) + rng.uniform(-0.02, 0.02)
-    moved = moved + rng.normal(0.0, 0.004, moved.shape)
-    return _display_to_stored(np.clip(moved, 0.0, 1.0), site), (dr, dc)
+    moved = padded[pad - dr : pad - dr + n, pad - dc : pad - dc + n] * spec.gain + spec.offset
+    moved = moved + np.random.default_rng(spec.noise_seed).normal(0.0, 0.004, moved.shape)
+    return _display_to_stored(np.clip(moved, 0.0, 1.0), site)
+
+
+def _render_chunk(
+    params: dict[str, np.ndarray],
+    nodule: np.ndarray,
+    site_of: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Render one chunk and convert each image to its site's stored values."""
+    noise = rng.standard_normal((nodule.size, size, size), dtype=np.float32)
+    display = _render(params, nodule, size, noise)
+    out: list[np.ndarray] = [np.empty(0, np.uint16)] * nodule.size
+    for s, site in enumerate(_SITES):
+        members = np.flatnonzero(site_of == s)
+        if members.size:
+            stored = _display_to_stored(_to_site_display(display[members], site, size), site)
+            for m, arr in zip(members, stored):
+                out[int(m)] = arr
+    return out
+
+
+def _assign_uids(
+    images: list[_Image], digest: str, rng: np.random.Generator
+) -> dict[int, dict[str, str]]:
+    """SOP/Study/Series UIDs, accession and study numbers, series numbers, time of day."""
+    studies: dict[str, dict[str, str]] = {}
+    series_numbers: dict[str, dict[str, int]] = {}
+    headers: dict[int, dict[str, str]] = {}
+    for img in images:
+        if img.kind == "corrupted_not_dicom":
+            continue
+        img.sop_uid = _uid(digest, "sop", img.index)
+        if img.study_key not in studies:
+            n = len(studies) + 1
+            hh, mm, ss = (
+                int(rng.integers(7, 19)),
+                int(rng.integers(0, 60)),
+                int(rng.integers(0, 60)),
+            )
+            studies[img.study_key] = {
+                "study": _uid(digest, "study", img.study_key),
+                "accession": f"DEMOACC{n:07d}",
+                "study_id": f"{n:06d}",
+                "time": f"{hh:02d}{mm:02d}{ss:02d}",
+            }
+            series_numbers[img.study_key] = {}
+        numbers = series_numbers[img.study_key]
+        numbers.setdefault(img.series_key, len(numbers) + 1)
+        headers[img.index] = {
+            **studies[img.study_key],
+            "series": _uid(digest, "series", img.series_key),
+            "series_number": str(numbers[img.series_key]),
+        }
+    return headers
 
 
 # ------------------------------------------------------------------ cohort
@@ -786,9 +862,14 @@ def _common_header(
 
 
 def _image_dataset(
-    img: _Image, pat: _Patient, site: _Site, uids: dict[str, str], time_of_day: str, size: int
+    img: _Image,
+    pixels: np.ndarray,
+    pat: _Patient,
+    site: _Site,
+    uids: dict[str, str],
+    time_of_day: str,
 ) -> Dataset:
-    assert img.pixels is not None
+    size = pixels.shape[0]
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = site.sop_class
     meta.MediaStorageSOPInstanceUID = img.sop_uid
@@ -827,7 +908,7 @@ def _image_dataset(
     ds.RescaleSlope = _ds_str(site.rescale_slope)
     ds.RescaleType = "US"
     ds.LossyImageCompression = "00"
-    ds.add_new(Tag(0x7FE0, 0x0010), "OW", img.pixels.astype("<u2").tobytes())
+    ds.add_new(Tag(0x7FE0, 0x0010), "OW", pixels.astype("<u2").tobytes())
     return ds
 
 
@@ -858,7 +939,9 @@ def _sr_dataset(
     ds.VerificationFlag = "UNVERIFIED"
     ds.ValueType = "CONTAINER"
     ds.ContinuityOfContent = "SEPARATE"
-    ds.ConceptNameCodeSequence = Sequence([_code_item("18748-4", "LN", "Diagnostic imaging report")])
+    ds.ConceptNameCodeSequence = Sequence(
+        [_code_item("18748-4", "LN", "Diagnostic imaging report")]
+    )
     text = Dataset()
     text.RelationshipType = "CONTAINS"
     text.ValueType = "TEXT"
@@ -917,7 +1000,7 @@ def generate_demo(
     spine and heart shadow, clavicles, low-frequency shading and signal-dependent
     noise, with per-patient anatomy and per-image pose/exposure variation. A
     positive ('nodule') image carries a Gaussian blob (FWHM 3-8 % of the width,
-    peak contrast 0.07-0.13 of the display range) inside a lung field; all images
+    peak contrast 0.14-0.26 of the display range) inside a lung field; all images
     of a patient share its true label and nodule position.
 
     Three sites differ in scanner, photometric interpretation, rescale, contrast
@@ -951,9 +1034,9 @@ def generate_demo(
     size = cfg.image_size
     digest = _config_digest(cfg)
     streams = np.random.SeedSequence(cfg.seed).spawn(6)
-    rng_pat, rng_anat, rng_noise, rng_extra, rng_flip, rng_hdr = (
+    rng_pat, rng_anat, _, rng_extra, rng_flip, rng_hdr = (
         np.random.default_rng(s) for s in streams
-    )
+    )  # stream 2 seeds the noise of each render chunk
 
     patients = _make_patients(cfg, rng_pat)
     images: list[_Image] = []
@@ -1007,7 +1090,7 @@ def generate_demo(
             series_key=key,
         )
 
-    # Render every image that has pixels of its own.
+    # Per-image parameters of every image that has pixels of its own.
     rendered = [im for im in images if im.kind != "corrupted_not_dicom"]
     pidx = np.array([im.true_patient for im in rendered], dtype=np.int64)
     anatomy = _draw_anatomy(rng_anat, len(patients))
@@ -1021,34 +1104,19 @@ def generate_demo(
         np.array([_SITES[s].noise for s in site_of]),
     )
     nodule = np.array([im.true_label == 1 for im in rendered])
-    batch = max(1, (1 << 21) // (size * size))
-    for start_row in range(0, len(rendered), batch):
-        rows = slice(start_row, min(start_row + batch, len(rendered)))
-        sub = {k: v[rows] for k, v in params.items()}
-        count = rows.stop - rows.start
-        noise = rng_noise.standard_normal((count, size, size), dtype=np.float32)
-        display = _render(sub, nodule[rows], size, noise)
-        for s, site in enumerate(_SITES):
-            members = np.flatnonzero(site_of[rows] == s)
-            if members.size == 0:
-                continue
-            stored = _display_to_stored(_to_site_display(display[members], site, size), site)
-            for m, arr in zip(members, stored):
-                img = rendered[rows.start + int(m)]
-                img.render_row = rows.start + int(m)
-                img.pixels = arr
-    for img in rendered:
+    for row, img in enumerate(rendered):
+        img.render_row = row
         if img.true_label == 1:
-            assert img.render_row is not None
-            img.lesion = _lesion_record(params, img.render_row, size)
+            img.lesion = _lesion_record(params, row, size)
 
-    # Duplicates.
+    # Duplicates (their pixels are made once the sources are rendered).
     sources = rng_extra.choice(n_base, size=n_dup, replace=False)
     pairs: dict[str, list[tuple[int, int]]] = {
         "exact_duplicate": [],
         "near_duplicate": [],
         "cross_patient_duplicate": [],
     }
+    near: dict[int, _NearSpec] = {}
     kinds = (
         ["exact_duplicate"] * cfg.n_exact_duplicates
         + ["near_duplicate"] * cfg.n_near_duplicates
@@ -1056,27 +1124,26 @@ def generate_demo(
     )
     for kind, src_index in zip(kinds, sources):
         src = images[int(src_index)]
-        assert src.pixels is not None
-        site = _SITES[patients[src.patient].site]
         lesion = None if src.lesion is None else dict(src.lesion)
+        spec = None
         if kind == "exact_duplicate":
-            pixels = src.pixels.copy()
             patient, study, series = src.patient, src.study_key, src.series_key
             instance = 2
         elif kind == "near_duplicate":
-            pixels, (dr, dc) = _near_duplicate(src.pixels, site, rng_extra)
+            spec = _draw_near_spec(rng_extra)
             if lesion is not None:
-                lesion["row"] = round(lesion["row"] + dr, 3)
-                lesion["col"] = round(lesion["col"] + dc, 3)
+                lesion["row"] = round(lesion["row"] + spec.shift[0], 3)
+                lesion["col"] = round(lesion["col"] + spec.shift[1], 3)
             patient, study = src.patient, src.study_key
             series, instance = f"{src.series_key}.near", 1
         else:
-            new = _new_patient_like(len(patients), patients[src.patient].site, src.true_label,
-                                    src.date, rng_extra)
+            new = _new_patient_like(
+                len(patients), patients[src.patient].site, src.true_label, src.date, rng_extra
+            )
             patients.append(new)
             patient = new.index
             study = series = f"{new.index}.0"
-            pixels, instance = src.pixels.copy(), 1
+            instance = 1
         dup = add(
             patient=patient,
             true_patient=src.true_patient,
@@ -1088,10 +1155,11 @@ def generate_demo(
             study_key=study,
             series_key=series,
             source=src.index,
-            pixels=pixels,
             lesion=lesion,
             instance_number=instance,
         )
+        if spec is not None:
+            near[dup.index] = spec
         pairs[kind].append((src.index, dup.index))
 
     # Non-image SR documents filed with an existing study of the patient.
@@ -1112,6 +1180,11 @@ def generate_demo(
             series_key=f"{pat.index}.sr{j}",
             instance_number=1,
         )
+    garbage = {
+        im.index: _garbage_bytes(rng_extra, size)
+        for im in images
+        if im.kind == "corrupted_not_dicom"
+    }
 
     # Label noise: per image, over the readable images.
     valid = np.array([im.index for im in images if im.has_pixels])
@@ -1124,7 +1197,7 @@ def generate_demo(
     for img in images:
         img.recorded_label = 1 - img.true_label if img.index in flips else img.true_label
 
-    # Identifiers, opaque folders and file names.
+    # Identifiers, opaque folders and file names, study and series numbering.
     width = max(4, len(str(len(patients))))
     id_width = max(6, len(str(len(patients))))
     folder_order = rng_hdr.permutation(len(patients))
@@ -1139,64 +1212,89 @@ def generate_demo(
             name = hashlib.sha256(f"{digest}:file2:{img.index}".encode()).hexdigest()[:16]
         names.add(name)
         img.path = f"{patients[img.patient].folder}/{name}.dcm"
-        if img.kind != "corrupted_not_dicom":
-            img.sop_uid = _uid(digest, "sop", img.index)
+    headers = _assign_uids(images, digest, rng_hdr)
+    planned = time.perf_counter()
 
-    # Write the files.
-    study_ids: dict[str, dict[str, str]] = {}
-    series_numbers: dict[str, dict[str, int]] = {}
-    for img in images:
+    # Render in a worker thread (numpy releases the GIL) while this thread
+    # encodes and writes the files that are ready.
+    batch = max(1, (1 << 21) // (size * size))
+    chunks = [range(r, min(r + batch, len(rendered))) for r in range(0, len(rendered), batch)]
+    noise_seeds = streams[2].spawn(len(chunks))
+    for folder in sorted({pat.folder for pat in patients}):
+        (dicom_dir / folder).mkdir(parents=True, exist_ok=True)
+
+    def write(img: _Image) -> None:
         target = dicom_dir / img.path
-        target.parent.mkdir(parents=True, exist_ok=True)
         if img.kind == "corrupted_not_dicom":
-            target.write_bytes(_garbage_bytes(rng_extra, size))
-            continue
+            target.write_bytes(garbage[img.index])
+            return
         pat = patients[img.patient]
         site = _SITES[pat.site]
-        if img.study_key not in study_ids:
-            n_study = len(study_ids)
-            study_ids[img.study_key] = {
-                "study": _uid(digest, "study", img.study_key),
-                "accession": f"DEMOACC{n_study + 1:07d}",
-                "study_id": f"{n_study + 1:06d}",
-                "time": f"{int(rng_hdr.integers(7, 19)):02d}{int(rng_hdr.integers(0, 60)):02d}"
-                f"{int(rng_hdr.integers(0, 60)):02d}",
-            }
-            series_numbers[img.study_key] = {}
-        numbers = series_numbers[img.study_key]
-        numbers.setdefault(img.series_key, len(numbers) + 1)
-        study = study_ids[img.study_key]
-        uids = {
-            "study": study["study"],
-            "series": _uid(digest, "series", img.series_key),
-            "accession": study["accession"],
-            "study_id": study["study_id"],
-            "series_number": str(numbers[img.series_key]),
-        }
+        hdr = headers[img.index]
         if img.kind == "non_image":
-            target.write_bytes(_encode(_sr_dataset(img, pat, site, uids, study["time"])))
-            continue
-        data = _encode(_image_dataset(img, pat, site, uids, study["time"], size))
+            target.write_bytes(_encode(_sr_dataset(img, pat, site, hdr, hdr["time"])))
+            return
+        pixels = img.pixels if img.pixels is not None else np.zeros((size, size), np.uint16)
+        data = _encode(_image_dataset(img, pixels, pat, site, hdr, hdr["time"]))
         if img.kind == "corrupted_truncated":
             data = data[: len(data) - int(0.6 * size * size * 2)]
         target.write_bytes(data)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medaudit-demo-render")
+    try:
+        futures = [
+            pool.submit(
+                _render_chunk,
+                {k: v[chunk.start : chunk.stop] for k, v in params.items()},
+                nodule[chunk.start : chunk.stop],
+                site_of[chunk.start : chunk.stop],
+                size,
+                np.random.default_rng(seed),
+            )
+            for chunk, seed in zip(chunks, noise_seeds)
+        ]
+        for chunk, future in zip(chunks, futures):
+            for row, pixels in zip(chunk, future.result()):
+                rendered[row].pixels = pixels
+                write(rendered[row])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for img in images:
+        if img.source is not None:
+            src = images[img.source]
+            src_pixels = src.pixels if src.pixels is not None else np.zeros((size, size), np.uint16)
+            if img.kind == "near_duplicate":
+                site = _SITES[patients[src.patient].site]
+                img.pixels = _near_duplicate(src_pixels, site, near[img.index])
+            else:
+                img.pixels = src_pixels.copy()
+        if img.render_row is None:
+            write(img)
+    written = time.perf_counter()
 
     labels_csv = root / _LABELS_FILE
     gt_path = root / _GROUND_TRUTH_FILE
     ordered = sorted(images, key=lambda im: im.path)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label", "sop_instance_uid"])
+    writer.writerow(["path", "label"])
     for img in ordered:
-        writer.writerow([img.path, CLASS_NAMES[img.recorded_label], img.sop_uid])
+        writer.writerow([img.path, CLASS_NAMES[img.recorded_label]])
     labels_csv.write_text(buf.getvalue(), encoding="utf-8", newline="")
 
     truth = _ground_truth(cfg, patients, images, ordered, pairs)
     gt_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8", newline="")
-    elapsed = time.perf_counter() - start
+    done = time.perf_counter()
     _LOG.info(
-        "generated %d demo files (%d readable images) in %.2f s under %s",
-        len(images), int(valid.size), elapsed, root,
+        "generated %d demo files (%d readable images) in %.2f s under %s "
+        "(planning %.2f s, rendering + writing %.2f s, labels and ground truth %.2f s)",
+        len(images),
+        int(valid.size),
+        done - start,
+        root,
+        planned - start,
+        written - planned,
+        done - written,
     )
     return DemoDataset(root=root, dicom_dir=dicom_dir, labels_csv=labels_csv, ground_truth=gt_path)
 
@@ -1208,8 +1306,8 @@ def _garbage_bytes(rng: np.random.Generator, size: int) -> bytes:
     return bytes(data)
 
 
-def _rate(values: list[int]) -> float:
-    return round(float(np.mean(values)), 6) if values else float("nan")
+def _rate(values: list[int]) -> float | None:
+    return round(float(np.mean(values)), 6) if values else None
 
 
 def _ground_truth(
@@ -1257,7 +1355,11 @@ def _ground_truth(
             "n_patients": len({im.patient for im in valid if site_of[im.index] == k}),
         }
     flipped = [
-        {"path": im.path, "true_label": name[im.true_label], "recorded_label": name[im.recorded_label]}
+        {
+            "path": im.path,
+            "true_label": name[im.true_label],
+            "recorded_label": name[im.recorded_label],
+        }
         for im in ordered
         if im.true_label != im.recorded_label
     ]
@@ -1319,9 +1421,7 @@ def _ground_truth(
         "follow_up_groups": follow_up_groups,
         "corrupted": [im.path for im in corrupted],
         "corrupted_kinds": {
-            im.path: (
-                "truncated_pixel_data" if im.kind == "corrupted_truncated" else "not_dicom"
-            )
+            im.path: ("truncated_pixel_data" if im.kind == "corrupted_truncated" else "not_dicom")
             for im in corrupted
         },
         "non_image": [im.path for im in ordered if im.kind == "non_image"],
