@@ -66,6 +66,7 @@ __all__ = [
     "require_backend",
     "resolve_backend",
     "robust_center_scale",
+    "rows_per_chunk",
 ]
 
 Metric = Literal["cosine", "euclidean"]
@@ -751,6 +752,12 @@ def _bin_starts(size: int, out: int) -> np.ndarray:
     return np.unique((np.arange(out) * size) // out)
 
 
+def rows_per_chunk(images: np.ndarray, *, values: int = 1 << 24, most: int = 4096) -> int:
+    """Rows of an image cache holding about ``values`` pixel values (1 to ``most``)."""
+    per_row = int(np.prod(images.shape[1:])) or 1
+    return int(max(1, min(most, values // per_row)))
+
+
 _PIXEL_MEMO: OrderedDict[int, dict[tuple[Any, ...], np.ndarray]] = OrderedDict()
 
 
@@ -758,7 +765,7 @@ def pixel_embedding(
     images: np.ndarray,
     *,
     size: int = 16,
-    chunk_rows: int = 4096,
+    chunk_rows: int | None = None,
     use_cache: bool = True,
 ) -> np.ndarray:
     """Downsampled-pixel features of an image cache.
@@ -777,8 +784,8 @@ def pixel_embedding(
         memory map is read in chunks of ``chunk_rows``.
     size : int
         Side of the downsampled image (``S`` when ``S < size``).
-    chunk_rows : int
-        Images converted at once.
+    chunk_rows : int, optional
+        Images converted at once (default: about 16 M pixel values, <= 4096).
     use_cache : bool
         Reuse the embedding of the same array object.
 
@@ -795,6 +802,7 @@ def pixel_embedding(
     if use_cache and id(images) in _PIXEL_MEMO and key in _PIXEL_MEMO[id(images)]:
         return _PIXEL_MEMO[id(images)][key]
     n, c, h, w = images.shape
+    chunk_rows = chunk_rows or rows_per_chunk(images)
     rs, cs = _bin_starts(h, min(size, h)), _bin_starts(w, min(size, w))
     rcount = np.diff(np.append(rs, h)).astype(np.float32)
     ccount = np.diff(np.append(cs, w)).astype(np.float32)

@@ -121,6 +121,11 @@ def _recall(findings: list[Any], data: dict[str, Any]) -> dict[str, Any]:
         out["planted_copies_listed"] = int(sum(sid[a] in listed and sid[b] in listed
                                                for a, b in zip(p["src"], p["dst"])))
         out["duplicate_findings"] = {f.title: f.severity for f in dup}
+        det = dup[0].evidence.get("detection", {})
+        out["duplicate_pairs_found"] = {
+            "exact": det.get("n_exact_duplicate_pairs"), "near": det.get("n_near_duplicate_pairs"),
+            "thresholds": {c["space"]: c["threshold"] for c in det.get("near", [])},
+        }  # fmt: skip
     ood = [f for f in findings if f.check == "outliers"]
     if ood:
         listed = {s for f in ood for s in f.sample_ids}

@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         probs["baseline"], info = train_bare_resnet(images, noisy, folds=args.folds,
                                                     epochs=args.baseline_epochs, seed=args.seed)
         result["baseline_training"] = info
+    for model, p in probs.items():  # kept for re-scoring without retraining
+        np.save(args.work_dir / f"{model}_pred_probs.npy", p)
+    np.save(args.work_dir / "planted_flips.npy", flipped)
     rows = result["rows"]
     for model, p in probs.items():
         result.setdefault("oof_auc_vs_noisy_labels", {})[model] = oof_auc(noisy, p)

@@ -4,14 +4,17 @@ What it finds
 -------------
 * **Exact duplicates**: rows of the image cache with identical bytes (a
   128-bit BLAKE2b hash of every row, read in chunks from the memory map).
-* **Near-duplicates**: pairs of images whose distance in a feature space is far
-  below what separates *different patients* in the same data. By default the
-  space is the downsampled image cache (:func:`audit._neighbors.pixel_embedding`:
-  block means, mean-centred, unit norm, so cosine distance is one minus the
-  correlation: insensitive to brightness/contrast changes and 1-2 pixel shifts).
-  Model embeddings can be used too (``near_duplicate_space``); note that
-  out-of-fold embeddings of different folds come from different models, so by
-  default they are compared only within the rows one model embedded.
+* **Near-duplicates**: pairs of images whose distance is far below what
+  separates *different patients* in the same data. By default (pixel space)
+  candidate pairs are each image's nearest neighbours among block-mean
+  thumbnails with the dataset's mean thumbnail removed, and each candidate
+  pair is then compared at up to 64 x 64 px, blurred, by its largest
+  normalized cross-correlation over shifts of up to 2 px: distance
+  ``1 - max NCC``, blind to brightness, contrast and a pixel or two of
+  misregistration. Model embeddings can be used too (``near_duplicate_space``;
+  cosine distance); out-of-fold embeddings of different folds come from
+  different models, so by default they are compared only within the rows one
+  model embedded.
 * What the duplicates break: a duplicate group spanning **several patient
   IDs** (a likely ID error that also defeats patient-grouped splitting), a
   patient or duplicate group spanning **several values of the split column**
@@ -20,8 +23,8 @@ What it finds
 
 The calibrated threshold
 ------------------------
-For every image ``i`` let ``r_i`` be the distance to its nearest neighbour
-filed under a *different* patient (among its ``n_neighbors`` nearest). On
+For every image ``i`` let ``r_i`` be the distance to its nearest candidate
+filed under a *different* patient (among its ``n_neighbors`` candidates). On
 ``log r`` (distances are skewed and bounded by zero; the log spreads the lower
 tail) take the median ``m`` and the robust standard deviation ``s``
 (:func:`audit._neighbors.robust_center_scale`). A pair is a near-duplicate when
@@ -51,7 +54,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale
+from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.registry import CheckSpec
@@ -149,9 +152,9 @@ class DuplicatesAndLeakageConfig:
         only exact duplicates. ``embeddings`` falls back to ``pixels`` when the
         run has none.
     pixel_embedding_size : int, default 16
-        Side of the block-averaged image (16 x 16 = 256 values per channel):
-        coarse enough that a 1-2 pixel shift of a 64-256 px image barely moves
-        it, fine enough to tell different patients apart.
+        Side of the candidate thumbnail (16 x 16 = 256 values per channel):
+        coarse enough that a 1-2 pixel shift barely moves it, fine enough that a
+        copy ranks among an image's ``n_neighbors`` nearest.
     align_size : int, default 64
         Side (px) at which candidate pairs of the pixel space are compared
         (the cache side if smaller). At 32 px a half-pixel shift of a 64 px
@@ -177,11 +180,11 @@ class DuplicatesAndLeakageConfig:
         The threshold never exceeds half the median nearest other-patient
         distance (guards data whose distances barely vary, where ``s`` is tiny).
     distance_threshold : float or None, default None
-        A fixed cosine-distance threshold instead of the calibration.
+        A fixed distance threshold (``1 - correlation``) instead of the calibration.
     min_reference : int, default 20
         Fewest reference distances the calibration needs.
     fallback_threshold : float, default 0.01
-        Cosine distance used without enough references (correlation 0.99).
+        Distance used without enough references (a correlation of 0.99).
     split_column : str, default 'split'
         Manifest column naming the partition (train/val/test); leakage across
         it is checked when present.
@@ -235,9 +238,10 @@ class DuplicatesAndLeakageConfig:
 
 
 # --------------------------------------------------------------------------- detection
-def _pixel_hashes(images: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
+def _pixel_hashes(images: np.ndarray) -> np.ndarray:
     """Group code of every image by identical bytes, shape ``(N,)`` int64."""
     digests: list[bytes] = []
+    chunk_rows = rows_per_chunk(images)
     for a in range(0, images.shape[0], chunk_rows):
         block = np.ascontiguousarray(images[a : a + chunk_rows])
         flat = block.reshape(block.shape[0], -1)
@@ -317,7 +321,7 @@ def _working_images(
     block = np.asarray(images[rows[order]], dtype=np.float32)
     if block.ndim == 4:
         block = block.mean(axis=1)
-    n, h, w = block.shape
+    _, h, w = block.shape
     if size < h or size < w:
         rs = np.unique((np.arange(min(size, h)) * h) // min(size, h))
         cs = np.unique((np.arange(min(size, w)) * w) // min(size, w))
@@ -332,18 +336,48 @@ def _working_images(
     return out
 
 
-def _max_ncc(a: np.ndarray, b: np.ndarray, max_shift: int) -> np.ndarray:
-    """Largest normalized cross-correlation of ``a[p]`` and ``b[p]`` over shifts.
+def _border_integrals(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integral image of ``x`` ``(P, W, W)`` at the cut lines a shift of <= m needs.
 
-    Pearson correlation of the overlapping parts for every shift with
-    ``|dy|, |dx| <= max_shift``; the products come from one FFT cross-correlation
-    (zero-padded, so no wrap-around) and the overlap sums and sums of squares from
-    integral images (Lewis 1995, "Fast normalized cross-correlation").
+    Returns ``I`` ``(P, L, L)`` with ``I[:, u, v] = x[:, :cut[u], :cut[v]].sum()`` and
+    ``cut = [0..m, W-m..W]`` (all of ``0..W`` for small images): O(P m W) work
+    instead of O(P W^2) for the full integral image.
+    """
+    w = x.shape[1]
+
+    def cum0(v: np.ndarray, axis: int) -> np.ndarray:  # sums of the first r slices, r = 0..len
+        c = np.cumsum(v, axis=axis)
+        return np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+
+    if w <= 4 * m + 2:
+        return cum0(cum0(x, 1), 2), np.arange(w + 1)
+    cut = np.concatenate([np.arange(m + 1), np.arange(w - m, w + 1)])
+    total = x.sum(axis=1, keepdims=True)
+    top = cum0(x[:, :m, :], 1)  # first r rows, r = 0..m
+    tail = np.cumsum(x[:, w - m :, :][:, ::-1], axis=1)[:, ::-1]  # rows >= w-m+t
+    rows = np.concatenate([top, total - tail, total], axis=1)  # (P, 2m+2, W)
+    tot_c = rows.sum(axis=2, keepdims=True)
+    left = cum0(rows[:, :, :m], 2)
+    tail_c = np.cumsum(rows[:, :, w - m :][:, :, ::-1], axis=2)[:, :, ::-1]
+    right = np.concatenate([tot_c - tail_c, tot_c], axis=2)
+    return np.concatenate([left, right], axis=2), cut
+
+
+def _max_ncc(work: np.ndarray, ia: np.ndarray, ib: np.ndarray, max_shift: int) -> np.ndarray:
+    """Largest normalized cross-correlation of image pairs over small shifts.
+
+    Pearson correlation of the overlapping parts of ``work[ia[p]]`` and
+    ``work[ib[p]]`` for every shift with ``|dy|, |dx| <= max_shift``: the products
+    from one FFT cross-correlation (zero-padded: no wrap-around), the overlap
+    sums and sums of squares from integral images (Lewis 1995, "Fast normalized
+    cross-correlation").
 
     Parameters
     ----------
-    a, b : numpy.ndarray
-        ``(P, W, W)`` float64 image pairs.
+    work : numpy.ndarray
+        ``(U, W, W)`` images.
+    ia, ib : numpy.ndarray
+        ``(P,)`` indices into ``work`` of the two images of each pair.
     max_shift : int
         Largest shift in pixels (0: plain correlation).
 
@@ -352,36 +386,36 @@ def _max_ncc(a: np.ndarray, b: np.ndarray, max_shift: int) -> np.ndarray:
     numpy.ndarray
         ``(P,)`` correlations in ``[-1, 1]`` (0 where an image is constant).
     """
-    p, h, w = a.shape
-    eps = 1e-12
+    u, h, w = work.shape
+    eps = 1e-9
+    x = (work - work.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
     if max_shift <= 0:
-        ac = (a - a.mean(axis=(1, 2), keepdims=True)).reshape(p, -1)
-        bc = (b - b.mean(axis=(1, 2), keepdims=True)).reshape(p, -1)
-        num = np.einsum("ij,ij->i", ac, bc)
-        den = np.sqrt(np.einsum("ij,ij->i", ac, ac) * np.einsum("ij,ij->i", bc, bc))
+        flat = x.reshape(u, -1).astype(np.float64)
+        norm = np.sqrt(np.einsum("ij,ij->i", flat, flat))
+        num = np.einsum("ij,ij->i", flat[ia], flat[ib])
+        den = norm[ia] * norm[ib]
         return np.where(den > eps, num / np.maximum(den, eps), 0.0)
     m = max_shift
     shape = (h + m, w + m)
-    cross = np.fft.irfft2(np.fft.rfft2(a, s=shape) * np.conj(np.fft.rfft2(b, s=shape)), s=shape)
+    spec = np.fft.rfft2(x, s=shape)
+    cross = np.fft.irfft2(spec[ia] * np.conj(spec[ib]), s=shape)
+    x64 = x.astype(np.float64)
+    i1, cut = _border_integrals(x64, m)
+    i2, _ = _border_integrals(x64 * x64, m)
+    pos = {int(c): k for k, c in enumerate(cut)}
 
-    def integral(x: np.ndarray) -> np.ndarray:
-        out = np.zeros((p, h + 1, w + 1))
-        out[:, 1:, 1:] = x.cumsum(axis=1).cumsum(axis=2)
-        return out
+    def rect(ii: np.ndarray, rows: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        a, b, c, d = pos[r0], pos[r1], pos[c0], pos[c1]
+        return ii[rows, b, d] - ii[rows, a, d] - ii[rows, b, c] + ii[rows, a, c]
 
-    ia, iaa, ib, ibb = integral(a), integral(a * a), integral(b), integral(b * b)
-
-    def rect(ii: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return ii[:, r1, c1] - ii[:, r0, c1] - ii[:, r1, c0] + ii[:, r0, c0]
-
-    best = np.full(p, -1.0)
+    best = np.full(ia.size, -1.0)
     for dy in range(-m, m + 1):
         for dx in range(-m, m + 1):
             n = (h - abs(dy)) * (w - abs(dx))
             ar = (max(0, dy), h + min(0, dy), max(0, dx), w + min(0, dx))
             br = (max(0, -dy), h + min(0, -dy), max(0, -dx), w + min(0, -dx))
-            sa, saa = rect(ia, *ar), rect(iaa, *ar)
-            sb, sbb = rect(ib, *br), rect(ibb, *br)
+            sa, saa = rect(i1, ia, *ar), rect(i2, ia, *ar)
+            sb, sbb = rect(i1, ib, *br), rect(i2, ib, *br)
             sab = cross[:, dy % shape[0], dx % shape[1]]
             va, vb = saa - sa * sa / n, sbb - sb * sb / n
             den = np.sqrt(np.maximum(va, 0) * np.maximum(vb, 0))
@@ -395,14 +429,15 @@ def _aligned_distances(
     a: np.ndarray,
     b: np.ndarray,
     config: DuplicatesAndLeakageConfig,
-    *,
-    batch: int = 1024,
 ) -> tuple[np.ndarray, str]:
     """``1 - max NCC`` of image pairs ``(a[p], b[p])`` and the method description."""
     side = int(max(images.shape[-2:]))
     w = min(config.align_size, side)
+    # pairs per batch: ~35 MB of working images and ~70 MB of cache rows read
+    batch = int(np.clip(min((1 << 22) // (w * w), rows_per_chunk(images, most=1 << 17) // 2),
+                        16, 1 << 16))
     scale = w / config.align_size
-    max_shift = int(round(config.align_max_shift * scale))
+    max_shift = round(config.align_max_shift * scale)
     blur = config.align_blur * scale
     out = np.empty(a.size, np.float64)
     order = np.argsort(a, kind="stable")  # cache rows read roughly in order
@@ -410,8 +445,7 @@ def _aligned_distances(
         sel = order[s : s + batch]
         rows, inv = np.unique(np.concatenate([a[sel], b[sel]]), return_inverse=True)
         work = _working_images(images, rows, w, blur)
-        ncc = _max_ncc(work[inv[: sel.size]], work[inv[sel.size :]], max_shift)
-        out[sel] = 1.0 - ncc
+        out[sel] = 1.0 - _max_ncc(work, inv[: sel.size], inv[sel.size :], max_shift)
     method = (
         f"1 - max normalized cross-correlation over shifts of up to {max_shift} px of the "
         f"grey image at {w} x {w} px blurred with sigma {blur:.2g} px (brightness, contrast "

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale
+from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.registry import CheckSpec
@@ -199,7 +199,7 @@ class OutliersConfig:
 
 
 # --------------------------------------------------------------------------- statistics
-def _cache_stats(images: np.ndarray, chunk_rows: int = 2048) -> pd.DataFrame:
+def _cache_stats(images: np.ndarray) -> pd.DataFrame:
     """Cheap per-image statistics of the cache, columns :data:`CACHE_STAT_COLUMNS`.
 
     Grey level = channel mean scaled to ``[0, 1]`` (uint8 / 255; floats as stored).
@@ -207,6 +207,7 @@ def _cache_stats(images: np.ndarray, chunk_rows: int = 2048) -> pd.DataFrame:
     if images.ndim == 3:
         images = images[:, None]
     n = images.shape[0]
+    chunk_rows = rows_per_chunk(images, values=1 << 22)
     cols: dict[str, np.ndarray] = {c: np.empty(n, np.float64) for c in CACHE_STAT_COLUMNS}
     hists = np.empty((n, _HIST_BINS), np.float32)
     scale = 255.0 if images.dtype == np.uint8 else 1.0

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from medaudit.commands.ingest import add_ingest_arguments
 from medaudit.commands.run import add_stage_arguments, run_stages
-from training.data.demo import CLASS_NAMES, DemoConfig, generate_demo
+from training.data.demo import (
+    CLASS_NAMES,
+    GENERATOR_NAME,
+    DemoConfig,
+    generate_demo,
+    load_ground_truth,
+)
 
 __all__ = ["add_parser", "ensure_demo_data", "run_demo", "run_demo_data"]
 
@@ -32,16 +40,25 @@ def _demo_config(args: argparse.Namespace) -> DemoConfig:
 
 
 def ensure_demo_data(data_dir: Path, config: DemoConfig) -> Path:
-    """Generate the demo data into ``data_dir`` unless the same config is already there."""
+    """Generate the demo data into ``data_dir`` unless the same config is already there.
+
+    A folder holding demo data of another config is replaced; a non-empty folder
+    that is not demo data is never touched (``ValueError``).
+    """
     gt = data_dir / "ground_truth.json"
     if gt.exists():
         try:
-            if json.loads(gt.read_text()).get("config") == json.loads(
-                json.dumps(config.__dict__, default=str)
-            ):
-                return data_dir
-        except (json.JSONDecodeError, OSError):
-            pass
+            truth = load_ground_truth(gt)
+        except ValueError:
+            truth = {}
+        if truth.get("config") == json.loads(json.dumps(asdict(config), default=str)):
+            return data_dir
+        if truth.get("generator") == GENERATOR_NAME:
+            shutil.rmtree(data_dir)
+    elif data_dir.exists() and any(data_dir.iterdir()):
+        raise ValueError(
+            f"--data-dir {data_dir} is not empty and holds no demo data; choose an empty folder"
+        )
     generate_demo(data_dir, config)
     return data_dir
 

@@ -1010,6 +1010,12 @@ def generate_demo(
     such pairs are listed in ``duplicate_label_conflicts``). Corrupted and
     non-image files keep their patient's true label in ``labels.csv``.
 
+    Follow-up images of one patient look alike (same anatomy and nodule, pose
+    changes of a few pixels and degrees, new exposure and noise) but are not
+    planted duplicates; score a duplicate detector on the listed pairs and treat
+    same-patient pairs from ``follow_up_groups`` separately. Near duplicates are
+    shifted together with any burned-in marker and collimation border.
+
     ``ground_truth.json`` keys: ``generator``, ``version``, ``config``,
     ``class_names``, ``counts``, ``prevalence`` (``overall_true``,
     ``overall_recorded``, ``screening``, ``by_site_true``, ``by_site_recorded``,
@@ -1217,7 +1223,7 @@ def generate_demo(
 
     # Render in a worker thread (numpy releases the GIL) while this thread
     # encodes and writes the files that are ready.
-    batch = max(1, (1 << 21) // (size * size))
+    batch = max(1, (1 << 15) // (size * size))  # small chunks stay in cache
     chunks = [range(r, min(r + batch, len(rendered))) for r in range(0, len(rendered), batch)]
     noise_seeds = streams[2].spawn(len(chunks))
     for folder in sorted({pat.folder for pat in patients}):

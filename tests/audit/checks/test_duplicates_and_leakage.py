@@ -14,6 +14,7 @@ from scipy.ndimage import gaussian_filter
 from audit._neighbors import clear_cache
 from audit.checks.duplicates_and_leakage import (
     SPEC,
+    _max_ncc,
     TITLE_CROSS_PATIENT,
     TITLE_FOLD_LEAKAGE,
     TITLE_FOLD_LEAKAGE_DUPLICATES,
@@ -265,6 +266,54 @@ def test_runs_from_a_run_directory(tmp_path: Path) -> None:
     assert TITLE_CROSS_PATIENT in {f.title for f in result.findings}
 
 
+def test_max_ncc_matches_a_direct_computation() -> None:
+    rng = np.random.default_rng(7)
+
+    def direct(a: np.ndarray, b: np.ndarray, m: int) -> np.ndarray:
+        p, h, w = a.shape
+        best = np.full(p, -1.0)
+        for dy in range(-m, m + 1):
+            for dx in range(-m, m + 1):
+                x = a[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)].reshape(p, -1)
+                y = b[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)].reshape(p, -1)
+                x = x - x.mean(1, keepdims=True)
+                y = y - y.mean(1, keepdims=True)
+                best = np.maximum(best, (x * y).sum(1) / np.sqrt((x * x).sum(1) * (y * y).sum(1)))
+        return best
+
+    for side, shift in [(24, 2), (9, 2), (40, 3), (8, 0)]:
+        work = rng.random((12, side, side))
+        work[1] = np.roll(work[0], (1, -2), axis=(0, 1)) * 2 + 5  # shifted, brighter copy
+        ia, ib = rng.integers(0, 12, 30), rng.integers(0, 12, 30)
+        ia[0], ib[0] = 0, 1
+        got = _max_ncc(work, ia, ib, shift)
+        np.testing.assert_allclose(got, direct(work[ia], work[ib], shift), atol=1e-6)
+        if shift >= 2:
+            assert got[0] > 0.9  # the copy aligns
+    flat = np.ones((2, 16, 16))
+    assert (_max_ncc(flat, np.array([0]), np.array([1]), 2) == 0).all()  # constant: no correlation
+
+
+def test_shifted_copies_at_64px() -> None:
+    """Sharper 64 px images: 2 px shifts plus brightness and noise are still near-duplicates."""
+    rng = np.random.default_rng(11)
+    n = 120
+    img = smooth_phantoms(n, size=64, seed=3, sigma=1.5)
+    pairs = [(0, 60), (2, 62), (4, 64), (6, 66)]
+    for k, (src, dst) in enumerate(pairs):
+        moved = np.roll(img[src], (2 if k % 2 else -2, 1 if k > 1 else 0), axis=(0, 1))
+        img[dst] = np.clip(moved * 0.97 + 4 + rng.normal(0, 1.5, moved.shape), 0, 255)
+    manifest = pd.DataFrame({
+        "sample_id": [f"s{i:03d}" for i in range(n)], "label": 0, "label_name": "x",
+        "patient_key": [f"p{i:03d}" for i in range(n)],
+    })  # fmt: skip
+    clear_cache()
+    ctx = AuditContext.from_arrays(manifest, ["x"], images=img[:, None].astype(np.uint8))
+    findings = check_duplicates_and_leakage(ctx, DuplicatesAndLeakageConfig())
+    assert _found_pairs(findings) == _ids(pairs)
+    assert _by_title(findings)[TITLE_CROSS_PATIENT].severity == "critical"
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="near_duplicate_space"):
         DuplicatesAndLeakageConfig(near_duplicate_space="model")  # type: ignore[arg-type]
@@ -272,3 +321,5 @@ def test_config_validation() -> None:
         DuplicatesAndLeakageConfig(threshold_max_ratio=2.0)
     with pytest.raises(ValueError, match="n_neighbors"):
         DuplicatesAndLeakageConfig(n_neighbors=0)
+    with pytest.raises(ValueError, match="align_max_shift"):
+        DuplicatesAndLeakageConfig(align_max_shift=-1)
