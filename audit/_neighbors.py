@@ -8,7 +8,11 @@ matrix (a self-join). It works in three steps:
    ``ivf``: an inverted-file index in pure numpy (Jégou et al. 2011): rows are
    projected on their first ``reduce_dim`` principal components, clustered by
    k-means into ``n_lists`` cells, and each cell's rows are compared with the
-   rows of the ``n_probe`` cells whose centroids are nearest to it.
+   rows of the ``n_probe`` cells whose centroids are nearest to it (itself
+   included) and with the rows whose *second*-nearest centroid it is, so that
+   two near-identical rows on either side of a cell border still meet.
+   BLAS runs on one thread there: for these many small products thread
+   start-up costs more than it saves.
    ``hnswlib``: a hierarchical navigable small-world graph (Malkov & Yashunin
    2018) from the optional ``hnswlib`` package.
 2. **Exact re-ranking.** The candidates are re-scored with the exact metric in
@@ -217,7 +221,8 @@ class Neighbors:
             p = self.params
             how = (
                 f"approximate inverted-file search (numpy; {p.get('n_lists')} k-means cells on "
-                f"{p.get('search_dim')} principal components, {p.get('n_probe')} cells probed)"
+                f"{p.get('search_dim')} principal components, {p.get('n_probe')} cells probed "
+                "plus second-nearest-cell rows)"
             )
         else:
             how = "approximate HNSW graph search (hnswlib)"

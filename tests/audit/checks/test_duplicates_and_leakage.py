@@ -14,7 +14,6 @@ from scipy.ndimage import gaussian_filter
 from audit._neighbors import clear_cache
 from audit.checks.duplicates_and_leakage import (
     SPEC,
-    _max_ncc,
     TITLE_CROSS_PATIENT,
     TITLE_FOLD_LEAKAGE,
     TITLE_FOLD_LEAKAGE_DUPLICATES,
@@ -22,6 +21,7 @@ from audit.checks.duplicates_and_leakage import (
     TITLE_SPLIT_LEAKAGE,
     TITLE_WITHIN_PATIENT,
     DuplicatesAndLeakageConfig,
+    _max_ncc,
     check_duplicates_and_leakage,
 )
 from audit.context import AuditContext
