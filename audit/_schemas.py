@@ -7,12 +7,15 @@ stage may trust once ingestion has written ``manifest.parquet``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 __all__ = [
     "ANNOTATOR_PREFIX",
+    "CORE_COLUMNS",
     "RUN_MANIFEST_SCHEMA",
     "SEX_VALUES",
     "annotator_columns",
@@ -20,15 +23,22 @@ __all__ = [
     "validate_run_manifest",
 ]
 
+#: Manifest columns every run has; never annotator columns even when they match
+#: :data:`ANNOTATOR_PREFIX`.
+CORE_COLUMNS: tuple[str, ...] = ("sample_id", "label", "label_name", "patient_key")
 #: Columns ``label_<annotator>`` hold one rater's label each (``label_name`` is not one).
 ANNOTATOR_PREFIX = "label_"
 
 
-def annotator_columns(columns: object) -> list[str]:
-    """The annotator columns among ``columns`` (``label_<annotator>``, not ``label_name``)."""
+def annotator_columns(columns: Iterable[object]) -> list[str]:
+    """Names of the annotator columns ``label_<annotator>`` among ``columns``.
+
+    ``label_name`` (a core column) is not an annotator column.
+    """
     return [
-        str(c) for c in columns  # type: ignore[attr-defined]
-        if str(c).startswith(ANNOTATOR_PREFIX) and str(c) != "label_name"
+        str(c) for c in columns
+        if str(c).startswith(ANNOTATOR_PREFIX) and str(c) not in CORE_COLUMNS
+        and len(str(c)) > len(ANNOTATOR_PREFIX)
     ]
 
 #: Accepted values of the ``sex`` column (DICOM (0010,0040) PatientSex vocabulary).

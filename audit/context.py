@@ -8,34 +8,17 @@ model trained elsewhere) with :meth:`AuditContext.from_arrays`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
+from audit._schemas import ANNOTATOR_PREFIX, CORE_COLUMNS, annotator_columns
 from audit.rundir import HISTORY, RunArtifactMissingError, RunDir
 
 __all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "AuditContext", "Evidence",
            "annotator_columns"]
-
-#: Manifest columns every run has; never annotator columns even when they match
-#: :data:`ANNOTATOR_PREFIX`.
-CORE_COLUMNS: tuple[str, ...] = ("sample_id", "label", "label_name", "patient_key")
-#: Annotator columns are named ``label_<annotator>`` (written by ingestion).
-ANNOTATOR_PREFIX = "label_"
-
-
-def annotator_columns(columns: Iterable[object]) -> list[str]:
-    """Names of the annotator columns ``label_<annotator>`` among ``columns``.
-
-    ``label_name`` (a core column) is not an annotator column.
-    """
-    return [
-        str(c) for c in columns
-        if str(c).startswith(ANNOTATOR_PREFIX) and str(c) not in CORE_COLUMNS
-        and len(str(c)) > len(ANNOTATOR_PREFIX)
-    ]
 
 Evidence = Literal[
     "pred_probs",

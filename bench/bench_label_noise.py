@@ -27,10 +27,14 @@ is not symmetric.
 
 Usage::
 
-    .venv/bin/python bench/bench_label_noise.py            # full run (2 CPU cores: ~1 h)
+    .venv/bin/python bench/bench_label_noise.py            # full run (2 shared cores: ~1.5 h)
     .venv/bin/python bench/bench_label_noise.py --quick    # 2 folds, few epochs: smoke test
 
-Writes ``bench/results/label_noise.json`` and prints a table. The data file is
+Writes ``bench/results/label_noise.json`` and prints a table. Recorded runs:
+``label_noise.json`` (both models, training core at ``--image-size 28``) and
+``label_noise_64px_medaudit_only.json`` (``--skip-baseline --image-size 64``;
+compare with the baseline row of the first). The cross rows are re-scored by
+the check's current default filter. The data file is
 read from ``--npz`` (default ``../shared/data/breastmnist.npz``) and never copied
 into the repository; work files go to ``--work-dir`` (default ``runs/bench_label_noise``).
 """
@@ -224,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30, help="training core: max epochs per fold")
     ap.add_argument("--baseline-epochs", type=int, default=15)
-    ap.add_argument("--image-size", type=int, default=28,
-                    help="training core cache size (28 = native BreastMNIST)")
+    ap.add_argument("--image-size", type=int, default=64,
+                    help="training core cache size (64 = ingestion default; 28 = native)")
     ap.add_argument("--quick", action="store_true", help="2 folds, 2 epochs (smoke test)")
     ap.add_argument("--skip-medaudit", action="store_true")
     ap.add_argument("--skip-baseline", action="store_true")

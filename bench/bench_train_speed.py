@@ -50,7 +50,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_run(path: Path, *, n: int, size: int, seed: int = 0) -> RunDir:
-    """A 2-class synthetic run: class-1 images carry a faint blob, on textured noise."""
+    """A 2-class synthetic run: class-1 images carry a bright blob, on textured noise."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -61,7 +61,7 @@ def make_run(path: Path, *, n: int, size: int, seed: int = 0) -> RunDir:
         img = base + rng.normal(0, 0.08, (size, size))
         if y:
             cy, cx = rng.uniform(0.25, 0.75, 2)
-            img += 0.12 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.006)
+            img += 0.3 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.01)
         imgs[i, 0] = img
     imgs = (np.clip(imgs, 0, 1) * 255).astype(np.uint8)
     manifest = pd.DataFrame({
@@ -151,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "run", n=args.n, size=args.size)
+        print("bare fp32 loop ...", file=sys.stderr, flush=True)
         bare = bare_loop(run, base)
+        print("medaudit --precision fp32 ...", file=sys.stderr, flush=True)
         fp32 = ours(run, base.replace(precision="fp32"))
+        print("medaudit auto precision ...", file=sys.stderr, flush=True)
         auto = ours(run, base.replace(precision="auto"))
     load_after = os.getloadavg()
 

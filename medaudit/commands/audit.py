@@ -151,7 +151,8 @@ def print_audit_summary(run_dir: Any) -> None:
         print(f"error in {e['check']}: {e['error']}")
 
 
-def _audit(run_dir: Path, args: argparse.Namespace) -> int:
+def audit_and_print(run_dir: Path, args: argparse.Namespace) -> int:
+    """Validate the settings, audit ``run_dir``, print the summary (``--checks``, ``--config``)."""
     from audit.engine import run_audit
 
     checks = _checks_arg(args.checks)
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.run_dir is None:
         raise ValueError(NO_RUN_DIR)
-    return _audit(args.run_dir, args)
+    return audit_and_print(args.run_dir, args)
 
 
 def run_predictions(args: argparse.Namespace) -> int:
@@ -187,4 +188,4 @@ def run_predictions(args: argparse.Namespace) -> int:
     n = run_dir.n_samples()
     print(f"wrote run directory {run_dir.path}: {n} samples"
           + (f", {n_refused} rows without a join partner (see quarantine.csv)" if n_refused else ""))
-    return _audit(run_dir.path, args)
+    return audit_and_print(run_dir.path, args)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from medaudit.commands.ingest import add_ingest_arguments, ingest_from_args, print_ingest_summary
-from medaudit.config import load_audit_config
 
 __all__ = ["add_parser", "add_stage_arguments", "run", "run_stages"]
 
@@ -20,7 +19,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     stages.add_argument("--no-train", action="store_true", help="stop after ingestion")
     stages.add_argument("--no-audit", action="store_true", help="do not run the audit checks")
     stages.add_argument("--checks", help="comma-separated audit checks (default: all)")
-    stages.add_argument("--audit-config", type=Path, help="TOML file of audit settings")
+    stages.add_argument("--audit-config", dest="config", type=Path,
+                        help="TOML file of audit settings, one [section] per check")
 
 
 def run_stages(args: argparse.Namespace, out: Path) -> int:
@@ -34,13 +34,9 @@ def run_stages(args: argparse.Namespace, out: Path) -> int:
         trained = train_run(summary.run, train_config_from_args(args))
         print(trained.text)
     if not args.no_audit:
-        from audit.engine import run_audit
-        from medaudit.commands.audit import print_audit_summary
+        from medaudit.commands.audit import audit_and_print
 
-        checks = [c.strip() for c in args.checks.split(",")] if args.checks else None
-        config = load_audit_config(args.audit_config) if args.audit_config else None
-        run_audit(summary.run, checks=checks, config=config)
-        print_audit_summary(summary.run)
+        audit_and_print(summary.run.path, args)
     print(f"run directory: {summary.run.path}")
     return 0
 

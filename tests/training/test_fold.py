@@ -84,3 +84,23 @@ def test_bad_fold_and_mode_are_refused(tiny_run: RunDir, fast_config: TrainConfi
         train_fold(tiny_run, 0, fast_config.replace(mode="linear-probe"))
     with pytest.raises(TypeError, match="TrainConfig"):
         train_fold(tiny_run, 0, {"epochs": 1})  # type: ignore[arg-type]
+
+
+def test_weight_ema_averages_parameters_and_copies_buffers() -> None:
+    import torch
+
+    from training.fold import WeightEma
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEma(model, horizon_steps=100)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.fill_(5.0)
+    ema.update(model)
+    decay = min(ema.decay, 2 / 11)
+    for e, s in zip(ema.module.parameters(), start):
+        torch.testing.assert_close(e, s + (1 - decay))
+        assert not e.requires_grad
+    assert torch.equal(ema.module[1].running_mean, torch.full((2,), 5.0))

@@ -490,7 +490,7 @@ def _order_columns(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.drop(columns=[c for c in rows.columns if c.startswith("_") or c == "abs_path"])
     if "rel_path" in rows.columns:
         rows["path"] = rows.pop("rel_path")
-    ann = sorted(c for c in annotator_columns(rows.columns) if c != "label_name")
+    ann = sorted(annotator_columns(rows.columns))
     ordered = [c for c in first if c in rows.columns] + ann
     rest = [c for c in rows.columns if c not in ordered]
     out = rows[ordered + rest].copy()

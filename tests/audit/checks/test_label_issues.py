@@ -61,7 +61,7 @@ def test_planted_noise_gives_warning_with_interval(simulate, manifest_for) -> No
     assert len(set(listed) & flipped_ids) / len(listed) >= 0.7
     top = main.evidence["top_issues"][0]
     assert top["suggested_label"] != top["given_label"]
-    assert "filter_by='low_self_confidence'" in main.evidence["method"]
+    assert "filter_by='prune_by_noise_rate'" in main.evidence["method"]
     pairs = {(p["given"], p["suggested"]): p for p in main.evidence["noise_matrix"]}
     assert set(pairs) == {("benign", "malignant"), ("malignant", "benign")}
     json.dumps(main.to_dict(), allow_nan=False)
@@ -110,7 +110,7 @@ def test_bootstrap_matches_cleanlab_point_estimate(simulate) -> None:  # type: i
 
 def test_table_columns_and_ranking(simulate) -> None:  # type: ignore[no-untyped-def]
     s = simulate(n=300, seed=5)
-    t = label_issue_table(s["given"], s["pred_probs"], filter_by="prune_by_noise_rate",
+    t = label_issue_table(s["given"], s["pred_probs"], filter_by="low_self_confidence",
                           rank_by="normalized_margin")
     assert list(t.columns) == ["given_label", "suggested_label", "suggested_label_prob",
                                "label_quality_score", "is_label_issue", "issue_rank"]
