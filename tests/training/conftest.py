@@ -10,8 +10,8 @@ import pytest
 from audit.rundir import RunDir
 from training import TrainConfig
 
-#: A tiny, fast fine-tuning config: timm's ``test_resnet``, 3 folds, 3 epochs, 32 px cache.
-FAST = TrainConfig(model="test_resnet", folds=3, epochs=3, batch_size=32, quiet=True)
+#: A tiny, fast fine-tuning config: timm's ``test_resnet``, 3 folds, 3 epochs, lr 3e-3, 32 px cache.
+FAST = TrainConfig(model="test_resnet", folds=3, epochs=3, batch_size=32, lr=3e-3, quiet=True)
 
 
 @pytest.fixture

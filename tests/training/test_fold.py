@@ -59,7 +59,7 @@ def test_finished_fold_is_reused_only_under_the_same_config(
     monkeypatch.setattr(fold_mod, "_train_fold", counting)
     again = train_fold(tiny_run, 0, fast_config.replace(epochs=1, jobs=2, quiet=False))
     assert again.reused and calls == []
-    changed = train_fold(tiny_run, 0, fast_config.replace(epochs=1, lr=1e-3))
+    changed = train_fold(tiny_run, 0, fast_config.replace(epochs=1, lr=fast_config.lr / 2))
     assert not changed.reused and calls == [0]
 
 
