@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
+
+from audit.stats import auc_ci, wilson_ci
 
 __all__ = ["MetricCI", "accuracy_with_ci", "auc_score", "auc_with_ci", "delong_auc_ci"]
 
-_Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -94,18 +94,11 @@ def delong_auc_ci(labels: np.ndarray, scores: np.ndarray) -> MetricCI:
         Interval ``AUC +- 1.96 * SE`` clipped to ``[0, 1]``.
     """
     labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    pos, neg = scores[labels], scores[~labels]
-    m, n = pos.size, neg.size
+    m, n = int(labels.sum()), int((~labels).sum())
     if m < 2 or n < 2:
         return MetricCI(float("nan"), float("nan"), float("nan"), "DeLong")
-    ranks_all = rankdata(np.concatenate([pos, neg]))
-    v10 = (ranks_all[:m] - rankdata(pos)) / n
-    v01 = 1.0 - (ranks_all[m:] - rankdata(neg)) / m
-    auc = float(v10.mean())
-    var = v10.var(ddof=1) / m + v01.var(ddof=1) / n
-    se = math.sqrt(max(var, 0.0))
-    return MetricCI(auc, max(0.0, auc - _Z95 * se), min(1.0, auc + _Z95 * se), "DeLong")
+    est = auc_ci(labels.astype(int), np.asarray(scores, dtype=np.float64), transform="none")
+    return MetricCI(est.estimate, est.low, est.high, "DeLong")
 
 
 def auc_with_ci(
@@ -190,8 +183,5 @@ def accuracy_with_ci(labels: np.ndarray, probs: np.ndarray) -> MetricCI:
     n = labels.size
     if n == 0:
         return MetricCI(float("nan"), float("nan"), float("nan"), "Wilson")
-    p = float(np.mean(np.asarray(probs).argmax(1) == labels))
-    z2 = _Z95**2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return MetricCI(p, max(0.0, centre - half), min(1.0, centre + half), "Wilson")
+    est = wilson_ci(int(np.sum(np.asarray(probs).argmax(1) == labels)), n)
+    return MetricCI(est.estimate, est.low, est.high, "Wilson")
