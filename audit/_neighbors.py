@@ -432,23 +432,10 @@ def _kmeans(
     return cent, first, second
 
 
-def _ivf_candidates(
-    rows: _Rows,
-    kc: int,
-    *,
-    reduce_dim: int,
-    n_lists: int | None,
-    n_probe: int,
-    chunk_rows: int,
-    db_chunk_rows: int,
-    rng: np.random.Generator,
-    params: dict[str, Any],
-) -> np.ndarray:
-    n = rows.n
+def _ivf_candidates(rows: _Rows, kc: int, **kwargs: Any) -> np.ndarray:
+    """:func:`_ivf_search` with BLAS limited to one thread (see :func:`_one_blas_thread`)."""
     with _one_blas_thread():
-        return _ivf_search(rows, kc, reduce_dim=reduce_dim, n_lists=n_lists, n_probe=n_probe,
-                           chunk_rows=chunk_rows, db_chunk_rows=db_chunk_rows, rng=rng,
-                           params=params, n=n)  # fmt: skip
+        return _ivf_search(rows, kc, n=rows.n, **kwargs)
 
 
 def _ivf_search(

@@ -144,15 +144,22 @@ def train_medaudit(run: RunDir, *, folds: int, epochs: int, seed: int) -> tuple[
 
 def train_bare_resnet(
     images: np.ndarray, labels: np.ndarray, *, folds: int, epochs: int, seed: int,
-    batch_size: int = 64, lr: float = 1e-3,
+    batch_size: int = 64, lr: float = 1e-3, size: int = 28,
 ) -> tuple[np.ndarray, dict]:
-    """OOF probabilities of a plain timm resnet18 trained in a simple loop (the baseline)."""
+    """OOF probabilities of a plain timm resnet18 trained in a simple loop (the baseline).
+
+    ``size`` other than the native 28 px resizes the images bilinearly once, so the
+    baseline can see the same input resolution as the training core.
+    """
     import timm
     import torch
+    import torch.nn.functional as F
     from sklearn.model_selection import StratifiedKFold
 
     torch.manual_seed(seed)
     x_all = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    if size != x_all.shape[-1]:
+        x_all = F.interpolate(x_all, size=(size, size), mode="bilinear", align_corners=False)
     y_all = torch.from_numpy(labels)
     probs = np.zeros((len(labels), 2))
     t0 = time.perf_counter()
@@ -177,7 +184,8 @@ def train_bare_resnet(
             probs[te] = torch.softmax(model(x_all[torch.from_numpy(te)]), dim=1).numpy()
     return probs, {"seconds": round(time.perf_counter() - t0, 1), "epochs": epochs,
                    "folds": folds, "lr": lr, "batch_size": batch_size, "optimizer": "Adam",
-                   "input": "28x28 native, no augmentation"}
+                   "input": f"{size}x{size}" + (" native" if size == images.shape[-1] else
+                                                " (bilinear from 28x28)") + ", no augmentation"}
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -230,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-epochs", type=int, default=15)
     ap.add_argument("--image-size", type=int, default=64,
                     help="training core cache size (64 = ingestion default; 28 = native)")
+    ap.add_argument("--baseline-size", type=int, default=None,
+                    help="baseline input side (default: the same as --image-size)")
     ap.add_argument("--quick", action="store_true", help="2 folds, 2 epochs (smoke test)")
     ap.add_argument("--skip-medaudit", action="store_true")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -262,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         result["medaudit_training"] = info
     if not args.skip_baseline:
         probs["baseline"], info = train_bare_resnet(images, noisy, folds=args.folds,
-                                                    epochs=args.baseline_epochs, seed=args.seed)
+                                                    epochs=args.baseline_epochs, seed=args.seed,
+                                                    size=args.baseline_size or args.image_size)
         result["baseline_training"] = info
     for model, p in probs.items():  # kept for re-scoring without retraining
         np.save(args.work_dir / f"{model}_pred_probs.npy", p)

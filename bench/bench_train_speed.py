@@ -16,8 +16,8 @@ the training epochs only: batch reading, augmentation, forward, backward,
 step) and *end-to-end* images/s (training images divided by the whole wall
 time of ``train_run``, which also includes inner-validation passes every epoch,
 in-sample scoring, OOF scoring on the original and 3 masked variants, writing
-artifacts). Early stopping is off (``patience=0``) so every variant trains the
-same number of epochs.
+artifacts). Early stopping and the refit are off (``patience=0``,
+``refit=False``) so every variant trains the same number of epochs once.
 
 Usage::
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     base = TrainConfig(model=args.model, folds=args.folds, epochs=args.epochs,
-                       batch_size=args.batch_size, patience=0, quiet=True)
+                       batch_size=args.batch_size, patience=0, refit=False, quiet=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "run", n=args.n, size=args.size)

@@ -134,6 +134,15 @@ class TrainConfig:
         near-uniform outputs can win on log loss against a better but more
         confident model (a BreastMNIST fold kept its epoch-1 weights and
         scored 0.66-0.68 out-of-fold AUC instead of 0.84).
+    refit : bool
+        After the inner split has chosen the epoch count (early stopping,
+        best epoch), retrain the fold's model from the same seed on all its
+        training rows, inner split included, for exactly that many epochs of
+        the same schedule, and keep that model (Hastie et al., *Elements of
+        Statistical Learning*, 7.10: select, then refit on all the training
+        data). The held-out fold is never used for either step. It costs one
+        extra partial training pass per fold; ``False`` keeps the selected
+        model fitted without the inner rows.
     masked_variants : tuple of str
         Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
     jobs : int
@@ -175,6 +184,7 @@ class TrainConfig:
     inner_val_fraction: float = 0.15
     ema_epochs: float = 3.0
     patience: int = 10
+    refit: bool = True
     masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
     jobs: int = 1
     threads: int | None = None
@@ -270,6 +280,9 @@ def _validate(cfg: TrainConfig) -> None:
             raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
         if value < lo:
             raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
+    for name in ("refit", "quiet"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise TypeError(f"TrainConfig.{name} must be a bool; got {getattr(cfg, name)!r}")
     if cfg.threads is not None and (
         isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1
     ):

@@ -78,6 +78,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "0 = off (default: %(default)s)")
     g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
                    help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
+    g.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="keep the model selected on the inner split instead of refitting it on "
+                        "all training rows of the fold for the chosen number of epochs")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                    help="folds trained in parallel processes (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
@@ -115,6 +118,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_weighting=args.class_weighting,
         ema_epochs=args.ema_epochs,
         patience=args.patience,
+        refit=args.refit,
         jobs=args.jobs,
         threads=args.threads,
         num_workers=args.num_workers,

@@ -45,6 +45,45 @@ def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: T
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
+def test_refit_uses_all_training_rows_for_the_selected_epochs_and_never_the_held_out_fold(
+    tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, object]] = []
+    real = fold_mod._fit
+
+    def spy(ctx, rows, config, **kw):  # type: ignore[no-untyped-def]
+        out = real(ctx, rows, config, **kw)
+        calls.append({"rows": np.array(rows), "inner": kw["inner_val"], "stop": kw["stop_after"],
+                      "epochs_run": len(out.history), "best": out.best_epoch})
+        return out
+
+    monkeypatch.setattr(fold_mod, "_fit", spy)
+    cfg = fast_config.replace(epochs=4)
+    res = train_fold(tiny_run, 0, cfg)
+    select, refit = calls
+    held = np.flatnonzero(assign_folds(tiny_run.read_manifest(), folds=3, seed=cfg.seed) == 0)
+    # selection: training rows only, scored every epoch on the inner split
+    assert select["inner"] is not None and select["stop"] is None
+    assert not set(select["rows"]) & set(select["inner"])  # type: ignore[arg-type]
+    # refit: training + inner rows, exactly the selected number of epochs, no evaluation set
+    assert refit["inner"] is None and refit["stop"] == select["best"] == res.best_epoch
+    assert refit["epochs_run"] == res.best_epoch
+    np.testing.assert_array_equal(
+        np.sort(refit["rows"]),  # type: ignore[arg-type]
+        np.sort(np.concatenate([select["rows"], select["inner"]])),  # type: ignore[list-item]
+    )
+    assert not set(refit["rows"]) & set(held)  # type: ignore[arg-type]
+    assert res.refit and res.n_train == len(refit["rows"])  # type: ignore[arg-type]
+    hist = json.loads((tiny_run.path / "train/fold_0/history.json").read_text())
+    assert hist["refit"]["n_rows"] == res.n_train
+    assert len(hist["refit"]["epochs"]) == res.best_epoch
+    assert "inner_val_loss" not in hist["refit"]["epochs"][0]
+
+    calls.clear()
+    plain = train_fold(tiny_run, 1, cfg.replace(refit=False))
+    assert len(calls) == 1 and not plain.refit and plain.n_train == len(calls[0]["rows"])  # type: ignore[arg-type]
+
+
 def test_finished_fold_is_reused_only_under_the_same_config(
     tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

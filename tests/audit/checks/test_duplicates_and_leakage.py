@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.ndimage import gaussian_filter
 
 from audit._neighbors import clear_cache
 from audit.checks.duplicates_and_leakage import (
@@ -28,19 +27,9 @@ from audit.context import AuditContext
 from audit.engine import audit_context
 from audit.findings import REFERENCES, Finding
 from audit.rundir import RunDir
+from tests.phantoms import smooth_phantoms
 
 N = 200
-
-
-def smooth_phantoms(n: int, *, size: int = 32, seed: int = 0, sigma: float = 4.0) -> np.ndarray:
-    """``(n, size, size)`` float images in [0, 255]: smooth random fields, varied brightness."""
-    rng = np.random.default_rng(seed)
-    f = gaussian_filter(rng.standard_normal((n, size + 8, size + 8)), sigma=(0, sigma, sigma))
-    f = f[:, 4:-4, 4:-4]
-    f = (f - f.mean(axis=(1, 2), keepdims=True)) / f.std(axis=(1, 2), keepdims=True)
-    level = rng.uniform(110, 150, (n, 1, 1))
-    contrast = rng.uniform(30, 50, (n, 1, 1))
-    return np.clip(level + contrast * f, 0, 255)
 
 
 @dataclass
