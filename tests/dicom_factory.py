@@ -21,6 +21,25 @@ PHI = {
 }
 
 
+def new_part10_dataset(
+    *, sop_class: str = SecondaryCaptureImageStorage, modality: str = "OT"
+) -> Dataset:
+    """An empty Explicit VR Little Endian Part-10 dataset with fresh SOP, study and series UIDs."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = modality
+    return ds
+
+
 def write_dicom(
     path: Path,
     pixels: np.ndarray | None,
@@ -35,18 +54,7 @@ def write_dicom(
     PHI from :data:`PHI` is always planted (``patient_id`` overrides PatientID);
     extra keyword arguments become DICOM attributes.
     """
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "DX"
+    ds = new_part10_dataset(modality="DX")
     for k, v in PHI.items():
         setattr(ds, k, v)
     if patient_id is not None:

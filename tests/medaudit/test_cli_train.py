@@ -61,3 +61,5 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     cfg = train_config_from_args(plain.parse_args(["--image-size", "40", "--mode", "linear-probe"]))
     assert cfg.image_size == 40 and cfg.mode == "linear-probe" and not cfg.quiet
     assert np.isclose(cfg.lr, train_config_from_args(plain.parse_args([])).lr)
+    assert train_config_from_args(plain.parse_args([])).refit
+    assert not train_config_from_args(plain.parse_args(["--no-refit"])).refit

@@ -16,17 +16,16 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file, get_testdata_files
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     BasicTextSRStorage,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     SecondaryCaptureImageStorage,
-    generate_uid,
 )
 
+from tests.dicom_factory import new_part10_dataset
 from training.data import dicom as dicom_module
 from training.data.dicom import (
     FRAME_POLICIES,
@@ -67,18 +66,7 @@ def _write_dicom(
     uint8); ``None`` writes a dataset without PixelData. Extra keyword
     arguments become DICOM attributes.
     """
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
+    ds = new_part10_dataset(sop_class=sop_class)
     if pixels is not None:
         is_rgb = photometric == "RGB"
         bits_allocated = pixels.dtype.itemsize * 8
