@@ -129,11 +129,14 @@ def build_run(work: Path, npz: Path, noisy: np.ndarray, image_size: int) -> RunD
 # -- models ---------------------------------------------------------------------------------
 
 
-def train_medaudit(run: RunDir, *, folds: int, epochs: int, seed: int) -> tuple[np.ndarray, dict]:
-    """OOF probabilities from the training core (``training.train_run``)."""
+def train_medaudit(
+    run: RunDir, *, folds: int, epochs: int, seed: int, jobs: int = 1
+) -> tuple[np.ndarray, dict]:
+    """OOF probabilities from the training core (``training.train_run``, default config)."""
     from training import TrainConfig, train_run
 
-    cfg = TrainConfig(folds=folds, epochs=epochs, seed=seed, quiet=True, masked_variants=())
+    cfg = TrainConfig(folds=folds, epochs=epochs, seed=seed, quiet=True, masked_variants=(),
+                      jobs=jobs)
     t0 = time.perf_counter()
     summary = train_run(run, cfg)
     probs = run.read_array("oof/pred_probs").astype(np.float64)
@@ -234,12 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--asymmetry", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=30, help="training core: max epochs per fold")
+    ap.add_argument("--epochs", type=int, default=40,
+                    help="training core: max epochs per fold (default: the TrainConfig default)")
     ap.add_argument("--baseline-epochs", type=int, default=15)
     ap.add_argument("--image-size", type=int, default=64,
                     help="training core cache size (64 = ingestion default; 28 = native)")
     ap.add_argument("--baseline-size", type=int, default=None,
                     help="baseline input side (default: the same as --image-size)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="training core: folds in parallel processes (speed only)")
     ap.add_argument("--quick", action="store_true", help="2 folds, 2 epochs (smoke test)")
     ap.add_argument("--skip-medaudit", action="store_true")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_medaudit:
         run = build_run(args.work_dir, args.npz, noisy, args.image_size)
         probs["medaudit"], info = train_medaudit(run, folds=args.folds, epochs=args.epochs,
-                                                 seed=args.seed)
+                                                 seed=args.seed, jobs=args.jobs)
         result["medaudit_training"] = info
     if not args.skip_baseline:
         probs["baseline"], info = train_bare_resnet(images, noisy, folds=args.folds,

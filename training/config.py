@@ -120,6 +120,11 @@ class TrainConfig:
     inner_val_fraction : float
         Fraction of the training patients carved out (grouped, stratified) as
         the inner validation set for early stopping; never the held-out fold.
+        With ``refit`` the final model is trained on these rows too, so a
+        larger inner split costs no training data, only makes the epoch choice
+        less noisy: on BreastMNIST (``bench_breastmnist.py --tune``, out-of-fold
+        figures only) 0.25 and 0.15 gave the same OOF AUC (0.831), 0.25 a
+        higher OOF accuracy (0.841 vs 0.808) and a 17 % shorter run.
     ema_epochs : float
         Horizon, in epochs, of the exponential moving average of the weights
         that is evaluated, early-stopped and kept (``0`` = no averaging).
@@ -181,7 +186,7 @@ class TrainConfig:
     contrast: float = 0.15
     augment_probability: float = 0.9
     class_weighting: ClassWeighting = "balanced"
-    inner_val_fraction: float = 0.15
+    inner_val_fraction: float = 0.25
     ema_epochs: float = 3.0
     patience: int = 10
     refit: bool = True
