@@ -55,10 +55,12 @@ class TrainConfig:
         Any timm architecture name (``timm.list_models()``). Default
         ``"resnet18"`` from scratch: the reference architecture of the MedMNIST
         v2 benchmarks (so results compare with published figures), and
-        CPU-friendly at the 64 px cache size: about 300 training images/s with
-        bf16 + channels-last on 2 AMX cores in a quick probe (fp32: about 3-5x
-        slower). ``resnet10t`` trains about 1.7x faster and may suit larger
-        datasets; it was not compared for quality. Weights are never downloaded.
+        CPU-friendly at the 64 px cache size: about 270 training images/s with
+        bf16 + channels-last on 2 AMX cores (fp32: 1.4x slower at 64 px, 2.3x at
+        128 px; ``bench/bench_train_speed.py``). ``resnet10t`` trains about 1.55x
+        faster; on the demo data with only 10 epochs it reached a higher OOF AUC
+        (0.75 vs 0.66), which is why ``medaudit demo`` uses it; it was not compared
+        on BreastMNIST. Weights are never downloaded.
     folds : int
         Number of patient-grouped cross-validation folds (>= 2).
     epochs : int
