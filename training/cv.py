@@ -400,6 +400,13 @@ def _summary_text(
         "  in-sample  " + "  ".join(f"{r.in_sample_auc:.3f}" for r in folds)
         + "  (AUC on each fold's own training rows)",
     ]
+    if config.mode == "finetune":
+        refit = all(r.refit for r in folds)
+        lines.append(
+            "  epochs     " + "  ".join(f"{r.best_epoch:>5d}" for r in folds)
+            + f"  (chosen on the inner split, max {config.epochs}"
+            + ("; then refitted on all training rows of the fold)" if refit else ")")
+        )
     if h_auc is not None and h_acc is not None:
         lines.append(f"  holdout    split {config.holdout_split!r}, ensemble of {config.folds} folds: "
                      f"AUC {h_auc}, ACC {h_acc}")

@@ -58,6 +58,7 @@ def test_train_run_writes_the_contract_artifacts_and_learns(
     assert summary.oof_auc.value > 0.8
     assert auc_score(manifest["label"].to_numpy(), probs) == pytest.approx(summary.oof_auc.value)
     assert "OOF AUC" in summary.text and "fold AUC" in summary.text
+    assert "refitted on all training rows" in summary.text
 
 
 def test_two_runs_give_identical_predictions(
