@@ -2,11 +2,12 @@
 
 :func:`train_fold` is a function of the run directory, the fold index and the
 config only. It recomputes the (deterministic) fold assignment, trains on the
-fold's training rows with early stopping on an inner validation split, scores
-the fold's held-out rows (and the holdout-split rows) on the original and the
-masked images, and writes only its own outputs::
+fold's training rows with early stopping on an inner validation split, refits
+the model on all training rows for the chosen number of epochs
+(``TrainConfig.refit``), scores the fold's held-out rows (and the holdout-split
+rows) on the original and the masked images, and writes only its own outputs::
 
-    train/fold_<k>.pt                 state dict of the best model
+    train/fold_<k>.pt                 state dict of the kept model
     train/fold_<k>/rows.npy           (M,) held-out row indices (manifest order)
     train/fold_<k>/probs.npy          (M, K) float32
     train/fold_<k>/logits.npy         (M, K) float32
@@ -761,6 +762,8 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     eval_bs = 2 * config.batch_size
     workers = config.num_workers
     all_train = np.sort(np.concatenate([split.train, split.inner_val]))
+    # The refit keeps the selection pass's normalisation and seed, so it replays the
+    # trajectory the inner split validated, only on more rows.
     common = dict(setup=setup, cache=cache, norm=norm, seed=seed)
 
     with deterministic(setup):
