@@ -45,6 +45,7 @@ from training import TrainConfig, train_run
 from training.fold import fold_seed, load_context, seed_everything
 from training.folds import fold_split
 from training.metrics import auc_with_ci
+from training.models import drop_stem_pool, resolve_stem_pool
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -93,6 +94,8 @@ def bare_loop(run: RunDir, config: TrainConfig) -> dict[str, float]:
         seed_everything(fold_seed(config.seed, f))
         gen = torch.Generator().manual_seed(f)
         model = timm.create_model(config.model, pretrained=False, num_classes=2, in_chans=1)
+        if resolve_stem_pool(model, config.stem_pool, images.shape[-1]) == "drop":
+            drop_stem_pool(model)  # the same architecture as train_run builds
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         rows = torch.from_numpy(split.train)
         bs = config.batch_size
@@ -143,11 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--stem-pool", choices=["auto", "keep", "drop"], default=TrainConfig.stem_pool,
+                    help="stem max-pool policy, applied to both loops (default: %(default)s)")
     ap.add_argument("--name", default="train_speed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     base = TrainConfig(model=args.model, folds=args.folds, epochs=args.epochs,
-                       batch_size=args.batch_size, patience=0, refit=False, quiet=True)
+                       batch_size=args.batch_size, stem_pool=args.stem_pool, patience=0,
+                       refit=False, quiet=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "run", n=args.n, size=args.size)
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
          + (" + channels-last)" if auto["channels_last"] else ")"),
          auto["train_images_per_s"], auto["end_to_end_images_per_s"], auto["oof_auc"]),
     ]
-    print(f"\n{args.model}, {args.n} images {args.size}px, {args.folds} folds x {args.epochs} epochs, "
+    print(f"\n{args.model} (stem pool {args.stem_pool}), {args.n} images {args.size}px, {args.folds} folds x {args.epochs} epochs, "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads; "
           f"load average before/after {load_before[0]:.1f}/{load_after[0]:.1f}")
     print(f"{'variant':44s} {'train img/s':>11s} {'ratio':>6s} {'end-to-end img/s':>17s} "
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:44s} {train_ips:11.1f} {ratio(train_ips):6.2f} {e2e_s}  "
               f"{auc['value']:.3f} [{lo:.3f}, {hi:.3f}]")
     out = {
-        "benchmark": "train_speed", "model": args.model, "n": args.n, "size": args.size,
+        "benchmark": "train_speed", "model": args.model, "stem_pool": args.stem_pool, "n": args.n, "size": args.size,
         "epochs": args.epochs, "folds": args.folds, "batch_size": args.batch_size,
         "threads": torch.get_num_threads(), "loadavg_before": load_before, "loadavg_after": load_after,
         "bare_fp32": bare, "medaudit_fp32": fp32, "medaudit_auto": auto,

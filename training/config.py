@@ -28,6 +28,7 @@ __all__ = [
     "Flips",
     "Mode",
     "Precision",
+    "StemPool",
     "TrainConfig",
 ]
 
@@ -36,6 +37,7 @@ DeviceName = Literal["auto", "cpu", "cuda"]
 Mode = Literal["finetune", "linear-probe"]
 Flips = Literal["none", "horizontal", "vertical", "both"]
 ClassWeighting = Literal["balanced", "none", "sampler"]
+StemPool = Literal["auto", "keep", "drop"]
 
 #: Fields that change how a run is executed but not what it computes; they are
 #: left out of :meth:`TrainConfig.config_hash` so a resumed run may change them.
@@ -80,6 +82,19 @@ class TrainConfig:
     image_size : int or None
         Side of the square model input; ``None`` uses the cache size. Images are
         resized on the fly (bilinear, antialiased when shrinking).
+    stem_pool : {'keep', 'drop', 'auto'}
+        The stem max-pool of ResNet-style models (timm ``maxpool``): ``keep``;
+        ``drop`` it (twice the spatial resolution in every stage, no parameter
+        changes; a ResNet-18 step at 64 px, batch 32, took 2.2x as long in fp32
+        and 1.4x in bf16 + channels-last here); or ``auto``: drop it when the
+        model input side is at
+        most 64 px (:func:`training.models.resolve_stem_pool`). On BreastMNIST
+        (28 px images upsampled to 64 px, ``bench_breastmnist.py --tune``,
+        out-of-fold figures only) ``drop`` raised the OOF AUC from 0.831
+        [0.791, 0.871] to 0.860 [0.825, 0.895] but took 1426 s instead of 479 s
+        on 2 cores (slower steps, and later best epochs, so longer refits), over
+        the 15-minute budget of the default, which stays ``keep``; cutting it to
+        20 epochs lost the gain (the folds were still improving at the end).
     precision : {'auto', 'fp32', 'bf16', 'fp16'}
         ``auto``: CUDA mixed precision (bf16 when supported, else fp16) on a
         GPU; on a CPU, bf16 autocast + channels-last when the processor has native
@@ -174,6 +189,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: int = 2
     image_size: int | None = None
+    stem_pool: StemPool = "keep"
     precision: Precision = "auto"
     device: DeviceName = "auto"
     seed: int = 0
@@ -264,7 +280,7 @@ class TrainConfig:
 
 def _validate(cfg: TrainConfig) -> None:
     hints = get_type_hints(TrainConfig)
-    for name in ("precision", "device", "mode", "flips", "class_weighting"):
+    for name in ("precision", "device", "mode", "flips", "class_weighting", "stem_pool"):
         allowed = get_args(hints[name])
         value = getattr(cfg, name)
         if value not in allowed:

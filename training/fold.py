@@ -628,7 +628,8 @@ def _fit(
     bs = config.batch_size
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = create_model(config.model, k, cache.channels, pretrained_weights=config.pretrained_weights)
+    model = create_model(config.model, k, cache.channels, pretrained_weights=config.pretrained_weights,
+                         stem_pool=config.stem_pool, input_side=config.image_size or cache.size)
     model = model.to(setup.device, memory_format=setup.memory_format)
     # The fused AdamW kernel (CPU and CUDA) does one pass over the weights instead of
     # several: ~10 ms less per ResNet-18 step on this 2-core CPU (bench_train_speed).

@@ -114,7 +114,9 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
     with deterministic(setup), torch_threads(config.threads):
         seed_everything(config.seed)
         model = create_model(config.model, k, cache.channels,
-                             pretrained_weights=config.pretrained_weights)
+                             pretrained_weights=config.pretrained_weights,
+                             stem_pool=config.stem_pool,
+                             input_side=config.image_size or cache.size)
         model = model.to(setup.device, memory_format=setup.memory_format).eval()
         kw = dict(setup=setup, norm=norm, image_size=config.image_size,
                   batch_size=2 * config.batch_size, num_workers=config.num_workers)

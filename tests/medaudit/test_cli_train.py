@@ -10,6 +10,7 @@ import pytest
 from audit.rundir import RunDir
 from medaudit.cli import main
 from medaudit.commands.train import add_train_arguments, train_config_from_args
+from training import TrainConfig
 
 TINY = ["--model", "test_resnet", "--folds", "3", "--epochs", "1", "--batch-size", "32"]
 
@@ -63,3 +64,5 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     assert np.isclose(cfg.lr, train_config_from_args(plain.parse_args([])).lr)
     assert train_config_from_args(plain.parse_args([])).refit
     assert not train_config_from_args(plain.parse_args(["--no-refit"])).refit
+    assert train_config_from_args(plain.parse_args(["--stem-pool", "drop"])).stem_pool == "drop"
+    assert train_config_from_args(plain.parse_args([])).stem_pool == TrainConfig().stem_pool

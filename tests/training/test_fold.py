@@ -143,3 +143,25 @@ def test_weight_ema_averages_parameters_and_copies_buffers() -> None:
         torch.testing.assert_close(e, s + (1 - decay))
         assert not e.requires_grad
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 5.0))
+
+
+def test_stem_pool_setting_reaches_every_model_the_fold_trains(
+    tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    pools: list[type] = []
+    real = fold_mod.create_model
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model = real(*args, **kwargs)
+        pools.append(type(model.maxpool))
+        return model
+
+    monkeypatch.setattr(fold_mod, "create_model", spy)
+    res = train_fold(tiny_run, 0, fast_config.replace(stem_pool="drop"))
+    assert pools and all(p is torch.nn.Identity for p in pools)
+    assert len(pools) == (2 if res.refit else 1)
+    assert (tiny_run.path / "train" / "fold_0" / "done").is_file()
+    state = torch.load(tiny_run.path / "train" / "fold_0.pt", weights_only=True)
+    real("test_resnet", 2, 1).load_state_dict(state)  # same parameters as a kept-pool model

@@ -114,3 +114,29 @@ def test_config_round_trip_and_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="threads must be None or an int >= 1"):
         TrainConfig(threads=0)
     assert cfg.replace(threads=1).config_hash() == cfg.config_hash()
+
+
+def test_stem_pool_auto_drops_the_max_pool_for_small_inputs_only() -> None:
+    x = torch.rand(1, 1, 32, 32)
+    kept = create_model("test_resnet", 2, 1, stem_pool="auto", input_side=128).eval()
+    dropped = create_model("test_resnet", 2, 1, stem_pool="auto", input_side=32).eval()
+    assert isinstance(kept.maxpool, torch.nn.MaxPool2d)
+    assert isinstance(dropped.maxpool, torch.nn.Identity)
+    side_kept = kept.forward_features(x).shape[-1]
+    side_dropped = dropped.forward_features(x).shape[-1]
+    assert side_dropped == 2 * side_kept
+    # no parameter changes: a checkpoint of one loads strictly into the other
+    dropped.load_state_dict(kept.state_dict(), strict=True)
+    assert isinstance(create_model("test_resnet", 2, 1, stem_pool="auto").maxpool,
+                      torch.nn.MaxPool2d)  # no input side known: keep
+
+
+def test_stem_pool_drop_on_a_model_without_one_names_the_model() -> None:
+    assert isinstance(create_model("test_convnext", 2, 1, stem_pool="auto", input_side=32),
+                      torch.nn.Module)  # auto: nothing to drop, no error
+    with pytest.raises(ValueError, match="has no stem max-pool"):
+        create_model("test_convnext", 2, 1, stem_pool="drop")
+    with pytest.raises(ValueError, match="stem_pool must be one of"):
+        create_model("test_resnet", 2, 1, stem_pool="remove")
+    with pytest.raises(ValueError, match=r"TrainConfig\.stem_pool must be one of"):
+        TrainConfig(stem_pool="remove")  # type: ignore[arg-type]
