@@ -82,9 +82,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "0 = off (default: %(default)s)")
     g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
                    help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
-    g.add_argument("--no-refit", dest="refit", action="store_false",
-                   help="keep the model selected on the inner split instead of refitting it on "
-                        "all training rows of the fold for the chosen number of epochs")
+    g.add_argument("--refit", action=argparse.BooleanOptionalAction, default=_DEFAULTS.refit,
+                   help="refit each fold's model on all its training rows for the epoch count "
+                        "the inner split chose; --no-refit keeps the model selected on the "
+                        "inner split (default: --refit)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                    help="folds trained in parallel processes (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,

@@ -66,3 +66,4 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     assert not train_config_from_args(plain.parse_args(["--no-refit"])).refit
     assert train_config_from_args(plain.parse_args(["--stem-pool", "drop"])).stem_pool == "drop"
     assert train_config_from_args(plain.parse_args([])).stem_pool == TrainConfig().stem_pool
+    assert train_config_from_args(plain.parse_args(["--no-refit", "--refit"])).refit
