@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
+from training.config import StemPool
 from training.fold import fold_seed, load_context, seed_everything
 from training.folds import fold_split
 from training.metrics import auc_with_ci
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--stem-pool", choices=["auto", "keep", "drop"], default=TrainConfig.stem_pool,
+    ap.add_argument("--stem-pool", choices=get_args(StemPool), default=TrainConfig.stem_pool,
                     help="stem max-pool policy, applied to both loops (default: %(default)s)")
     ap.add_argument("--name", default="train_speed")
     args = ap.parse_args(argv)

@@ -87,8 +87,8 @@ class TrainConfig:
         ``drop`` it (twice the spatial resolution in every stage, no parameter
         changes; a ResNet-18 step at 64 px, batch 32, took 2.2x as long in fp32
         and 1.4x in bf16 + channels-last here); or ``auto``: drop it when the
-        model input side is at
-        most 64 px (:func:`training.models.resolve_stem_pool`). On BreastMNIST
+        model input side is at most 64 px
+        (:func:`training.models.resolve_stem_pool`). On BreastMNIST
         (28 px images upsampled to 64 px, ``bench_breastmnist.py --tune``,
         out-of-fold figures only) ``drop`` raised the OOF AUC from 0.831
         [0.791, 0.871] to 0.860 [0.825, 0.895] but took 1426 s instead of 479 s

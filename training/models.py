@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
 
 from training._messages import NO_DOWNLOAD_MESSAGE, check_not_a_download
+from training.config import StemPool
 
 __all__ = [
     "SMALL_INPUT_SIDE",
@@ -143,8 +144,8 @@ def resolve_stem_pool(model: nn.Module, policy: str, input_side: int | None) -> 
     ValueError
         Unknown policy, or ``'drop'`` for a model without a stem max-pool.
     """
-    if policy not in ("keep", "drop", "auto"):
-        raise ValueError(f"stem_pool must be one of ['auto', 'keep', 'drop']; got {policy!r}")
+    if policy not in get_args(StemPool):
+        raise ValueError(f"stem_pool must be one of {list(get_args(StemPool))}; got {policy!r}")
     has_pool = _stem_pool_module(model) is not None
     if policy == "drop" and not has_pool:
         raise ValueError(
@@ -168,11 +169,6 @@ def drop_stem_pool(model: nn.Module) -> nn.Module:
     if _stem_pool_module(model) is None:
         raise ValueError(f"{type(model).__name__} has no stem max-pool to drop")
     model.maxpool = nn.Identity()  # type: ignore[assignment]
-    fi = getattr(model, "feature_info", None)
-    if isinstance(fi, list):  # timm's reductions, for anyone who reads them
-        for info in fi:
-            if isinstance(info, dict) and info.get("reduction", 0) >= 4:
-                info["reduction"] //= 2
     return model
 
 

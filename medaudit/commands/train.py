@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
 from training._messages import NO_DOWNLOAD_MESSAGE
-from training.config import TrainConfig
+from training.config import StemPool, TrainConfig
 
 __all__ = ["add_parser", "add_train_arguments", "run", "train_config_from_args"]
 
@@ -49,7 +50,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         size_flags.insert(0, "--image-size")
     g.add_argument(*size_flags, dest="train_image_size", type=int, default=None, metavar="S",
                    help="model input side in pixels, resized on the fly (default: the cache size)")
-    g.add_argument("--stem-pool", choices=["auto", "keep", "drop"], default=_DEFAULTS.stem_pool,
+    g.add_argument("--stem-pool", choices=get_args(StemPool), default=_DEFAULTS.stem_pool,
                    help="stem max-pool of ResNet-style models: drop it for twice the feature-map "
                    "resolution (slower: ~3x the time on BreastMNIST); auto drops it for "
                    "inputs <= 64 px (default: %(default)s)")
