@@ -21,7 +21,7 @@ artifacts). Early stopping and the refit are off (``patience=0``,
 
 Usage::
 
-    .venv/bin/python bench/bench_train_speed.py [--n 1200] [--epochs 3] [--folds 3]
+    .venv/bin/python bench/bench_train_speed.py [--n 1200] [--epochs 3] [--folds 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--stem-pool", choices=get_args(StemPool), default=TrainConfig.stem_pool,
                     help="stem max-pool policy, applied to both loops (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of the three variants (median ratio over rounds; default 1)")
     ap.add_argument("--name", default="train_speed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -157,48 +159,72 @@ def main(argv: list[str] | None = None) -> int:
                        batch_size=args.batch_size, stem_pool=args.stem_pool, patience=0,
                        refit=False, quiet=True)
     load_before = os.getloadavg()
+    rounds: list[dict[str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "run", n=args.n, size=args.size)
-        print("bare fp32 loop ...", file=sys.stderr, flush=True)
-        bare = bare_loop(run, base)
-        print("medaudit --precision fp32 ...", file=sys.stderr, flush=True)
-        fp32 = ours(run, base.replace(precision="fp32"))
-        print("medaudit auto precision ...", file=sys.stderr, flush=True)
-        auto = ours(run, base.replace(precision="auto"))
+        for r in range(args.repeats):
+            # Variants alternate inside each round, so a slow spell of a shared host hits
+            # one round's three variants alike rather than one variant only.
+            tag = f"round {r + 1}/{args.repeats}: "
+            print(tag + "bare fp32 loop ...", file=sys.stderr, flush=True)
+            bare = bare_loop(run, base)
+            print(tag + "medaudit --precision fp32 ...", file=sys.stderr, flush=True)
+            fp32 = ours(run, base.replace(precision="fp32"))
+            print(tag + "medaudit auto precision ...", file=sys.stderr, flush=True)
+            auto = ours(run, base.replace(precision="auto"))
+            rounds.append({"bare_fp32": bare, "medaudit_fp32": fp32, "medaudit_auto": auto})
     load_after = os.getloadavg()
 
-    def ratio(v: float) -> float:
-        return v / bare["images_per_s"]
+    def round_ratios(rd: dict[str, dict]) -> dict[str, float]:
+        b = rd["bare_fp32"]["images_per_s"]
+        return {
+            f"{v}_{phase}": rd[f"medaudit_{v}"][f"{key}_images_per_s"] / b
+            for v in ("fp32", "auto") for phase, key in (("train_phase", "train"), ("end_to_end", "end_to_end"))
+        }
 
+    per_round = [round_ratios(rd) for rd in rounds]
+    ratios = {k: float(np.median([pr[k] for pr in per_round])) for k in per_round[0]}
+    ranges = {k: [min(pr[k] for pr in per_round), max(pr[k] for pr in per_round)] for k in per_round[0]}
+
+    def med(variant: str, key: str) -> float:
+        return float(np.median([rd[variant][key] for rd in rounds]))
+
+    last = rounds[-1]
+    fp32, auto = last["medaudit_fp32"], last["medaudit_auto"]
     rows = [
-        ("bare fp32 PyTorch loop", bare["images_per_s"], None, bare["oof_auc"]),
-        (f"medaudit --precision fp32 ({fp32['precision']})", fp32["train_images_per_s"],
-         fp32["end_to_end_images_per_s"], fp32["oof_auc"]),
+        ("bare fp32 PyTorch loop", med("bare_fp32", "images_per_s"), 1.0, None, None,
+         last["bare_fp32"]["oof_auc"]),
+        (f"medaudit --precision fp32 ({fp32['precision']})", med("medaudit_fp32", "train_images_per_s"),
+         ratios["fp32_train_phase"], med("medaudit_fp32", "end_to_end_images_per_s"),
+         ratios["fp32_end_to_end"], fp32["oof_auc"]),
         (f"medaudit auto ({auto['precision']}"
          + (" + channels-last)" if auto["channels_last"] else ")"),
-         auto["train_images_per_s"], auto["end_to_end_images_per_s"], auto["oof_auc"]),
+         med("medaudit_auto", "train_images_per_s"), ratios["auto_train_phase"],
+         med("medaudit_auto", "end_to_end_images_per_s"), ratios["auto_end_to_end"], auto["oof_auc"]),
     ]
-    print(f"\n{args.model} (stem pool {args.stem_pool}), {args.n} images {args.size}px, {args.folds} folds x {args.epochs} epochs, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} threads; "
+    print(f"\n{args.model} (stem pool {args.stem_pool}), {args.n} images {args.size}px, "
+          f"{args.folds} folds x {args.epochs} epochs, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads, {args.repeats} round(s) (medians); "
           f"load average before/after {load_before[0]:.1f}/{load_after[0]:.1f}")
     print(f"{'variant':44s} {'train img/s':>11s} {'ratio':>6s} {'end-to-end img/s':>17s} "
           f"{'ratio':>6s}  OOF AUC [95% CI]")
-    for name, train_ips, e2e, auc in rows:
-        e2e_s = f"{e2e:17.1f} {ratio(e2e):6.2f}" if e2e else f"{'-':>17s} {'-':>6s}"
+    for name, train_ips, train_ratio, e2e, e2e_ratio, auc in rows:
+        e2e_s = f"{e2e:17.1f} {e2e_ratio:6.2f}" if e2e else f"{'-':>17s} {'-':>6s}"
         lo, hi = auc["ci95"]
-        print(f"{name:44s} {train_ips:11.1f} {ratio(train_ips):6.2f} {e2e_s}  "
+        print(f"{name:44s} {train_ips:11.1f} {train_ratio:6.2f} {e2e_s}  "
               f"{auc['value']:.3f} [{lo:.3f}, {hi:.3f}]")
+    if args.repeats > 1:
+        for k, (lo, hi) in ranges.items():
+            print(f"  {k:22s} ratio per round: " + ", ".join(f"{pr[k]:.2f}" for pr in per_round)
+                  + f"  (range {lo:.2f}-{hi:.2f})")
     out = {
-        "benchmark": "train_speed", "model": args.model, "stem_pool": args.stem_pool, "n": args.n, "size": args.size,
-        "epochs": args.epochs, "folds": args.folds, "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(), "loadavg_before": load_before, "loadavg_after": load_after,
-        "bare_fp32": bare, "medaudit_fp32": fp32, "medaudit_auto": auto,
-        "ratios": {
-            "fp32_train_phase": ratio(fp32["train_images_per_s"]),
-            "fp32_end_to_end": ratio(fp32["end_to_end_images_per_s"]),
-            "auto_train_phase": ratio(auto["train_images_per_s"]),
-            "auto_end_to_end": ratio(auto["end_to_end_images_per_s"]),
-        },
+        "benchmark": "train_speed", "model": args.model, "stem_pool": args.stem_pool, "n": args.n,
+        "size": args.size, "epochs": args.epochs, "folds": args.folds, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "loadavg_before": load_before, "loadavg_after": load_after,
+        **last, "rounds": rounds,
+        "ratios": ratios, "ratio_range": ranges, "ratios_per_round": per_round,
+        "ratio_method": "within-round ratio against the bare loop of the same round; median over rounds",
         "goals": {"fp32": ">= 0.95", "auto": ">= 1.7"},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,10 @@ any other CPU              fp32
 
 On a CPU without native bf16, bf16 still works when asked for explicitly but is
 emulated and usually slower than fp32, so ``auto`` never picks it.
+
+In bf16 on a CPU, convolutions on feature maps of side <= 4 also run as
+matrix products (see :mod:`training.small_conv`, applied by
+:func:`training.small_conv.place_model`).
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ from typing import Literal
 
 import torch
 
+from training.small_conv import MAX_MATMUL_SIDE
+
 __all__ = ["DeviceSetup", "cpu_has_native_bf16", "resolve_device_setup"]
 
 _log = logging.getLogger(__name__)
 
 ResolvedPrecision = Literal["fp32", "bf16", "fp16"]
 
+_SMALL_MAPS = f"; convolutions on maps <= {MAX_MATMUL_SIDE} px as matrix products"
 _DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -176,7 +183,8 @@ def resolve_device_setup(
     if precision == "auto":
         if native:
             return DeviceSetup(
-                dev, "bf16", True, "CPU with native bf16 (AVX512-BF16/AMX): bf16 autocast + channels-last"
+                dev, "bf16", True,
+                "CPU with native bf16 (AVX512-BF16/AMX): bf16 autocast + channels-last" + _SMALL_MAPS,
             )
         return DeviceSetup(dev, "fp32", False, "CPU without native bf16: fp32")
     if precision == "fp16":
@@ -190,5 +198,6 @@ def resolve_device_setup(
                 "bf16 on a CPU without native bf16 support is emulated and usually slower "
                 "than fp32; consider --precision fp32"
             )
-        return DeviceSetup(dev, "bf16", True, "CPU: bf16 autocast + channels-last as requested")
+        return DeviceSetup(dev, "bf16", True,
+                           "CPU: bf16 autocast + channels-last as requested" + _SMALL_MAPS)
     return DeviceSetup(dev, "fp32", False, "CPU: fp32 as requested")

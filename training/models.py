@@ -120,9 +120,10 @@ def resolve_stem_pool(model: nn.Module, policy: str, input_side: int | None) -> 
     a stride-2 max-pool), so a 64 px image reaches the last stage as a 2 x 2
     map. Dropping the max-pool (the usual adaptation for small images, as in
     the CIFAR ResNets of He et al., CVPR 2016) keeps twice the resolution in
-    every stage (a ResNet-18 step at 64 px took 2.2x as long in fp32, 1.4x in
-    bf16 on this project's 2-core AMX CPU); it changes no parameter, so weights
-    files load either way.
+    every stage (a ResNet-18 step at 64 px took 2.2x as long in fp32 and 2.0x
+    in bf16 with :mod:`training.small_conv` on this project's 2-core AMX CPU);
+    it changes no parameter, so weights files load either way. On BreastMNIST
+    it was not a reliable accuracy gain (see README, Training).
 
     Parameters
     ----------
