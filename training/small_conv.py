@@ -156,6 +156,6 @@ def place_model(model: nn.Module, setup: DeviceSetup, input_shape: tuple[int, in
     if setup.device.type == "cpu" and setup.precision == "bf16":
         switched = use_matmul_convs(model, input_shape)
         if switched:
-            _log.info("%d convolutions on maps of side <= %d run as matrix products (CPU bf16)",
-                      len(switched), MAX_MATMUL_SIDE)
+            _log.debug("%d convolutions on maps of side <= %d run as matrix products (CPU bf16)",
+                       len(switched), MAX_MATMUL_SIDE)
     return model

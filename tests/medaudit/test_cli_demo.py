@@ -47,3 +47,17 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert {f["check"] for f in findings} >= {"label_issues", "duplicates_and_leakage"}
     text = capsys.readouterr().out
     assert "run directory:" in text and "findings" in text
+
+
+def test_demo_defaults_differ_from_train_only_where_documented() -> None:
+    from medaudit.cli import build_parser
+    from medaudit.commands.demo import DEMO_EPOCHS, DEMO_MODEL
+    from training import TrainConfig
+
+    parser = build_parser()
+    demo = parser.parse_args(["demo"])
+    train = parser.parse_args(["train", "runs/x"])
+    assert (demo.model, demo.epochs) == (DEMO_MODEL, DEMO_EPOCHS)
+    assert (train.model, train.epochs) == (TrainConfig.model, TrainConfig.epochs)
+    assert demo.jobs == train.jobs == TrainConfig.jobs
+    assert parser.parse_args(["demo", "--epochs", "3"]).epochs == 3
