@@ -7,10 +7,10 @@ the work is dominated by reordering a large weight into its blocked layout
 for a handful of output pixels. Written as ``unfold`` (im2col) followed by
 one matrix product, the same convolution is a weight-shaped GEMM that the
 CPU's AMX / AVX512-BF16 units run at full speed. Measured on this project's
-2-core CPU (one thread, batch 32, bf16, forward + backward): 512 channels on
-a 2 x 2 map 52 -> 12 ms, on a 4 x 4 map 56 -> 30 ms; on 8 x 8 and larger maps
-the convolution kernel stays faster (22 vs 45 ms), hence
-:data:`MAX_MATMUL_SIDE`.
+2-core CPU (one thread, batch 32, bf16, forward + backward, medians of 10):
+512 channels on a 2 x 2 map 41 -> 14 ms, on a 4 x 4 map 50 -> 41 ms; on
+8 x 8 and larger maps the convolution kernel stays faster (256 channels:
+18 vs 70 ms), hence :data:`MAX_MATMUL_SIDE`.
 
 :func:`place_model` moves a model to its device and memory format and, on a
 CPU in bf16, switches the qualifying ``nn.Conv2d`` modules to
