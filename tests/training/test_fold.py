@@ -165,3 +165,26 @@ def test_stem_pool_setting_reaches_every_model_the_fold_trains(
     assert (tiny_run.path / "train" / "fold_0" / "done").is_file()
     state = torch.load(tiny_run.path / "train" / "fold_0.pt", weights_only=True)
     real("test_resnet", 2, 1).load_state_dict(state)  # same parameters as a kept-pool model
+
+
+def test_deterministic_context_skips_nan_filling_on_cpu_and_restores_every_flag() -> None:
+    import torch
+    import torch.utils.deterministic as torch_deterministic
+
+    from training.device import resolve_device_setup
+    from training.fold import deterministic
+
+    setup = resolve_device_setup(device="cpu", precision="fp32")
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch_deterministic.fill_uninitialized_memory)
+    torch_deterministic.fill_uninitialized_memory = True
+    try:
+        with deterministic(setup):
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+            # the debugging fill of torch.empty is off: it costs time, changes no result
+            assert torch_deterministic.fill_uninitialized_memory is False
+        assert torch.are_deterministic_algorithms_enabled() == before[0]
+        assert torch_deterministic.fill_uninitialized_memory is True
+    finally:
+        torch_deterministic.fill_uninitialized_memory = before[1]
