@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 __all__ = ["NO_DOWNLOAD_MESSAGE", "check_not_a_download"]
@@ -15,7 +16,10 @@ NO_DOWNLOAD_MESSAGE = (
 )
 
 _HUB_WORDS = ("imagenet", "pretrained", "default", "true", "yes", "1")
-_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/", "http://", "https://", "ftp://", "s3://")
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/")
+#: A URL scheme (2+ letters, so ``C:/...`` stays a path) followed by ``/``: matches
+#: ``https://host/w.pt`` and also ``https:/host/w.pt``, what ``Path`` makes of it.
+_URL = re.compile(r"^[a-z][a-z0-9+.\-]+:/")
 
 
 def check_not_a_download(value: str) -> None:
@@ -35,5 +39,5 @@ def check_not_a_download(value: str) -> None:
     text = value.strip().lower()
     if Path(value).is_file():
         return
-    if text in _HUB_WORDS or text.startswith(_HUB_PREFIXES):
+    if text in _HUB_WORDS or text.startswith(_HUB_PREFIXES) or _URL.match(text):
         raise ValueError(NO_DOWNLOAD_MESSAGE.format(what=repr(value)))

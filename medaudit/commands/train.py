@@ -54,7 +54,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stem max-pool of ResNet-style models: drop it for twice the feature-map "
                    "resolution (slower: ~3x the time on BreastMNIST); auto drops it for "
                    "inputs <= 64 px (default: %(default)s)")
-    g.add_argument("--pretrained-weights", type=Path, default=None, metavar="FILE",
+    # A str, not a Path: Path("https://host/w.pt") collapses the "//", and the raw text
+    # is what tells a URL or hub name (refused: nothing is downloaded) from a file.
+    g.add_argument("--pretrained-weights", default=None, metavar="FILE",
                    help="local state dict or timm checkpoint to start from (nothing is downloaded)")
     g.add_argument("--pretrained", action="store_true",
                    help="start from pretrained weights: requires --pretrained-weights FILE")

@@ -41,6 +41,11 @@ def test_pretrained_without_file_is_a_clear_error(
     assert "never downloads" in err and "--pretrained-weights FILE" in err
     assert main(["train", str(tiny_run.path), *TINY, "--pretrained-weights", "imagenet"]) == 2
     assert "never downloads" in capsys.readouterr().err
+    # a URL is named as a download, not reported as a missing file with its "//" collapsed
+    url = "https://example.org/weights/resnet18.pt"
+    assert main(["train", str(tiny_run.path), *TINY, "--pretrained-weights", url]) == 2
+    err = capsys.readouterr().err
+    assert "never downloads" in err and repr(url) in err and "does not exist" not in err
     assert not tiny_run.has("oof/pred_probs")
 
 

@@ -40,6 +40,12 @@ def test_pretrained_without_a_file_never_downloads() -> None:
         TrainConfig(pretrained_weights="timm/resnet18.a1_in1k")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         create_model("test_resnet", 2, 1, pretrained_weights=Path("/nonexistent/w.pt"))
+    for url in ("https://host/w.pt", "s3://bucket/w.pt", Path("https://host/w.pt")):
+        with pytest.raises(ValueError, match="never downloads"):
+            TrainConfig(pretrained_weights=url)  # type: ignore[arg-type]
+    # a drive letter is a path, not a URL scheme
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_model("test_resnet", 2, 1, pretrained_weights="C:/weights/w.pt")
 
 
 def test_weights_with_another_head_size_load_and_keep_a_fresh_head(
