@@ -359,10 +359,12 @@ def deterministic(setup: DeviceSetup) -> Iterator[None]:
     On a CPU ``torch.use_deterministic_algorithms(True, warn_only=True)`` is
     switched on, but not its debugging aid
     ``torch.utils.deterministic.fill_uninitialized_memory``, which writes NaN into
-    every tensor made by ``torch.empty``: PyTorch's kernels never read such memory,
-    so the results are the same, and the filling cost 15-25 ms of a ~300 ms
-    ResNet-18 bf16 step at batch 64 on 2 cores (5-8 %, medians of 25 alternated
-    steps). On CUDA cuDNN autotuning is switched off instead (full determinism
+    every tensor made by ``torch.empty`` so that a kernel reading memory it never
+    wrote shows up as NaN. The kernels used here write before they read (the
+    determinism and resume tests pass, and the speed benchmark's OOF AUCs are
+    bitwise unchanged), while the filling cost 15-25 ms of a ~300 ms ResNet-18
+    bf16 step at batch 64 on 2 cores (5-8 %; medians of 10 and of 25 alternated
+    steps in two runs). On CUDA cuDNN autotuning is switched off instead (full determinism
     there would need ``CUBLAS_WORKSPACE_CONFIG`` and slower kernels).
     """
     import torch.utils.deterministic as torch_deterministic
