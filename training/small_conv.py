@@ -4,25 +4,29 @@ At small inputs the last stages of a CNN see tiny maps: a ResNet-18 on a
 64 px image runs its 512-channel 3 x 3 convolutions on 2 x 2 maps (4 x 4
 with the stem max-pool dropped). oneDNN's bf16 convolution is slow there:
 the work is dominated by reordering a large weight into its blocked layout
-for a handful of output pixels. Written as ``unfold`` (im2col) followed by
-one matrix product, the same convolution is a weight-shaped GEMM that the
-CPU's AMX / AVX512-BF16 units run at full speed. Measured on this project's
-2-core CPU (one thread, batch 32, bf16, forward + backward, medians of 10):
-512 channels on a 2 x 2 map 41 -> 14 ms, on a 4 x 4 map 50 -> 41 ms; on
-8 x 8 and larger maps the convolution kernel stays faster (256 channels:
-18 vs 70 ms), hence :data:`MAX_MATMUL_SIDE`.
+for a handful of output pixels. Written as im2col followed by one matrix
+product, the same convolution is a weight-shaped GEMM that the CPU's AMX /
+AVX512-BF16 units run at full speed. The im2col is one strided copy of the
+zero-padded channels-last input (:class:`_Im2colNHWC`), and its backward adds
+the ``kh * kw`` shifted gradient windows back in float32; the weight is kept in
+the channels-last layout, so its ``(C_out, kh * kw * C_in)`` matrix is a view.
+Measured on this project's 2-core CPU (batch 64, two threads, bf16, forward +
+backward, medians of 15 alternated calls), this im2col against
+``F.unfold`` / ``col2im``: 512 channels on a 2 x 2 map 12.8 -> 7.0 ms, 256
+channels on a 4 x 4 map 20.4 -> 8.9 ms. Against oneDNN's convolution see
+:data:`MAX_MATMUL_SIDE`.
 
 :func:`place_model` moves a model to its device and memory format and, on a
 CPU in bf16, switches the qualifying ``nn.Conv2d`` modules to
-:class:`MatmulConv2d`. The switch changes no parameter or buffer (state dicts
-and checkpoints are interchangeable with the unmodified model) and computes
-the same function up to floating-point rounding.
+:class:`MatmulConv2d`. The switch changes no parameter value or buffer (state
+dicts and checkpoints are interchangeable with the unmodified model) and
+computes the same function up to floating-point rounding.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -36,15 +40,57 @@ __all__ = ["MAX_MATMUL_SIDE", "MatmulConv2d", "place_model", "use_matmul_convs"]
 _log = logging.getLogger(__name__)
 
 #: Largest feature-map side (input of the convolution) computed as a matrix product.
+#: Forward + backward against oneDNN's bf16 convolution (batch 64, two threads):
+#: 512 channels on 2 x 2 maps 42 -> 10 ms, 256 on 4 x 4 11 -> 7 ms, but 128 on 8 x 8
+#: 4.7 -> 7.4 ms and 64 on 16 x 16 5.9 -> 23 ms, so larger maps stay convolutions.
 MAX_MATMUL_SIDE = 4
 
 
+class _Im2colNHWC(torch.autograd.Function):
+    """im2col of a ``(B, C, H, W)`` map as rows ``(B*H'*W', kh*kw*C)``, taps before channels.
+
+    Forward: one strided copy of the zero-padded channels-last input. Backward:
+    the gradient windows of the ``kh * kw`` taps are added back into the padded
+    map (in float32 for half-precision gradients), then the padding is cut off;
+    no ``col2im`` call, which was the slow part of ``F.unfold``'s backward on
+    tiny maps.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+        padding: tuple[int, int], dilation: tuple[int, int], out_size: tuple[int, int],
+    ) -> torch.Tensor:
+        b, c, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+        xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))  # (B, H+2ph, W+2pw, C), contiguous
+        s_b, s_h, s_w, s_c = xp.stride()
+        windows = xp.as_strided((b, oh, ow, kh, kw, c), (s_b, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+        ctx.geometry = (b, c, h, w, kernel, stride, padding, dilation, out_size)
+        return windows.reshape(b * oh * ow, kh * kw * c)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        b, c, h, w, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = ctx.geometry
+        g = grad.reshape(b, oh, ow, kh, kw, c)
+        acc = torch.promote_types(grad.dtype, torch.float32)
+        gx = grad.new_zeros((b, h + 2 * ph, w + 2 * pw, c), dtype=acc)
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dh, kx * dw
+                gx[:, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw] += g[:, :, :, ky, kx]
+        gx = gx[:, ph : ph + h, pw : pw + w].to(grad.dtype)
+        return gx.permute(0, 3, 1, 2), None, None, None, None, None
+
+
 class MatmulConv2d(nn.Conv2d):
-    """``nn.Conv2d`` computed as ``unfold`` + one matrix product.
+    """``nn.Conv2d`` computed as im2col + one matrix product.
 
     Same parameters, state dict and result (up to rounding) as
     :class:`torch.nn.Conv2d`; only ``groups=1``, integer padding and
     ``padding_mode='zeros'`` are supported (see :func:`use_matmul_convs`).
+    The weight is best kept channels-last (``use_matmul_convs`` does so): its
+    ``(C_out, kh*kw*C_in)`` matrix is then a view, not a copy per call.
     The ``(B*H'*W', C_out)`` product is returned as a ``(B, C_out, H', W')``
     view in the channels-last memory format, without a copy.
     """
@@ -55,7 +101,7 @@ class MatmulConv2d(nn.Conv2d):
         Parameters
         ----------
         x : torch.Tensor
-            ``(B, C_in, H, W)``.
+            ``(B, C_in, H, W)``, any memory format.
 
         Returns
         -------
@@ -67,11 +113,11 @@ class MatmulConv2d(nn.Conv2d):
         (ph, pw), (dh, dw) = self.padding, self.dilation  # type: ignore[misc]
         oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
-        # One 2-D GEMM over all B * H' * W' positions: a batched (3-D @ 2-D) product of the
-        # transposed columns takes a per-sample path that was ~100x slower in bf16 here.
-        rows = cols.transpose(1, 2).reshape(b * oh * ow, -1)  # (B*H'*W', C_in*kh*kw)
-        y = F.linear(rows, self.weight.flatten(1), self.bias)  # (B*H'*W', C_out)
+        rows = _Im2colNHWC.apply(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
+        # One 2-D GEMM over all B * H' * W' positions: a batched (3-D @ 2-D) product
+        # takes a per-sample path that was ~100x slower in bf16 here.
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # taps, then C_in
+        y = F.linear(rows, weight, self.bias)  # (B*H'*W', C_out)
         return y.view(b, oh, ow, self.out_channels).permute(0, 3, 1, 2)
 
 
@@ -129,8 +175,8 @@ def use_matmul_convs(model: nn.Module, input_shape: tuple[int, int, int],
     for name in switched:
         conv = modules[name]
         conv.__class__ = MatmulConv2d
-        # A flat (C_out, C_in*kh*kw) view of the weight needs the contiguous layout.
-        conv.weight.data = conv.weight.data.contiguous()
+        # Channels-last weight: its (C_out, kh*kw*C_in) matrix is a view, not a copy per call.
+        conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
     return switched
 
 

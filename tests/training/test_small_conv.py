@@ -62,7 +62,7 @@ def test_only_convolutions_on_tiny_maps_are_switched():
         if name in switched:
             assert type(module) is MatmulConv2d
             assert sides[name] <= MAX_MATMUL_SIDE and module.kernel_size != (1, 1)
-            assert module.weight.is_contiguous()
+            assert module.weight.is_contiguous(memory_format=torch.channels_last)
         elif isinstance(module, nn.Conv2d):
             assert type(module) is nn.Conv2d
             assert sides[name] > MAX_MATMUL_SIDE or module.kernel_size == (1, 1)
@@ -107,3 +107,26 @@ def test_matmul_conv_output_is_channels_last_without_a_copy():
     y = conv(torch.rand(2, 8, 4, 4).contiguous(memory_format=torch.channels_last))
     assert y.shape == (2, 16, 4, 4)
     assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_matmul_conv_in_bf16_autocast_with_channels_last_weight_and_input() -> None:
+    torch.manual_seed(0)
+    ref = nn.Conv2d(16, 8, 3, padding=1, bias=True).double()
+    mm = copy.deepcopy(ref).float()
+    mm.__class__ = MatmulConv2d
+    mm.weight.data = mm.weight.data.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 16, 4, 4, dtype=torch.float64)
+    xb = x.bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_()
+    xr = xb.detach().double().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mm(xb)
+    y_ref = ref(xr)
+    torch.testing.assert_close(y.double(), y_ref, atol=0.05, rtol=0.02)
+    g = torch.randn_like(y_ref)
+    y.backward(g.to(y.dtype))
+    y_ref.backward(g)
+    assert xb.grad.dtype == torch.bfloat16 and mm.weight.grad.dtype == torch.float32
+    # the weight gradient keeps the parameter's channels-last layout (fused AdamW needs no copy)
+    assert mm.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(xb.grad.double(), xr.grad, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(mm.weight.grad.double(), ref.weight.grad, atol=0.1, rtol=0.02)
