@@ -58,6 +58,7 @@ __all__ = [
     "FoldOutputs",
     "FoldResult",
     "WeightEma",
+    "build_model",
     "checkpoint_path",
     "data_fingerprint",
     "deterministic",
@@ -364,8 +365,8 @@ def deterministic(setup: DeviceSetup) -> Iterator[None]:
     determinism and resume tests pass, and the speed benchmark's OOF AUCs are
     bitwise unchanged), while the filling cost 15-25 ms of a ~300 ms ResNet-18
     bf16 step at batch 64 on 2 cores (5-8 %; medians of 10 and of 25 alternated
-    steps in two runs). On CUDA cuDNN autotuning is switched off instead (full determinism
-    there would need ``CUBLAS_WORKSPACE_CONFIG`` and slower kernels).
+    steps in two runs). On CUDA cuDNN autotuning is switched off instead (full
+    determinism there would need ``CUBLAS_WORKSPACE_CONFIG`` and slower kernels).
     """
     import torch.utils.deterministic as torch_deterministic
 
@@ -486,6 +487,32 @@ def predict_rows(
             emb, out = embed_and_logits(model, dummy)
         return (np.zeros((0, out.shape[1]), np.float32), np.zeros((0, emb.shape[1]), np.float32))
     return torch.cat(logits).numpy(), torch.cat(embs).numpy()
+
+
+def build_model(config: TrainConfig, n_classes: int, cache: ImageCache, setup: DeviceSetup) -> nn.Module:
+    """The configured timm model for ``cache``'s images, placed on ``setup``'s device.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Architecture, pretrained weights, stem-pool policy and input side.
+    n_classes : int
+        Output width ``K``.
+    cache : ImageCache
+        Gives the input channels and, without ``config.image_size``, the side.
+    setup : DeviceSetup
+        Device, precision and memory format (see :func:`training.small_conv.place_model`).
+
+    Returns
+    -------
+    torch.nn.Module
+        Model taking ``(B, C, S, S)`` inputs, in training mode.
+    """
+    side = config.image_size or cache.size
+    model = create_model(config.model, n_classes, cache.channels,
+                         pretrained_weights=config.pretrained_weights,
+                         stem_pool=config.stem_pool, input_side=side)
+    return place_model(model, setup, (cache.channels, side, side))
 
 
 class WeightEma:
@@ -641,10 +668,7 @@ def _fit(
     bs = config.batch_size
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    side = config.image_size or cache.size
-    model = create_model(config.model, k, cache.channels, pretrained_weights=config.pretrained_weights,
-                         stem_pool=config.stem_pool, input_side=side)
-    model = place_model(model, setup, (cache.channels, side, side))
+    model = build_model(config, k, cache, setup)
     # The fused AdamW kernel (CPU and CUDA) does one pass over the weights instead of
     # several: ~10 ms less per ResNet-18 step on this 2-core CPU (bench_train_speed).
     optimizer = create_optimizer_v2(

@@ -41,6 +41,7 @@ from training.fold import (
     _marker,
     _RunContext,
     _softmax,
+    build_model,
     checkpoint_path,
     deterministic,
     fold_seed,
@@ -51,8 +52,6 @@ from training.fold import (
 )
 from training.folds import fold_split
 from training.metrics import auc_score
-from training.models import create_model
-from training.small_conv import place_model
 
 __all__ = ["C_GRID", "train_linear_probe"]
 
@@ -114,11 +113,7 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
     norm = cache.channel_stats(all_rows, seed=config.seed)
     with deterministic(setup), torch_threads(config.threads):
         seed_everything(config.seed)
-        side = config.image_size or cache.size
-        model = create_model(config.model, k, cache.channels,
-                             pretrained_weights=config.pretrained_weights,
-                             stem_pool=config.stem_pool, input_side=side)
-        model = place_model(model, setup, (cache.channels, side, side)).eval()
+        model = build_model(config, k, cache, setup).eval()
         kw = dict(setup=setup, norm=norm, image_size=config.image_size,
                   batch_size=2 * config.batch_size, num_workers=config.num_workers)
         _, emb = predict_rows(model, cache, all_rows, **kw)  # type: ignore[arg-type]
