@@ -165,6 +165,20 @@ class TrainConfig:
         data). The held-out fold is never used for either step. It costs one
         extra partial training pass per fold; ``False`` keeps the selected
         model fitted without the inner rows.
+    keep_selected : bool
+        With ``refit``: keep the model selected on the inner split as well and
+        average its probabilities with the refitted model's, a two-model
+        ensemble at no extra training cost (both come from the same seed, so
+        they differ less than two seeds' models).
+    models_per_fold : int
+        Models trained per fold, each from its own seed (initialisation,
+        augmentation, batch order) with its own epoch selection on the same
+        inner split and its own refit; the fold's predictions are the mean of
+        their probabilities (``logits.npy`` then holds the log of that mean),
+        the embeddings are the first model's. It multiplies the training time.
+        Ensembles average out seed noise, which on small data sets is as large
+        as the differences between settings; the OOF figures then describe the
+        ensemble. ``finetune`` mode only.
     masked_variants : tuple of str
         Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
     jobs : int
@@ -208,6 +222,8 @@ class TrainConfig:
     ema_epochs: float = 3.0
     patience: int = 10
     refit: bool = True
+    keep_selected: bool = False
+    models_per_fold: int = 1
     masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
     jobs: int = 1
     threads: int | None = None
@@ -295,6 +311,7 @@ def _validate(cfg: TrainConfig) -> None:
         "seed": (0, None),
         "patience": (0, None),
         "jobs": (1, None),
+        "models_per_fold": (1, None),
         "num_workers": (0, None),
     }
     for name, (lo, _hi) in ints.items():
@@ -303,7 +320,7 @@ def _validate(cfg: TrainConfig) -> None:
             raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
         if value < lo:
             raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
-    for name in ("refit", "quiet"):
+    for name in ("refit", "keep_selected", "quiet"):
         if not isinstance(getattr(cfg, name), bool):
             raise TypeError(f"TrainConfig.{name} must be a bool; got {getattr(cfg, name)!r}")
     if cfg.threads is not None and (
@@ -347,6 +364,11 @@ def _validate(cfg: TrainConfig) -> None:
         raise TypeError(
             f"TrainConfig.masked_variants must be a tuple of names; got "
             f"{type(cfg.masked_variants).__name__}"
+        )
+    if cfg.models_per_fold > 1 and cfg.mode != "finetune":
+        raise ValueError(
+            f"TrainConfig.models_per_fold={cfg.models_per_fold} needs mode='finetune'; a linear "
+            "probe's logistic regression is deterministic, so more models per fold add nothing"
         )
     bad = [v for v in cfg.masked_variants if v not in _KNOWN_VARIANTS]
     if bad:

@@ -344,7 +344,10 @@ def _assemble(
         "masked_oof_auc": {v: _nn(a) for v, a in masked_auc.items()},
         "holdout": None if h_auc is None or h_acc is None else {
             "split": config.holdout_split,
-            "scored_by": f"mean of {config.folds} fold models' probabilities",
+            "scored_by": f"mean of {config.folds} fold models' probabilities" if
+            config.models_per_fold == 1 else
+            f"mean of {config.folds} fold ensembles' probabilities "
+            f"({config.models_per_fold} models each)",
             "auc": h_auc.to_dict(),
             "acc": h_acc.to_dict(),
         },
@@ -387,9 +390,11 @@ def _summary_text(
     cache_size = int(run.read_array("images", mmap=True).shape[-1])
     size = f"{config.image_size} px (cache {cache_size} px)" if config.image_size else f"{cache_size} px"
     setup = folds[0].setup
+    per_fold = f" x {config.models_per_fold} models" if config.models_per_fold > 1 else ""
     lines = [
         f"medaudit train: {run.path}",
-        f"  model      {config.model} ({config.mode}), {config.folds} patient-grouped folds, "
+        f"  model      {config.model} ({config.mode}), {config.folds} patient-grouped folds"
+        f"{per_fold}, "
         f"{len(ctx.labels) - n_hold} CV rows" + (f" + {n_hold} holdout" if n_hold else "")
         + f", {k} classes, input {size}",
         f"  device     {setup.get('device')}, precision {setup.get('precision')}"
@@ -405,11 +410,12 @@ def _summary_text(
         lines.append(
             "  epochs     " + "  ".join(f"{r.best_epoch:>5d}" for r in folds)
             + f"  (chosen on the inner split, max {config.epochs}"
+            + (", first model of each fold" if config.models_per_fold > 1 else "")
             + ("; then refitted on all training rows of the fold)" if refit else ")")
         )
     if h_auc is not None and h_acc is not None:
-        lines.append(f"  holdout    split {config.holdout_split!r}, ensemble of {config.folds} folds: "
-                     f"AUC {h_auc}, ACC {h_acc}")
+        lines.append(f"  holdout    split {config.holdout_split!r}, ensemble of {config.folds} folds"
+                     f"{per_fold}: AUC {h_auc}, ACC {h_acc}")
     if masked_auc:
         lines.append("  masked AUC " + ", ".join(f"{v} {a:.3f}" for v, a in masked_auc.items()))
     reused = [r.fold for r in folds if r.reused]

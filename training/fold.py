@@ -5,9 +5,13 @@ config only. It recomputes the (deterministic) fold assignment, trains on the
 fold's training rows with early stopping on an inner validation split, refits
 the model on all training rows for the chosen number of epochs
 (``TrainConfig.refit``), scores the fold's held-out rows (and the holdout-split
-rows) on the original and the masked images, and writes only its own outputs::
+rows) on the original and the masked images, and writes only its own outputs.
+With ``TrainConfig.models_per_fold`` > 1 it does this for each model (own seed),
+with ``TrainConfig.keep_selected`` it also keeps each selected model next to its
+refit, and it writes the mean of the kept models' probabilities::
 
-    train/fold_<k>.pt                 state dict of the kept model
+    train/fold_<k>.pt                 state dict of the kept model (keys prefixed
+                                      ``model<i>.`` when several models are kept)
     train/fold_<k>/rows.npy           (M,) held-out row indices (manifest order)
     train/fold_<k>/probs.npy          (M, K) float32
     train/fold_<k>/logits.npy         (M, K) float32
@@ -68,6 +72,7 @@ __all__ = [
     "load_context",
     "load_fold_outputs",
     "load_fold_result",
+    "member_seed",
     "predict_rows",
     "seed_everything",
     "torch_threads",
@@ -118,6 +123,9 @@ class FoldResult:
     refit : bool
         True when the kept model was refitted on all training rows of the fold
         for ``best_epoch`` epochs after the inner split chose that count.
+    models : int
+        Models in the fold's ensemble (``TrainConfig.models_per_fold``); the
+        epoch fields describe the first one.
     """
 
     fold: int
@@ -136,6 +144,7 @@ class FoldResult:
     setup: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
     refit: bool = False
+    models: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN as ``None``)."""
@@ -785,96 +794,171 @@ def _fit(
     return _Fit(net, history, best_epoch or len(history), train_seconds, train_images)
 
 
+@dataclass
+class _Member:
+    """One model of a fold's ensemble: its selection pass and the kept fit."""
+
+    seed: int
+    select: _Fit
+    fit: _Fit
+    fit_rows: np.ndarray
+    #: the kept networks with the log class prior added to their logits (zeros without
+    #: class weighting): the refit (or selected) model, then the selected one if also kept
+    kept: list[tuple[nn.Module, np.ndarray]]
+
+
+def member_seed(seed: int, fold: int, member: int) -> int:
+    """The seed of ensemble member ``member`` of fold ``fold`` (member 0: :func:`fold_seed`)."""
+    if member == 0:
+        return fold_seed(seed, fold)
+    return int(np.random.SeedSequence([seed, fold, member]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def _train_member(
+    ctx: _RunContext,
+    split: FoldSplit,
+    config: TrainConfig,
+    *,
+    member: int,
+    fold: int,
+    setup: DeviceSetup,
+    cache: ImageCache,
+    norm: Normalization,
+    position: int,
+) -> _Member:
+    """Select the epoch count on the inner split, then (``refit``) refit on all rows."""
+    k = len(ctx.classes)
+    seed = member_seed(config.seed, fold, member)
+    desc = f"fold {fold}" + (f" model {member + 1}/{config.models_per_fold}"
+                             if config.models_per_fold > 1 else "")
+
+    def prior(rows: np.ndarray) -> np.ndarray:
+        return _class_prior(ctx.labels[rows], k)
+
+    def log_prior(rows: np.ndarray) -> np.ndarray:  # logit adjustment of a model fitted on rows
+        if config.class_weighting == "none":
+            return np.zeros(k, np.float32)
+        return np.log(prior(rows)).astype(np.float32)
+
+    # The refit keeps the selection pass's normalisation and seed, so it replays the
+    # trajectory the inner split validated, only on more rows.
+    common = dict(setup=setup, cache=cache, norm=norm, seed=seed, position=position)
+    select = _fit(ctx, split.train, config, prior=prior(split.train), inner_val=split.inner_val,
+                  stop_after=None, desc=desc, **common)
+    fit, fit_rows = select, split.train
+    if config.refit:
+        # Model selection (the epoch count) is done; now use every training row of the
+        # fold, inner split included, with the same seed and schedule up to that epoch.
+        fit_rows = np.sort(np.concatenate([split.train, split.inner_val]))
+        fit = _fit(ctx, fit_rows, config, prior=prior(fit_rows), inner_val=None,
+                   stop_after=select.best_epoch, desc=f"{desc} refit", **common)
+    kept = [(fit.net, log_prior(fit_rows))]
+    if config.keep_selected and fit is not select:
+        kept.append((select.net, log_prior(split.train)))
+    return _Member(seed, select, fit, fit_rows, kept)
+
+
+def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
+    """Learning curves and selection of one ensemble member (JSON-ready)."""
+    best = m.select.history[m.select.best_epoch - 1]
+    return {
+        "seed": m.seed,
+        "epochs": _clean(m.select.history),
+        "best_epoch": m.select.best_epoch,
+        "stopped_early": len(m.select.history) < config.epochs,
+        "refit": None if m.fit is m.select else {
+            "n_rows": len(m.fit_rows), "epochs": _clean(m.fit.history),
+        },
+        "inner_val_auc": _nan_none(best["inner_val_auc"]),
+    }
+
+
+def _ensemble_state(members: list[_Member]) -> dict[str, torch.Tensor]:
+    """State dict of the kept model(s): plain keys for one model, ``model<i>.`` prefixes else."""
+    states = [{key: v.detach().cpu().contiguous() for key, v in net.state_dict().items()}
+              for m in members for net, _ in m.kept]
+    if len(states) == 1:
+        return states[0]
+    return {f"model{i}.{key}": v for i, st in enumerate(states) for key, v in st.items()}
+
+
 def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: int) -> FoldResult:
     t_start = time.perf_counter()
     run = ctx.run
-    k = len(ctx.classes)
     split: FoldSplit = fold_split(
         ctx.folds, fold, ctx.labels, ctx.groups,
         inner_val_fraction=config.inner_val_fraction, seed=config.seed,
     )
     setup = resolve_device_setup(device=config.device, precision=config.precision)
-    seed = fold_seed(config.seed, fold)
     cache = ImageCache(run)
-    norm = cache.channel_stats(split.train, seed=seed)
+    norm = cache.channel_stats(split.train, seed=fold_seed(config.seed, fold))
     size = config.image_size
     eval_bs = 2 * config.batch_size
     workers = config.num_workers
-    all_train = np.sort(np.concatenate([split.train, split.inner_val]))
-    # The refit keeps the selection pass's normalisation and seed, so it replays the
-    # trajectory the inner split validated, only on more rows.
-    common = dict(setup=setup, cache=cache, norm=norm, seed=seed)
 
     with deterministic(setup):
-        prior = _class_prior(ctx.labels[split.train], k)
-        select = _fit(ctx, split.train, config, prior=prior, inner_val=split.inner_val,
-                      stop_after=None, desc=f"fold {fold}", position=position, **common)
-        best = select.history[select.best_epoch - 1]
-        fit, fit_rows = select, split.train
-        if config.refit:
-            # Model selection (the epoch count) is done; now use every training row of the
-            # fold, inner split included, with the same seed and schedule up to that epoch.
-            prior = _class_prior(ctx.labels[all_train], k)
-            fit = _fit(ctx, all_train, config, prior=prior, inner_val=None,
-                       stop_after=select.best_epoch, desc=f"fold {fold} refit",
-                       position=position, **common)
-            fit_rows = all_train
-        net = fit.net
-        log_prior = np.log(prior).astype(np.float32)
-        adjust = config.class_weighting != "none"
+        members = [
+            _train_member(ctx, split, config, member=m, fold=fold, setup=setup, cache=cache,
+                          norm=norm, position=position)
+            for m in range(config.models_per_fold)
+        ]
+
+        def predict(rows: np.ndarray, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+            """Ensemble logits (log of the mean probability for > 1 model) and model 0's embeddings."""
+            nets = [(net, lp) for m in members for net, lp in m.kept]
+            outs = [predict_rows(net, cache, rows, setup=setup, norm=norm, image_size=size,
+                                 batch_size=eval_bs, variant=variant, num_workers=workers)
+                    for net, _ in nets]
+            for lg, _ in outs:
+                if not np.isfinite(lg).all():
+                    raise ValueError(
+                        f"fold {fold}: the model produced non-finite outputs (training "
+                        "diverged); lower --lr, or use --precision fp32"
+                    )
+            logits = [lg + lp for (lg, _), (_, lp) in zip(outs, nets, strict=True)]
+            if len(logits) == 1:
+                return logits[0].astype(np.float32), outs[0][1]
+            mean = np.mean([_softmax(lg) for lg in logits], axis=0)
+            return np.log(np.clip(mean, 1e-12, None)).astype(np.float32), outs[0][1]
 
         def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-            logits, emb = predict_rows(net, cache, rows, setup=setup, norm=norm, image_size=size,
-                                       batch_size=eval_bs, num_workers=workers)
-            if not np.isfinite(logits).all():
-                raise ValueError(
-                    f"fold {fold}: the model produced non-finite outputs (training diverged); "
-                    "lower --lr, or use --precision fp32"
-                )
-            if adjust:
-                logits = logits + log_prior
-            masked = {}
-            for v in config.masked_variants:
-                ml, _ = predict_rows(net, cache, rows, setup=setup, norm=norm, image_size=size,
-                                     batch_size=eval_bs, variant=v, num_workers=workers)
-                masked[v] = _softmax(ml + (log_prior if adjust else 0.0))
-            return logits.astype(np.float32), _softmax(logits), emb, masked
+            logits, emb = predict(rows)
+            masked = {v: _softmax(predict(rows, v)[0]) for v in config.masked_variants}
+            return logits, _softmax(logits), emb, masked
 
-        in_logits, _ = predict_rows(net, cache, fit_rows, setup=setup, norm=norm, image_size=size,
-                                    batch_size=eval_bs, num_workers=workers)
-        in_probs = _softmax(in_logits + (log_prior if adjust else 0.0))
+        # All members are fitted on the same rows (the refit, or the training rows).
+        fit_rows = members[0].fit_rows
+        in_probs = _softmax(predict(fit_rows)[0])
         in_auc = auc_score(ctx.labels[fit_rows], in_probs)
         in_acc = float(np.mean(in_probs.argmax(1) == ctx.labels[fit_rows]))
         logits, probs, emb, masked = score(split.heldout)
         h_logits, h_probs, h_emb, h_masked = score(split.holdout)
 
     fold_auc = auc_score(ctx.labels[split.heldout], probs)
-    state = {key: v.detach().cpu().contiguous() for key, v in net.state_dict().items()}
-    atomic_write(checkpoint_path(run, fold), lambda t: torch.save(state, t))
+    atomic_write(checkpoint_path(run, fold), lambda t: torch.save(_ensemble_state(members), t))
     seconds = time.perf_counter() - t_start
-    fits = [select, fit] if fit is not select else [select]
+    first = members[0]
+    fits = [f for m in members for f in ([m.select, m.fit] if m.fit is not m.select else [m.select])]
+    first_history = _member_history(first, config)
     result = FoldResult(
-        fold=fold, auc=fold_auc, in_sample_auc=in_auc, inner_val_auc=best["inner_val_auc"],
-        best_epoch=select.best_epoch, epochs_run=len(select.history),
+        fold=fold, auc=fold_auc, in_sample_auc=in_auc,
+        inner_val_auc=first.select.history[first.select.best_epoch - 1]["inner_val_auc"],
+        best_epoch=first.select.best_epoch, epochs_run=len(first.select.history),
         n_train=len(fit_rows), n_inner_val=len(split.inner_val),
         n_heldout=len(split.heldout), n_holdout=len(split.holdout),
         seconds=seconds, train_seconds=sum(f.train_seconds for f in fits),
         train_images=sum(f.train_images for f in fits),
-        setup=setup.to_dict(), refit=fit is not select,
+        setup=setup.to_dict(), refit=first.fit is not first.select,
+        models=len(members),
     )
     fold_history = {
         "fold": fold,
-        "seed": seed,
         "mode": "finetune",
-        "epochs": _clean(select.history),
-        "best_epoch": result.best_epoch,
-        "stopped_early": len(select.history) < config.epochs,
-        "refit": None if fit is select else {
-            "n_rows": len(fit_rows), "epochs": _clean(fit.history),
-        },
+        **first_history,
+        "models": len(members),
+        "other_models": [_member_history(m, config) for m in members[1:]],
         "in_sample_auc": _nan_none(in_auc),
         "in_sample_acc": _nan_none(in_acc),
-        "inner_val_auc": _nan_none(best["inner_val_auc"]),
         "oof_auc": _nan_none(fold_auc),
         "n_train": result.n_train,
         "n_inner_val": result.n_inner_val,
@@ -889,9 +973,10 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     )
     write_fold_outputs(run, fold, outputs, history=fold_history, result=result,
                        marker=_marker(config, ctx.fingerprint))
-    _log.info("fold %d: OOF AUC %.3f (in-sample %.3f), best epoch %d/%d%s, %.1fs",
+    _log.info("fold %d: OOF AUC %.3f (in-sample %.3f), best epoch %d/%d%s%s, %.1fs",
               fold, fold_auc, in_auc, result.best_epoch, result.epochs_run,
-              ", refit on all training rows" if result.refit else "", seconds)
+              ", refit on all training rows" if result.refit else "",
+              f", {len(members)} models" if len(members) > 1 else "", seconds)
     return result
 
 

@@ -89,6 +89,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="refit each fold's model on all its training rows for the epoch count "
                         "the inner split chose; --no-refit keeps the model selected on the "
                         "inner split (default: --refit)")
+    g.add_argument("--keep-selected", action=argparse.BooleanOptionalAction,
+                   default=_DEFAULTS.keep_selected,
+                   help="with --refit, also keep the model selected on the inner split and "
+                        "average both models' probabilities (no extra training; default: "
+                        + ("--keep-selected" if _DEFAULTS.keep_selected else "--no-keep-selected")
+                        + ")")
+    g.add_argument("--models-per-fold", type=int, default=_DEFAULTS.models_per_fold, metavar="M",
+                   help="models trained per fold from different seeds, their probabilities "
+                        "averaged; M times the training time (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                    help="folds trained in parallel processes (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
@@ -128,6 +137,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         ema_epochs=args.ema_epochs,
         patience=args.patience,
         refit=args.refit,
+        keep_selected=args.keep_selected,
+        models_per_fold=args.models_per_fold,
         jobs=args.jobs,
         threads=args.threads,
         num_workers=args.num_workers,

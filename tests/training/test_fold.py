@@ -188,3 +188,93 @@ def test_deterministic_context_skips_nan_filling_on_cpu_and_restores_every_flag(
         assert torch_deterministic.fill_uninitialized_memory is True
     finally:
         torch_deterministic.fill_uninitialized_memory = before[1]
+
+
+def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_models(
+    make_tiny_run, fast_config: TrainConfig  # type: ignore[no-untyped-def]
+) -> None:
+    import torch
+
+    from training.dataset import ImageCache, Normalization
+    from training.device import resolve_device_setup
+    from training.fold import build_model, member_seed, predict_rows
+
+    cfg = fast_config.replace(epochs=2)
+    one, two = make_tiny_run("one"), make_tiny_run("two")
+    single = train_fold(one, 1, cfg)
+    pair = train_fold(two, 1, cfg.replace(models_per_fold=2))
+    assert single.models == 1 and pair.models == 2
+    assert pair.train_images > single.train_images  # both models were trained
+
+    # model 0 of the pair is exactly the single model (same seed); model 1 has its own seed
+    solo = torch.load(one.path / "train/fold_1.pt", weights_only=True)
+    state = torch.load(two.path / "train/fold_1.pt", weights_only=True)
+    members = [{k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(f"model{m}.")}
+               for m in (0, 1)]
+    assert set(members[0]) == set(members[1]) == set(solo)
+    assert all(torch.equal(members[0][k], solo[k]) for k in solo)
+    assert not all(torch.equal(members[0][k], members[1][k]) for k in solo)
+    hist = json.loads((two.path / "train/fold_1/history.json").read_text())
+    assert hist["models"] == 2 and len(hist["other_models"]) == 1
+    assert hist["other_models"][0]["seed"] == member_seed(cfg.seed, 1, 1) != hist["seed"]
+    assert hist["seed"] == member_seed(cfg.seed, 1, 0) == fold_mod.fold_seed(cfg.seed, 1)
+
+    # the written probabilities are the mean of the two models' (logit-adjusted) probabilities
+    d = two.path / "train/fold_1"
+    rows = np.load(d / "rows.npy")
+    cache, setup = ImageCache(two), resolve_device_setup(device="cpu", precision=cfg.precision)
+    norm = Normalization(**{k: tuple(v) for k, v in hist["normalization"].items()})
+    labels = two.read_manifest()["label"].to_numpy()
+    fit_rows = assign_folds(two.read_manifest(), folds=3, seed=cfg.seed) != 1  # refit: all but fold 1
+    assert fit_rows.sum() == hist["n_train"]
+    log_prior = np.log(np.bincount(labels[fit_rows], minlength=2) / fit_rows.sum())
+    probs = []
+    for m in members:
+        net = build_model(cfg, 2, cache, setup)
+        net.load_state_dict(m)
+        logits, _ = predict_rows(net, cache, rows, setup=setup, norm=norm, image_size=None,
+                                 batch_size=64)
+        probs.append(fold_mod._softmax(logits + log_prior))
+    np.testing.assert_allclose(np.load(d / "probs.npy"), np.mean(probs, axis=0), atol=1e-5)
+    np.testing.assert_allclose(np.exp(np.load(d / "logits.npy")), np.load(d / "probs.npy"), atol=1e-5)
+    assert not np.allclose(np.load(d / "probs.npy"), np.load(one.path / "train/fold_1/probs.npy"))
+
+
+def test_several_models_per_fold_need_fine_tuning() -> None:
+    with pytest.raises(ValueError, match="models_per_fold=2 needs mode='finetune'"):
+        TrainConfig(mode="linear-probe", models_per_fold=2)
+    with pytest.raises(ValueError, match="models_per_fold must be >= 1"):
+        TrainConfig(models_per_fold=0)
+
+
+def test_keeping_the_selected_model_averages_it_with_the_refit(
+    make_tiny_run, fast_config: TrainConfig  # type: ignore[no-untyped-def]
+) -> None:
+    import torch
+
+    cfg = fast_config.replace(epochs=2)
+    runs = {name: make_tiny_run(name) for name in ("refit", "selected", "both")}
+    train_fold(runs["refit"], 0, cfg)
+    train_fold(runs["selected"], 0, cfg.replace(refit=False))
+    res = train_fold(runs["both"], 0, cfg.replace(keep_selected=True))
+    assert res.refit
+
+    def load(name: str, what: str) -> np.ndarray:
+        return np.load(runs[name].path / "train/fold_0" / f"{what}.npy")
+
+    # the same seed gives the same selection pass and refit as in the two single-model runs
+    state = torch.load(runs["both"].path / "train/fold_0.pt", weights_only=True)
+    for i, name in enumerate(("refit", "selected")):
+        solo = torch.load(runs[name].path / "train/fold_0.pt", weights_only=True)
+        assert all(torch.equal(state[f"model{i}.{k}"], v) for k, v in solo.items())
+    for what in ("probs", "holdout_probs", "masked_border_only"):
+        np.testing.assert_allclose(load("both", what), (load("refit", what) + load("selected", what)) / 2,
+                                   atol=1e-6)
+    np.testing.assert_array_equal(load("both", "embeddings"), load("refit", "embeddings"))
+    # without a refit there is only one model to keep
+    alone = train_fold(make_tiny_run("alone"), 0, cfg.replace(refit=False, keep_selected=True))
+    assert not alone.refit
+    np.testing.assert_array_equal(
+        np.load(runs["selected"].path / "train/fold_0/probs.npy"),
+        np.load(runs["selected"].path.parent / "alone/train/fold_0/probs.npy"),
+    )
