@@ -16,6 +16,10 @@ Transformations, each applied per image with probability
   laterality);
 * intensity jitter: an additive brightness shift and a contrast change around
   the image mean, clipped to ``[0, 1]``.
+
+:func:`mixup` (Zhang et al., ICLR 2018) blends each batch with a shuffled copy
+of itself after these transformations; the training loss mixes the two label
+sets with the same weight.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BatchAugmenter", "resize_batch"]
+__all__ = ["BatchAugmenter", "mixup", "resize_batch"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +148,36 @@ def resize_batch(x: torch.Tensor, size: int | None) -> torch.Tensor:
         return x
     shrink = size < x.shape[-2] or size < x.shape[-1]
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def mixup(
+    x: torch.Tensor, alpha: float, *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Blend a batch with a shuffled copy of itself (mixup).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, C, H, W)`` float batch (any device and memory format, kept).
+    alpha : float
+        Concentration of the symmetric Beta distribution of the blending
+        weight (> 0; small values keep most images close to one original).
+    generator : torch.Generator
+        Seeded CPU generator: the weight and the permutation are drawn from it.
+
+    Returns
+    -------
+    mixed : torch.Tensor
+        ``lam * x + (1 - lam) * x[perm]``, shape of ``x``.
+    perm : torch.Tensor
+        ``(B,)`` int64 permutation on ``x``'s device: the partner of each row, so
+        the loss is ``lam * loss(y) + (1 - lam) * loss(y[perm])``.
+    lam : float
+        Blending weight drawn from ``Beta(alpha, alpha)``.
+    """
+    if not alpha > 0:
+        raise ValueError(f"mixup alpha must be > 0; got {alpha}")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    return x.mul(lam).add_(x[perm], alpha=1.0 - lam), perm, lam

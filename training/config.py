@@ -128,6 +128,10 @@ class TrainConfig:
         Maximum relative contrast change around the image mean.
     augment_probability : float
         Probability that a training image is augmented at all.
+    mixup : float
+        ``alpha`` of mixup (:func:`training.augment.mixup`): each training batch
+        is blended with a shuffled copy of itself with a weight drawn from
+        ``Beta(alpha, alpha)``, and the loss mixes both labels; ``0`` = off.
     class_weighting : {'balanced', 'none', 'sampler'}
         Class-imbalance handling: inverse-frequency weighted loss, nothing, or a
         class-balanced sampler. With ``balanced`` or ``sampler`` the log class
@@ -217,6 +221,7 @@ class TrainConfig:
     brightness: float = 0.1
     contrast: float = 0.15
     augment_probability: float = 0.9
+    mixup: float = 0.0
     class_weighting: ClassWeighting = "balanced"
     inner_val_fraction: float = 0.25
     ema_epochs: float = 3.0
@@ -343,6 +348,7 @@ def _validate(cfg: TrainConfig) -> None:
         "brightness": (0.0, 1.0, True),
         "contrast": (0.0, 0.9, True),
         "augment_probability": (0.0, 1.0, True),
+        "mixup": (0.0, None, True),
         "inner_val_fraction": (0.0, 0.5, False),
         "ema_epochs": (0.0, None, True),
     }

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audit.rundir import RunDir, atomic_write
-from training.augment import BatchAugmenter
+from training.augment import BatchAugmenter, mixup
 from training.config import TrainConfig
 from training.dataset import ImageCache, Normalization, iterate_batches, prepare_batch
 from training.device import DeviceSetup, resolve_device_setup
@@ -750,9 +750,13 @@ def _fit(
             x = prepare_batch(raw, setup=setup, norm=norm, image_size=config.image_size,
                               is_uint8=cache.is_uint8, augmenter=augmenter, generator=gen)
             y = torch.from_numpy(ctx.labels[batch_rows]).to(setup.device)
+            if config.mixup:
+                x, partner, lam = mixup(x, config.mixup, generator=gen)
             with setup.autocast():
                 out = model(x)
             loss = F.cross_entropy(out.float(), y, weight=weight)
+            if config.mixup:
+                loss = lam * loss + (1.0 - lam) * F.cross_entropy(out.float(), y[partner], weight=weight)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

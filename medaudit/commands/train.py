@@ -80,6 +80,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weighting", choices=["balanced", "none", "sampler"],
                    default=_DEFAULTS.class_weighting,
                    help="class-imbalance handling (default: %(default)s)")
+    g.add_argument("--mixup", type=float, default=_DEFAULTS.mixup, metavar="ALPHA",
+                   help="mixup Beta(ALPHA, ALPHA) blending of training batches, 0 = off "
+                        "(default: %(default)s)")
     g.add_argument("--ema-epochs", type=float, default=_DEFAULTS.ema_epochs,
                    help="horizon in epochs of the weight average that is evaluated and kept, "
                         "0 = off (default: %(default)s)")
@@ -134,6 +137,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         holdout_split=args.holdout_split,
         flips=args.flips,
         class_weighting=args.class_weighting,
+        mixup=args.mixup,
         ema_epochs=args.ema_epochs,
         patience=args.patience,
         refit=args.refit,
