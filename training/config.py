@@ -173,7 +173,8 @@ class TrainConfig:
         With ``refit``: keep the model selected on the inner split as well and
         average its probabilities with the refitted model's, a two-model
         ensemble at no extra training cost (both come from the same seed, so
-        they differ less than two seeds' models).
+        they differ less than two seeds' models). Fine-tuning only: a linear
+        probe keeps its refitted regression.
     models_per_fold : int
         Models trained per fold, each from its own seed (initialisation,
         augmentation, batch order) with its own epoch selection on the same
@@ -221,13 +222,13 @@ class TrainConfig:
     brightness: float = 0.1
     contrast: float = 0.15
     augment_probability: float = 0.9
-    mixup: float = 0.0
+    mixup: float = 0.2
     class_weighting: ClassWeighting = "balanced"
     inner_val_fraction: float = 0.25
     ema_epochs: float = 3.0
     patience: int = 10
     refit: bool = True
-    keep_selected: bool = False
+    keep_selected: bool = True
     models_per_fold: int = 1
     masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
     jobs: int = 1

@@ -55,7 +55,7 @@ from training.dataset import ImageCache, Normalization, iterate_batches, prepare
 from training.device import DeviceSetup, resolve_device_setup
 from training.folds import FoldSplit, assign_folds, fold_split
 from training.metrics import auc_score
-from training.models import create_model, embed_and_logits
+from training.models import create_model, embed_and_logits, join_model_states
 from training.small_conv import place_model
 
 __all__ = [
@@ -878,12 +878,11 @@ def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
 
 
 def _ensemble_state(members: list[_Member]) -> dict[str, torch.Tensor]:
-    """State dict of the kept model(s): plain keys for one model, ``model<i>.`` prefixes else."""
-    states = [{key: v.detach().cpu().contiguous() for key, v in net.state_dict().items()}
-              for m in members for net, _ in m.kept]
-    if len(states) == 1:
-        return states[0]
-    return {f"model{i}.{key}": v for i, st in enumerate(states) for key, v in st.items()}
+    """State dict of the kept model(s) (:func:`training.models.join_model_states`)."""
+    return join_model_states([
+        {key: v.detach().cpu().contiguous() for key, v in net.state_dict().items()}
+        for m in members for net, _ in m.kept
+    ])
 
 
 def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: int) -> FoldResult:

@@ -8,6 +8,7 @@ from a file the user names.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -23,9 +24,11 @@ __all__ = [
     "create_model",
     "drop_stem_pool",
     "embed_and_logits",
+    "join_model_states",
     "load_weights",
     "read_weights_file",
     "resolve_stem_pool",
+    "split_model_states",
 ]
 
 _log = logging.getLogger(__name__)
@@ -217,8 +220,52 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
                 f"cannot read weights file {str(p)!r} with torch.load(weights_only=True): {err}. "
                 "Save a plain state dict: torch.save(model.state_dict(), path)"
             ) from err
-    state = _find_state_dict(obj, p)
-    return _strip_prefixes(state)
+    models = split_model_states(_find_state_dict(obj, p))
+    if len(models) > 1:
+        _log.info("%s holds %d models (a medaudit fold ensemble); using the first", p, len(models))
+    return _strip_prefixes(models[0])
+
+
+_MODEL_KEY = re.compile(r"^model(\d+)\.(.+)$")
+
+
+def join_model_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One state dict for the models a fold keeps (``train/fold_<k>.pt``).
+
+    Parameters
+    ----------
+    states : list of dict
+        State dicts of the kept models, in order (at least one).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The single state dict unchanged, or the keys of model ``i`` prefixed
+        ``model<i>.``; :func:`split_model_states` inverts it.
+    """
+    if not states:
+        raise ValueError("join_model_states needs at least one state dict")
+    if len(states) == 1:
+        return dict(states[0])
+    return {f"model{i}.{key}": v for i, st in enumerate(states) for key, v in st.items()}
+
+
+def split_model_states(state: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The state dicts of the models in ``state`` (inverse of :func:`join_model_states`).
+
+    Returns
+    -------
+    list of dict
+        ``[state]`` for a plain state dict, else one dict per ``model<i>.``
+        prefix, in index order.
+    """
+    groups: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        m = _MODEL_KEY.match(key)
+        if m is None:
+            return [dict(state)]
+        groups.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    return [groups[i] for i in sorted(groups)] or [dict(state)]
 
 
 def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

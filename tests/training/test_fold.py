@@ -12,6 +12,7 @@ from audit.rundir import RunDir
 from training import TrainConfig, train_fold
 from training.folds import assign_folds
 from training.masking import MASKED_VARIANTS
+from training.models import split_model_states
 
 
 def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: TrainConfig) -> None:
@@ -161,10 +162,11 @@ def test_stem_pool_setting_reaches_every_model_the_fold_trains(
     monkeypatch.setattr(fold_mod, "create_model", spy)
     res = train_fold(tiny_run, 0, fast_config.replace(stem_pool="drop"))
     assert pools and all(p is torch.nn.Identity for p in pools)
-    assert len(pools) == (2 if res.refit else 1)
+    assert len(pools) == (2 if res.refit else 1)  # the selection pass and the refit
     assert (tiny_run.path / "train" / "fold_0" / "done").is_file()
     state = torch.load(tiny_run.path / "train" / "fold_0.pt", weights_only=True)
-    real("test_resnet", 2, 1).load_state_dict(state)  # same parameters as a kept-pool model
+    for kept in split_model_states(state):
+        real("test_resnet", 2, 1).load_state_dict(kept)  # same parameters as a kept-pool model
 
 
 def test_deterministic_context_skips_nan_filling_on_cpu_and_restores_every_flag() -> None:
@@ -199,7 +201,7 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     from training.device import resolve_device_setup
     from training.fold import build_model, member_seed, predict_rows
 
-    cfg = fast_config.replace(epochs=2)
+    cfg = fast_config.replace(epochs=2, keep_selected=False)
     one, two = make_tiny_run("one"), make_tiny_run("two")
     single = train_fold(one, 1, cfg)
     pair = train_fold(two, 1, cfg.replace(models_per_fold=2))
@@ -209,8 +211,8 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     # model 0 of the pair is exactly the single model (same seed); model 1 has its own seed
     solo = torch.load(one.path / "train/fold_1.pt", weights_only=True)
     state = torch.load(two.path / "train/fold_1.pt", weights_only=True)
-    members = [{k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(f"model{m}.")}
-               for m in (0, 1)]
+    members = split_model_states(state)
+    assert len(members) == 2
     assert set(members[0]) == set(members[1]) == set(solo)
     assert all(torch.equal(members[0][k], solo[k]) for k in solo)
     assert not all(torch.equal(members[0][k], members[1][k]) for k in solo)
@@ -252,7 +254,7 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
 ) -> None:
     import torch
 
-    cfg = fast_config.replace(epochs=2)
+    cfg = fast_config.replace(epochs=2, keep_selected=False)
     runs = {name: make_tiny_run(name) for name in ("refit", "selected", "both")}
     train_fold(runs["refit"], 0, cfg)
     train_fold(runs["selected"], 0, cfg.replace(refit=False))
@@ -263,10 +265,10 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
         return np.load(runs[name].path / "train/fold_0" / f"{what}.npy")
 
     # the same seed gives the same selection pass and refit as in the two single-model runs
-    state = torch.load(runs["both"].path / "train/fold_0.pt", weights_only=True)
-    for i, name in enumerate(("refit", "selected")):
+    kept = split_model_states(torch.load(runs["both"].path / "train/fold_0.pt", weights_only=True))
+    for model, name in zip(kept, ("refit", "selected"), strict=True):
         solo = torch.load(runs[name].path / "train/fold_0.pt", weights_only=True)
-        assert all(torch.equal(state[f"model{i}.{k}"], v) for k, v in solo.items())
+        assert set(model) == set(solo) and all(torch.equal(model[k], v) for k, v in solo.items())
     for what in ("probs", "holdout_probs", "masked_border_only"):
         np.testing.assert_allclose(load("both", what), (load("refit", what) + load("selected", what)) / 2,
                                    atol=1e-6)

@@ -11,7 +11,13 @@ import torch
 from training import TrainConfig, create_model
 from training._messages import NO_DOWNLOAD_MESSAGE
 from training.device import cpu_has_native_bf16, resolve_device_setup
-from training.models import embed_and_logits, load_weights, read_weights_file
+from training.models import (
+    embed_and_logits,
+    join_model_states,
+    load_weights,
+    read_weights_file,
+    split_model_states,
+)
 
 NO_DOWNLOAD = NO_DOWNLOAD_MESSAGE.split("(")[0].strip()[:40]
 
@@ -78,6 +84,30 @@ def test_checkpoint_with_state_dict_key_prefix_and_other_channels(tmp_path: Path
     model = create_model("test_resnet", 2, 1, pretrained_weights=path)
     conv = model.pretrained_cfg["first_conv"] + ".weight"
     torch.testing.assert_close(model.state_dict()[conv], source.state_dict()[conv].sum(1, keepdim=True))
+
+
+def test_fold_ensemble_states_round_trip_and_load_their_first_model_as_weights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(3)
+    models = [create_model("test_resnet", 2, 1) for _ in range(3)]
+    states = [m.state_dict() for m in models]
+    assert join_model_states(states[:1]) == states[0]  # one model: a plain state dict
+    joined = join_model_states(states)
+    assert set(joined) == {f"model{i}.{k}" for i in range(3) for k in states[0]}
+    back = split_model_states(joined)
+    assert len(back) == 3
+    for got, want in zip(back, states):
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    assert split_model_states(states[0]) == [states[0]]
+    with pytest.raises(ValueError, match="at least one"):
+        join_model_states([])
+    path = tmp_path / "fold_0.pt"
+    torch.save(joined, path)
+    with caplog.at_level("INFO", logger="training.models"):
+        loaded = read_weights_file(path)
+    assert all(torch.equal(loaded[k], states[0][k]) for k in states[0])
+    assert "holds 3 models" in caplog.text
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
