@@ -132,6 +132,10 @@ class TrainConfig:
         ``alpha`` of mixup (:func:`training.augment.mixup`): each training batch
         is blended with a shuffled copy of itself with a weight drawn from
         ``Beta(alpha, alpha)``, and the loss mixes both labels; ``0`` = off.
+        On BreastMNIST (``bench_breastmnist.py --tune``, out-of-fold figures
+        only) 0.2 raised the OOF AUC from 0.830 / 0.823 to 0.847 / 0.845 for
+        seeds 0 / 1, a gain larger than the seed-to-seed spread; the best
+        epochs come later, so training takes about a quarter longer.
     class_weighting : {'balanced', 'none', 'sampler'}
         Class-imbalance handling: inverse-frequency weighted loss, nothing, or a
         class-balanced sampler. With ``balanced`` or ``sampler`` the log class
@@ -174,7 +178,10 @@ class TrainConfig:
         average its probabilities with the refitted model's, a two-model
         ensemble at no extra training cost (both come from the same seed, so
         they differ less than two seeds' models). Fine-tuning only: a linear
-        probe keeps its refitted regression.
+        probe keeps its refitted regression. On BreastMNIST without mixup it
+        raised the OOF AUC from 0.830 / 0.823 to 0.838 / 0.830 (seeds 0 / 1,
+        same runs scored both ways); with mixup the runs scored 0.850 / 0.840
+        against 0.847 / 0.845 without it, within noise.
     models_per_fold : int
         Models trained per fold, each from its own seed (initialisation,
         augmentation, batch order) with its own epoch selection on the same
@@ -183,7 +190,9 @@ class TrainConfig:
         the embeddings are the first model's. It multiplies the training time.
         Ensembles average out seed noise, which on small data sets is as large
         as the differences between settings; the OOF figures then describe the
-        ensemble. ``finetune`` mode only.
+        ensemble. ``finetune`` mode only. On BreastMNIST, averaging the OOF
+        probabilities of two default runs with different seeds raised the OOF
+        AUC from 0.820-0.830 to 0.838-0.844 (three seeds: 0.847).
     masked_variants : tuple of str
         Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
     jobs : int

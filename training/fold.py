@@ -100,7 +100,9 @@ class FoldResult:
     auc : float
         Out-of-fold AUC of this fold's held-out rows (macro OvR for K > 2).
     in_sample_auc : float
-        AUC on the rows the model was fitted on.
+        AUC of the fold's prediction (every kept model) on the rows the kept
+        model was fitted on (with ``keep_selected``, the selected model saw
+        only the training part of them, not the inner split).
     inner_val_auc : float
         Inner-validation AUC at the restored (best) epoch.
     best_epoch : int
