@@ -51,13 +51,16 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_demo_defaults_differ_from_train_only_where_documented() -> None:
     from medaudit.cli import build_parser
-    from medaudit.commands.demo import DEMO_EPOCHS, DEMO_MODEL
+    from medaudit.commands.demo import DEMO_EPOCHS, DEMO_MIXUP, DEMO_MODEL
     from training import TrainConfig
 
     parser = build_parser()
     demo = parser.parse_args(["demo"])
     train = parser.parse_args(["train", "runs/x"])
-    assert (demo.model, demo.epochs) == (DEMO_MODEL, DEMO_EPOCHS)
-    assert (train.model, train.epochs) == (TrainConfig.model, TrainConfig.epochs)
+    assert (demo.model, demo.epochs, demo.mixup) == (DEMO_MODEL, DEMO_EPOCHS, DEMO_MIXUP)
+    assert (train.model, train.epochs, train.mixup) == (
+        TrainConfig.model, TrainConfig.epochs, TrainConfig.mixup)
+    assert demo.keep_selected == train.keep_selected == TrainConfig.keep_selected
     assert demo.jobs == train.jobs == TrainConfig.jobs
     assert parser.parse_args(["demo", "--epochs", "3"]).epochs == 3
+    assert parser.parse_args(["demo", "--mixup", "0.3"]).mixup == 0.3

@@ -72,3 +72,22 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     assert train_config_from_args(plain.parse_args(["--stem-pool", "drop"])).stem_pool == "drop"
     assert train_config_from_args(plain.parse_args([])).stem_pool == TrainConfig().stem_pool
     assert train_config_from_args(plain.parse_args(["--no-refit", "--refit"])).refit
+
+
+def test_ensemble_and_mixup_options_reach_the_config(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = argparse.ArgumentParser()
+    add_train_arguments(plain)
+    default = train_config_from_args(plain.parse_args([]))
+    assert (default.mixup, default.keep_selected, default.models_per_fold) == (
+        TrainConfig().mixup, TrainConfig().keep_selected, TrainConfig().models_per_fold)
+    cfg = train_config_from_args(plain.parse_args(
+        ["--mixup", "0", "--no-keep-selected", "--models-per-fold", "3"]))
+    assert (cfg.mixup, cfg.keep_selected, cfg.models_per_fold) == (0.0, False, 3)
+    assert main(["train", str(tiny_run.path), *TINY, "--models-per-fold", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "models_per_fold must be >= 1" in err and "Traceback" not in err
+    assert main(["train", str(tiny_run.path), *TINY, "--mode", "linear-probe",
+                 "--models-per-fold", "2"]) == 2
+    assert "needs mode='finetune'" in capsys.readouterr().err
