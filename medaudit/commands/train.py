@@ -81,8 +81,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    default=_DEFAULTS.class_weighting,
                    help="class-imbalance handling (default: %(default)s)")
     g.add_argument("--mixup", type=float, default=_DEFAULTS.mixup, metavar="ALPHA",
-                   help="mixup Beta(ALPHA, ALPHA) blending of training batches, 0 = off "
-                        "(default: %(default)s)")
+                   help="mixup Beta(ALPHA, ALPHA) blending of training batches, 0 = off; it "
+                        "needs long training, use 0 with 10-20 epochs (default: %(default)s)")
     g.add_argument("--ema-epochs", type=float, default=_DEFAULTS.ema_epochs,
                    help="horizon in epochs of the weight average that is evaluated and kept, "
                         "0 = off (default: %(default)s)")
