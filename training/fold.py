@@ -961,6 +961,7 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
         "mode": "finetune",
         **first_history,
         "models": len(members),
+        "kept_models": sum(len(m.kept) for m in members),  # the models in fold_<k>.pt
         "other_models": [_member_history(m, config) for m in members[1:]],
         "in_sample_auc": _nan_none(in_auc),
         "in_sample_acc": _nan_none(in_acc),

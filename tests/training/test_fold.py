@@ -217,7 +217,7 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     assert all(torch.equal(members[0][k], solo[k]) for k in solo)
     assert not all(torch.equal(members[0][k], members[1][k]) for k in solo)
     hist = json.loads((two.path / "train/fold_1/history.json").read_text())
-    assert hist["models"] == 2 and len(hist["other_models"]) == 1
+    assert hist["models"] == hist["kept_models"] == 2 and len(hist["other_models"]) == 1
     assert hist["other_models"][0]["seed"] == member_seed(cfg.seed, 1, 1) != hist["seed"]
     assert hist["seed"] == member_seed(cfg.seed, 1, 0) == fold_mod.fold_seed(cfg.seed, 1)
 
@@ -273,6 +273,8 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
         np.testing.assert_allclose(load("both", what), (load("refit", what) + load("selected", what)) / 2,
                                    atol=1e-6)
     np.testing.assert_array_equal(load("both", "embeddings"), load("refit", "embeddings"))
+    hist = json.loads((runs["both"].path / "train/fold_0/history.json").read_text())
+    assert (hist["models"], hist["kept_models"]) == (1, 2)
     # without a refit there is only one model to keep
     alone = train_fold(make_tiny_run("alone"), 0, cfg.replace(refit=False, keep_selected=True))
     assert not alone.refit
