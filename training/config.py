@@ -177,7 +177,8 @@ class TrainConfig:
         model fitted without the inner rows.
     keep_selected : bool
         With ``refit``: keep the model selected on the inner split as well and
-        average its probabilities with the refitted model's, a two-model
+        average its probabilities with the refitted model's (``logits.npy``
+        then holds the log of the mean probability), a two-model
         ensemble at no extra training cost (both come from the same seed, so
         they differ less than two seeds' models). Fine-tuning only: a linear
         probe keeps its refitted regression. On BreastMNIST without mixup it
