@@ -344,10 +344,8 @@ def _assemble(
         "masked_oof_auc": {v: _nn(a) for v, a in masked_auc.items()},
         "holdout": None if h_auc is None or h_acc is None else {
             "split": config.holdout_split,
-            "scored_by": f"mean of {config.folds} fold models' probabilities" if
-            config.models_per_fold == 1 else
-            f"mean of {config.folds} fold ensembles' probabilities "
-            f"({config.models_per_fold} models each)",
+            "scored_by": f"mean of {config.folds} folds' probabilities "
+            f"({max(r.models for r in fold_results)} model(s) per fold)",
             "auc": h_auc.to_dict(),
             "acc": h_acc.to_dict(),
         },
@@ -366,6 +364,12 @@ def _assemble(
 
 def _nn(v: float) -> float | None:
     return None if not math.isfinite(v) else float(v)
+
+
+def _per_fold(folds: list[FoldResult]) -> str:
+    """`` x N models`` when the folds keep several models each (else empty)."""
+    n = max(r.models for r in folds)
+    return f" x {n} models" if n > 1 else ""
 
 
 def _fmt_seconds(s: float) -> str:
@@ -390,11 +394,10 @@ def _summary_text(
     cache_size = int(run.read_array("images", mmap=True).shape[-1])
     size = f"{config.image_size} px (cache {cache_size} px)" if config.image_size else f"{cache_size} px"
     setup = folds[0].setup
-    per_fold = f" x {config.models_per_fold} models" if config.models_per_fold > 1 else ""
     lines = [
         f"medaudit train: {run.path}",
         f"  model      {config.model} ({config.mode}), {config.folds} patient-grouped folds"
-        f"{per_fold}, "
+        f"{_per_fold(folds)}, "
         f"{len(ctx.labels) - n_hold} CV rows" + (f" + {n_hold} holdout" if n_hold else "")
         + f", {k} classes, input {size}",
         f"  device     {setup.get('device')}, precision {setup.get('precision')}"
@@ -415,7 +418,7 @@ def _summary_text(
         )
     if h_auc is not None and h_acc is not None:
         lines.append(f"  holdout    split {config.holdout_split!r}, ensemble of {config.folds} folds"
-                     f"{per_fold}: AUC {h_auc}, ACC {h_acc}")
+                     f"{_per_fold(folds)}: AUC {h_auc}, ACC {h_acc}")
     if masked_auc:
         lines.append("  masked AUC " + ", ".join(f"{v} {a:.3f}" for v, a in masked_auc.items()))
     reused = [r.fold for r in folds if r.reused]

@@ -126,8 +126,9 @@ class FoldResult:
         True when the kept model was refitted on all training rows of the fold
         for ``best_epoch`` epochs after the inner split chose that count.
     models : int
-        Models in the fold's ensemble (``TrainConfig.models_per_fold``); the
-        epoch fields describe the first one.
+        Models in the fold's ensemble, the ones in ``train/fold_<k>.pt``
+        (``models_per_fold``, twice that with ``keep_selected`` and a refit);
+        the epoch fields describe the first one.
     """
 
     fold: int
@@ -954,14 +955,14 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
         seconds=seconds, train_seconds=sum(f.train_seconds for f in fits),
         train_images=sum(f.train_images for f in fits),
         setup=setup.to_dict(), refit=first.fit is not first.select,
-        models=len(members),
+        models=sum(len(m.kept) for m in members),
     )
     fold_history = {
         "fold": fold,
         "mode": "finetune",
         **first_history,
         "models": len(members),
-        "kept_models": sum(len(m.kept) for m in members),  # the models in fold_<k>.pt
+        "kept_models": result.models,  # the models in fold_<k>.pt
         "other_models": [_member_history(m, config) for m in members[1:]],
         "in_sample_auc": _nan_none(in_auc),
         "in_sample_acc": _nan_none(in_acc),
@@ -982,7 +983,7 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     _log.info("fold %d: OOF AUC %.3f (in-sample %.3f), best epoch %d/%d%s%s, %.1fs",
               fold, fold_auc, in_auc, result.best_epoch, result.epochs_run,
               ", refit on all training rows" if result.refit else "",
-              f", {len(members)} models" if len(members) > 1 else "", seconds)
+              f", {result.models} models" if result.models > 1 else "", seconds)
     return result
 
 

@@ -128,6 +128,10 @@ def test_holdout_rows_get_fold_minus_one_and_ensemble_scores(
     assert rec["holdout"]["split"] == "test" and rec["n_holdout_rows"] == int(hold.sum())
     assert rec["auc_definition"] == "macro one-vs-rest ROC AUC"
     assert summary.holdout_auc is not None and "holdout" in summary.text
+    # the default keeps the selected model beside its refit: two models per fold
+    assert all(r.models == 2 for r in summary.folds)
+    assert rec["holdout"]["scored_by"] == "mean of 3 folds' probabilities (2 model(s) per fold)"
+    assert "ensemble of 3 folds x 2 models" in summary.text
 
 
 def test_parallel_jobs_in_spawned_processes(tiny_run: RunDir, fast_config: TrainConfig) -> None:
