@@ -1,8 +1,8 @@
 """Speed benchmark: ``train_run`` images/s against a bare fp32 PyTorch loop.
 
 A synthetic 64 px run directory (planted, learnable signal) is trained three
-ways in the same process, with the same model (timm ``resnet18``, random
-init), rows, batch size and number of epochs:
+ways in the same process, with the same model (by default the training default,
+timm ``resnet10t``, random init), rows, batch size and number of epochs:
 
 1. ``bare fp32``: a minimal loop over the training rows of each fold (whole
    cache pre-normalised in memory, AdamW, cross-entropy; no augmentation, no
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--model", default=TrainConfig.model)
     ap.add_argument("--stem-pool", choices=get_args(StemPool), default=TrainConfig.stem_pool,
                     help="stem max-pool policy, applied to both loops (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=1,

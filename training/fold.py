@@ -648,6 +648,11 @@ class _Fit:
     train_seconds: float
     train_images: int
 
+    @property
+    def best_record(self) -> dict[str, Any]:
+        """The history record of the kept (best) epoch."""
+        return self.history[self.best_epoch - 1]
+
 
 def _fit(
     ctx: _RunContext,
@@ -867,7 +872,7 @@ def _train_member(
 
 def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
     """Learning curves and selection of one ensemble member (JSON-ready)."""
-    best = m.select.history[m.select.best_epoch - 1]
+    best = m.select.best_record
     return {
         "seed": m.seed,
         "epochs": _clean(m.select.history),
@@ -948,7 +953,7 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     first_history = _member_history(first, config)
     result = FoldResult(
         fold=fold, auc=fold_auc, in_sample_auc=in_auc,
-        inner_val_auc=first.select.history[first.select.best_epoch - 1]["inner_val_auc"],
+        inner_val_auc=first.select.best_record["inner_val_auc"],
         best_epoch=first.select.best_epoch, epochs_run=len(first.select.history),
         n_train=len(fit_rows), n_inner_val=len(split.inner_val),
         n_heldout=len(split.heldout), n_holdout=len(split.holdout),

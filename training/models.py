@@ -104,7 +104,8 @@ def create_model(
             "(see timm.list_models())"
         )
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-    if resolve_stem_pool(model, stem_pool, input_side) == "drop":
+    pretrained_file = pretrained_weights is not None
+    if resolve_stem_pool(model, stem_pool, input_side, pretrained=pretrained_file) == "drop":
         drop_stem_pool(model)
     if pretrained_weights is not None:
         load_weights(model, pretrained_weights)
@@ -116,7 +117,9 @@ def _stem_pool_module(model: nn.Module) -> nn.Module | None:
     return pool if isinstance(pool, nn.MaxPool2d) else None
 
 
-def resolve_stem_pool(model: nn.Module, policy: str, input_side: int | None) -> str:
+def resolve_stem_pool(
+    model: nn.Module, policy: str, input_side: int | None, *, pretrained: bool = False
+) -> str:
     """Decide whether the stem max-pool of ``model`` is kept or dropped.
 
     A ResNet-style stem divides the input side by 4 (stride-2 convolution, then
@@ -133,10 +136,15 @@ def resolve_stem_pool(model: nn.Module, policy: str, input_side: int | None) -> 
     model : torch.nn.Module
         A timm model.
     policy : {'keep', 'drop', 'auto'}
-        ``auto`` drops the pool when the model has one and ``input_side`` is at
-        most :data:`SMALL_INPUT_SIDE`; ``drop`` requires a stem max-pool.
+        ``auto`` drops the pool when the model has one, ``input_side`` is at
+        most :data:`SMALL_INPUT_SIDE` and the model is trained from scratch;
+        ``drop`` requires a stem max-pool.
     input_side : int, optional
         Side of the model input in pixels (``auto`` keeps the pool without it).
+    pretrained : bool
+        Whether pretrained weights will be loaded. ``auto`` then keeps the pool:
+        the pretrained filters were learned with it, and a frozen backbone
+        (``mode='linear-probe'``) cannot adapt to the doubled resolution.
 
     Returns
     -------
@@ -158,7 +166,7 @@ def resolve_stem_pool(model: nn.Module, policy: str, input_side: int | None) -> 
         )
     if policy == "auto":
         small = input_side is not None and input_side <= SMALL_INPUT_SIDE
-        return "drop" if has_pool and small else "keep"
+        return "drop" if has_pool and small and not pretrained else "keep"
     return policy
 
 

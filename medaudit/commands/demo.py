@@ -28,10 +28,10 @@ __all__ = ["DEMO_EPOCHS", "DEMO_MIXUP", "DEMO_MODEL", "add_parser", "ensure_demo
 #: Epochs per fold in ``medaudit demo`` (``--epochs`` overrides).
 DEMO_EPOCHS = 10
 
-#: Architecture of ``medaudit demo`` (``--model`` overrides). ResNet-18, the training
-#: default, needs 10m45s for 5 folds x 10 epochs plus the refit on the ~2,000 demo
-#: images at 64 px on 2 CPU cores (12m22s for all of ``make demo``); timm's
-#: ``resnet10t`` trains 1.55x faster, which keeps ``make demo`` under 10 minutes.
+#: Architecture of ``medaudit demo`` (``--model`` overrides): timm's ``resnet10t``,
+#: which is also the training default since 2026-11-30. (With ResNet-18, the default
+#: before, 5 folds x 10 epochs plus the refit on the ~2,000 demo images at 64 px took
+#: 10m45s on 2 CPU cores; ``resnet10t`` trains 1.55x faster.)
 DEMO_MODEL = "resnet10t"
 
 #: Mixup of ``medaudit demo`` (``--mixup`` overrides): off. Mixup helps the 40-epoch

@@ -52,8 +52,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="model input side in pixels, resized on the fly (default: the cache size)")
     g.add_argument("--stem-pool", choices=get_args(StemPool), default=_DEFAULTS.stem_pool,
                    help="stem max-pool of ResNet-style models: drop it for twice the feature-map "
-                   "resolution (slower: ~3x the time on BreastMNIST); auto drops it for "
-                   "inputs <= 64 px (default: %(default)s)")
+                   "resolution (about 2x slower steps); auto drops it for inputs <= 64 px "
+                   "trained from scratch, keeps it otherwise (default: %(default)s)")
     # A str, not a Path: Path("https://host/w.pt") collapses the "//", and the raw text
     # is what tells a URL or hub name (refused: nothing is downloaded) from a file.
     g.add_argument("--pretrained-weights", default=None, metavar="FILE",

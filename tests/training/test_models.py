@@ -167,6 +167,17 @@ def test_stem_pool_auto_drops_the_max_pool_for_small_inputs_only() -> None:
                       torch.nn.MaxPool2d)  # no input side known: keep
 
 
+def test_stem_pool_auto_keeps_the_max_pool_of_a_pretrained_model(tmp_path: Path) -> None:
+    path = tmp_path / "w.pt"
+    torch.save(create_model("test_resnet", 2, 1).state_dict(), path)
+    loaded = create_model("test_resnet", 2, 1, stem_pool="auto", input_side=32,
+                          pretrained_weights=path)
+    assert isinstance(loaded.maxpool, torch.nn.MaxPool2d)  # its filters were learned with it
+    forced = create_model("test_resnet", 2, 1, stem_pool="drop", input_side=32,
+                          pretrained_weights=path)
+    assert isinstance(forced.maxpool, torch.nn.Identity)  # an explicit choice is obeyed
+
+
 def test_stem_pool_drop_on_a_model_without_one_names_the_model() -> None:
     assert isinstance(create_model("test_convnext", 2, 1, stem_pool="auto", input_side=32),
                       torch.nn.Module)  # auto: nothing to drop, no error
