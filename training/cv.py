@@ -345,7 +345,7 @@ def _assemble(
         "holdout": None if h_auc is None or h_acc is None else {
             "split": config.holdout_split,
             "scored_by": f"mean of {config.folds} folds' probabilities "
-            f"({max(r.models for r in fold_results)} model(s) per fold)",
+            f"({_models_per_fold(fold_results)} model(s) per fold)",
             "auc": h_auc.to_dict(),
             "acc": h_acc.to_dict(),
         },
@@ -366,9 +366,14 @@ def _nn(v: float) -> float | None:
     return None if not math.isfinite(v) else float(v)
 
 
+def _models_per_fold(folds: list[FoldResult]) -> int:
+    """Models kept per fold (the largest count, should folds differ)."""
+    return max(r.models for r in folds)
+
+
 def _per_fold(folds: list[FoldResult]) -> str:
     """`` x N models`` when the folds keep several models each (else empty)."""
-    n = max(r.models for r in folds)
+    n = _models_per_fold(folds)
     return f" x {n} models" if n > 1 else ""
 
 

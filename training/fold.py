@@ -818,6 +818,11 @@ class _Member:
     #: class weighting): the refit (or selected) model, then the selected one if also kept
     kept: list[tuple[nn.Module, np.ndarray]]
 
+    @property
+    def fits(self) -> list[_Fit]:
+        """The training passes run: the selection, then the refit if there was one."""
+        return [self.select] if self.fit is self.select else [self.select, self.fit]
+
 
 def member_seed(seed: int, fold: int, member: int) -> int:
     """The seed of ensemble member ``member`` of fold ``fold`` (member 0: :func:`fold_seed`)."""
@@ -949,7 +954,7 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     atomic_write(checkpoint_path(run, fold), lambda t: torch.save(_ensemble_state(members), t))
     seconds = time.perf_counter() - t_start
     first = members[0]
-    fits = [f for m in members for f in ([m.select, m.fit] if m.fit is not m.select else [m.select])]
+    fits = [f for m in members for f in m.fits]
     first_history = _member_history(first, config)
     result = FoldResult(
         fold=fold, auc=fold_auc, in_sample_auc=in_auc,
