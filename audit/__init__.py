@@ -13,9 +13,7 @@ that need it, when they run).
 
 from audit.context import AuditContext
 from audit.engine import AuditResult, audit_context, run_audit, write_audit_result
-from audit.external import ingest_predictions
 from audit.findings import REFERENCES, SEVERITIES, Finding, sort_findings
-from audit.pseudonymize import load_or_create_secret, pseudonymize
 from audit.registry import CheckSpec, build_config, get_check, list_checks
 from audit.rundir import RunArtifactMissingError, RunDir, RunDirMismatchError
 
@@ -32,10 +30,7 @@ __all__ = [
     "audit_context",
     "build_config",
     "get_check",
-    "ingest_predictions",
     "list_checks",
-    "load_or_create_secret",
-    "pseudonymize",
     "run_audit",
     "sort_findings",
     "write_audit_result",

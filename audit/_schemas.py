@@ -1,7 +1,7 @@
 """Pandera schemas for the tables of the run directory.
 
 The user-facing manifest (the CSV a user writes) is validated in
-``training/data/manifest.py``; this schema is the *internal* contract that every
+``ingest/manifest.py``; this schema is the *internal* contract that every
 stage may trust once ingestion has written ``manifest.parquet``.
 """
 

@@ -61,7 +61,7 @@ PUBLISHED = {
 def build_run(npz: Path, out: Path, size: int) -> RunDir:
     """A run directory from the MedMNIST npz: (N, 1, size, size) uint8, split column."""
     try:
-        from training.data.ingest import IngestOptions, ingest_npz
+        from ingest.sources import IngestOptions, ingest_npz
 
         summary = ingest_npz(npz, out, IngestOptions(image_size=size, use_cache=False, overwrite=True))
         return summary.run

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.data.demo import CLASS_NAMES, DemoConfig, generate_demo
-from training.data.ingest import IngestOptions, ingest_dicom_dir
+from ingest.demo import CLASS_NAMES, DemoConfig, generate_demo
+from ingest.sources import IngestOptions, ingest_dicom_dir
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -112,7 +112,7 @@ def plant_asymmetric_noise(
 def build_run(work: Path, npz: Path, noisy: np.ndarray, image_size: int) -> RunDir:
     """Ingest the npz with the project's ingestion, then replace the labels by the noisy ones."""
     run_path = work / "run"
-    from training.data.ingest import IngestOptions, ingest_npz
+    from ingest.sources import IngestOptions, ingest_npz
 
     secret = work / "secret.key"
     summary = ingest_npz(npz, run_path, IngestOptions(image_size=image_size, secret_file=secret,

@@ -16,7 +16,7 @@ from typing import Any
 
 from audit.findings import Finding
 from audit.rundir import RunDir
-from training.data.ingest import (
+from ingest.sources import (
     IngestOptions,
     IngestSummary,
     ingest_dicom_dir,

@@ -13,7 +13,7 @@ Typical use::
     print(summary.text)
 
 Importing this package has no side effects (torch and timm are imported by the
-submodules that need them). The ingestion subpackage :mod:`training.data` is
+submodules that need them). The ingestion subpackage :mod:`ingest` is
 separate and not re-exported here.
 """
 

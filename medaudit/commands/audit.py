@@ -4,7 +4,7 @@
 on a run directory, writes ``findings.json`` and prints a summary sorted by
 severity, then the checks that were skipped (with the reason) and those that
 failed. ``medaudit audit-predictions`` first builds a run directory from the
-predictions of a model trained elsewhere (:func:`audit.external.ingest_predictions`)
+predictions of a model trained elsewhere (:func:`ingest.predictions.ingest_predictions`)
 and then audits it.
 
 Settings come from a TOML file with one table per check::
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_predictions(args: argparse.Namespace) -> int:
     """``medaudit audit-predictions``."""
-    from audit.external import ingest_predictions
+    from ingest.predictions import ingest_predictions
 
     checks = _checks_arg(args.checks)
     _load_config(args.config, checks)  # fail on bad settings before writing anything

@@ -13,15 +13,15 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from medaudit.commands.ingest import add_ingest_arguments
-from medaudit.commands.run import add_stage_arguments, run_stages
-from training.data.demo import (
+from ingest.demo import (
     CLASS_NAMES,
     GENERATOR_NAME,
     DemoConfig,
     generate_demo,
     load_ground_truth,
 )
+from medaudit.commands.ingest import add_ingest_arguments
+from medaudit.commands.run import add_stage_arguments, run_stages
 
 __all__ = ["DEMO_EPOCHS", "DEMO_MIXUP", "DEMO_MODEL", "add_parser", "ensure_demo_data", "run_demo", "run_demo_data"]
 

@@ -6,8 +6,8 @@ import argparse
 import warnings
 from pathlib import Path
 
+from ingest.sources import IngestOptions, IngestSummary
 from medaudit.pipeline import IngestSource, run_ingest
-from training.data.ingest import IngestOptions, IngestSummary
 
 __all__ = ["add_ingest_arguments", "add_parser", "ingest_from_args", "print_ingest_summary", "run"]
 

@@ -106,5 +106,5 @@ def test_public_api_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == len(audit.__all__)
     for name in ("run_audit", "list_checks", "get_check", "audit_context", "AuditContext",
-                 "Finding", "RunDir", "ingest_predictions"):
+                 "Finding", "RunDir"):
         assert name in audit.__all__

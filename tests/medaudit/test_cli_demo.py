@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from audit.rundir import RunDir
+from ingest.demo import DemoConfig
 from medaudit.cli import main
 from medaudit.commands.demo import ensure_demo_data
-from training.data.demo import DemoConfig
 
 
 def test_demo_data_writes_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

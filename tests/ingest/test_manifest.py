@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.data.manifest import (
+from ingest.manifest import (
     MSG_NO_PATIENT,
     ManifestError,
     read_manifest_csv,

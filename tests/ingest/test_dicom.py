@@ -1,4 +1,4 @@
-"""Tests for ``training.data.dicom``: pixel correctness, refusals, metadata privacy.
+"""Tests for ``ingest.dicom``: pixel correctness, refusals, metadata privacy.
 
 Real files come from pydicom's bundled test data (never downloaded here); planted
 problems come from tiny synthetic datasets written to ``tmp_path``.
@@ -25,9 +25,8 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 
-from tests.dicom_factory import new_part10_dataset
-from training.data import dicom as dicom_module
-from training.data.dicom import (
+from ingest import dicom as dicom_module
+from ingest.dicom import (
     FRAME_POLICIES,
     IDENTIFIER_KEYS,
     META_KEYS,
@@ -36,6 +35,7 @@ from training.data.dicom import (
     read_dicom,
     read_dicom_header,
 )
+from tests.dicom_factory import new_part10_dataset
 
 _MAX_BUNDLED_BYTES = 20 * 1024 * 1024  # bigger (downloaded) files would slow the suite
 _BUNDLED_ROOT = Path(pydicom.data.__file__).parent / "test_files"

@@ -22,7 +22,7 @@ Inputs
     Optional CSV (or DataFrame) joined on ``sample_id``.
 
 ``patient_id`` and ``study_id`` are replaced by keyed hashes
-(:mod:`audit.pseudonymize`) before anything is written; without
+(:mod:`ingest.pseudonymize`) before anything is written; without
 ``patient_id`` each sample is its own patient.
 
 External predictions are assumed out-of-sample (the model never trained on
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
 from audit.rundir import MANIFEST, RunDir
 from audit.validation import check_pred_probs
+from ingest.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
 
 __all__ = ["EXTERNAL_FOLD", "ingest_predictions"]
 

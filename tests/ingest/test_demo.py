@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from training.data.demo import (
+from ingest.demo import (
     CLASS_NAMES,
     GENERATOR_NAME,
     DemoConfig,

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from audit.rundir import RunDir
+from ingest.manifest import ManifestError
+from ingest.sources import IngestOptions, ingest_dicom_dir, ingest_manifest, ingest_npz
 from tests.dicom_factory import PHI, run_dir_text, write_dicom
-from training.data.ingest import IngestOptions, ingest_dicom_dir, ingest_manifest, ingest_npz
-from training.data.manifest import ManifestError
 
 
 def _phantom(rng: np.random.Generator, size: int = 48, lesion: bool = False) -> np.ndarray:

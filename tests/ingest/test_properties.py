@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.properties import compute_image_properties
+from ingest.properties import compute_image_properties
 
 
 def _smooth(n: int, size: int = 64, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 
 from audit.context import AuditContext
 from audit.engine import audit_context
-from audit.external import (
+from audit.rundir import RunDir
+from ingest.predictions import (
     BAD_LABEL,
     DUPLICATE_IDS,
     EXISTING_RUN,
@@ -20,7 +21,6 @@ from audit.external import (
     NPY_ROWS,
     ingest_predictions,
 )
-from audit.rundir import RunDir
 
 N = 40
 

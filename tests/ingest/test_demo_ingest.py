@@ -10,9 +10,9 @@ import pydicom
 import pytest
 
 from audit.rundir import RunDir
+from ingest.demo import CLASS_NAMES, DemoConfig, generate_demo
+from ingest.sources import IngestOptions, ingest_dicom_dir
 from tests.dicom_factory import run_dir_text
-from training.data.demo import CLASS_NAMES, DemoConfig, generate_demo
-from training.data.ingest import IngestOptions, ingest_dicom_dir
 
 
 @pytest.fixture(scope="module")

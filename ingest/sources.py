@@ -15,7 +15,7 @@ The three entry points (:func:`ingest_manifest`, :func:`ingest_dicom_dir`,
    and store a copy in the cache.
 
 Identifiers (patient IDs, study UIDs, institution names) are replaced by keyed
-hashes (:mod:`audit.pseudonymize`) before anything is written.
+hashes (:mod:`ingest.pseudonymize`) before anything is written.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from audit._schemas import annotator_columns
-from audit.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
 from audit.rundir import (
     IMAGE_PROPERTIES,
     IMAGES,
@@ -45,16 +44,17 @@ from audit.rundir import (
     QUARANTINE,
     RunDir,
 )
-from training.data.dicom import DicomReadError, read_dicom, read_dicom_header
-from training.data.manifest import (
+from ingest.dicom import DicomReadError, read_dicom, read_dicom_header
+from ingest.manifest import (
     MSG_NO_PATIENT,
     ManifestError,
     ParsedTable,
     read_manifest_csv,
     validate_label_table,
 )
-from training.data.properties import compute_image_properties
-from training.data.rasters import RASTER_SUFFIXES, ImageReadError, normalize_array, read_raster
+from ingest.properties import compute_image_properties
+from ingest.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
+from ingest.rasters import RASTER_SUFFIXES, ImageReadError, normalize_array, read_raster
 
 __all__ = [
     "CACHE_VERSION",
@@ -99,7 +99,7 @@ class IngestOptions:
     classes : tuple of str, optional
         Class names in index order (default: inferred from the labels).
     secret_file : Path, optional
-        Pseudonymisation key file (see :mod:`audit.pseudonymize`).
+        Pseudonymisation key file (see :mod:`ingest.pseudonymize`).
     cache_dir : Path, optional
         Where ingests are cached (default :func:`default_cache_dir`).
     use_cache : bool
@@ -509,7 +509,7 @@ def ingest_manifest(
     out: str | os.PathLike[str],
     options: IngestOptions = IngestOptions(),
 ) -> IngestSummary:
-    """Ingest images listed in a manifest CSV (see :mod:`training.data.manifest`).
+    """Ingest images listed in a manifest CSV (see :mod:`ingest.manifest`).
 
     Parameters
     ----------

@@ -1,1 +1,0 @@
-"""medaudit package."""
