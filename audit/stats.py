@@ -44,6 +44,7 @@ __all__ = [
     "cohen_kappa",
     "cohen_kappa_ci",
     "delong_auc",
+    "finite_or_none",
     "fleiss_kappa",
     "fleiss_kappa_ci",
     "interpret_kappa",
@@ -76,18 +77,51 @@ class Estimate(NamedTuple):
     method: str = ""
 
     def to_dict(self, *, digits: int = 4) -> dict[str, Any]:
-        """JSON-ready dict; non-finite numbers become ``None``."""
+        """The one JSON shape of an interval in medaudit (``run.json``, findings, reports).
 
-        def _r(x: float) -> float | None:
-            return round(float(x), digits) if np.isfinite(x) else None
-
+        Returns
+        -------
+        dict
+            ``{"estimate", "ci_low", "ci_high", "level", "method"}``; non-finite
+            numbers become ``None``.
+        """
         return {
-            "estimate": _r(self.estimate),
-            "ci_low": _r(self.low),
-            "ci_high": _r(self.high),
-            "ci_level": self.level,
-            "ci_method": self.method,
+            "estimate": finite_or_none(self.estimate, digits),
+            "ci_low": finite_or_none(self.low, digits),
+            "ci_high": finite_or_none(self.high, digits),
+            "level": self.level,
+            "method": self.method,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Estimate:
+        """Inverse of :meth:`to_dict` (``None`` back to NaN)."""
+
+        def _f(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        return cls(_f(data["estimate"]), _f(data["ci_low"]), _f(data["ci_high"]),
+                   float(data.get("level", 0.95)), str(data.get("method", "")))
+
+    def __str__(self) -> str:
+        if not np.isfinite(self.estimate):
+            return "n/a"
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            return f"{self.estimate:.3f}"
+        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def finite_or_none(x: Any, digits: int | None = None) -> float | None:
+    """``float(x)`` (rounded to ``digits``), or ``None`` when missing or not finite.
+
+    The one NaN-to-``None`` conversion for JSON artifacts (``allow_nan=False``).
+    """
+    if x is None:
+        return None
+    v = float(x)
+    if not np.isfinite(v):
+        return None
+    return round(v, digits) if digits is not None else v
 
 
 def _z(alpha: float) -> float:

@@ -41,12 +41,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from audit.metrics import auc_with_ci
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
 from training.config import StemPool
 from training.fold import fold_seed, load_context, seed_everything
 from training.folds import fold_split
-from training.metrics import auc_with_ci
 from training.models import drop_stem_pool, resolve_stem_pool
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'ratio':>6s}  OOF AUC [95% CI]")
     for name, train_ips, train_ratio, e2e, e2e_ratio, auc in rows:
         e2e_s = f"{e2e:17.1f} {e2e_ratio:6.2f}" if e2e else f"{'-':>17s} {'-':>6s}"
-        lo, hi = auc["ci95"]
+        lo, hi = auc["ci_low"], auc["ci_high"]
         print(f"{name:44s} {train_ips:11.1f} {train_ratio:6.2f} {e2e_s}  "
-              f"{auc['value']:.3f} [{lo:.3f}, {hi:.3f}]")
+              f"{auc['estimate']:.3f} [{lo:.3f}, {hi:.3f}]")
     if args.repeats > 1:
         for k, (lo, hi) in ranges.items():
             print(f"  {k:22s} ratio per round: " + ", ".join(f"{pr[k]:.2f}" for pr in per_round)

@@ -25,7 +25,6 @@ __all__ = [
     "MASKED_VARIANTS",
     "DeviceSetup",
     "FoldResult",
-    "MetricCI",
     "TrainConfig",
     "TrainSummary",
     "assign_folds",
@@ -39,7 +38,6 @@ _EXPORTS = {
     "MASKED_VARIANTS": "training.masking",
     "DeviceSetup": "training.device",
     "FoldResult": "training.fold",
-    "MetricCI": "training.metrics",
     "TrainConfig": "training.config",
     "TrainSummary": "training.cv",
     "assign_folds": "training.folds",
@@ -56,7 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from training.fold import FoldResult, train_fold
     from training.folds import assign_folds
     from training.masking import MASKED_VARIANTS
-    from training.metrics import MetricCI
     from training.models import create_model
 
 

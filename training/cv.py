@@ -22,7 +22,6 @@ would mean nothing).
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import os
 import platform
@@ -34,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from audit.metrics import accuracy_with_ci, auc_score, auc_with_ci
 from audit.rundir import RunDir
+from audit.stats import Estimate, finite_or_none
 from training.config import TrainConfig
 from training.fold import (
     FoldResult,
@@ -46,7 +47,6 @@ from training.fold import (
     train_fold,
 )
 from training.folds import HOLDOUT_FOLD
-from training.metrics import MetricCI, accuracy_with_ci, auc_score, auc_with_ci
 
 __all__ = ["TrainSummary", "train_run"]
 
@@ -59,13 +59,13 @@ class TrainSummary:
 
     Attributes
     ----------
-    oof_auc : MetricCI
+    oof_auc : Estimate
         Out-of-fold AUC (macro one-vs-rest for K > 2) with its 95 % CI.
-    oof_acc : MetricCI
+    oof_acc : Estimate
         Out-of-fold accuracy with a Wilson 95 % CI.
     folds : list of FoldResult
         Per-fold results (``reused`` marks resumed folds).
-    holdout_auc, holdout_acc : MetricCI or None
+    holdout_auc, holdout_acc : Estimate or None
         Ensemble scores on the holdout split, when one was requested.
     masked_auc : dict of str to float
         Out-of-fold AUC on each masked variant.
@@ -79,11 +79,11 @@ class TrainSummary:
         A one-screen human summary.
     """
 
-    oof_auc: MetricCI
-    oof_acc: MetricCI
+    oof_auc: Estimate
+    oof_acc: Estimate
     folds: list[FoldResult]
-    holdout_auc: MetricCI | None
-    holdout_acc: MetricCI | None
+    holdout_auc: Estimate | None
+    holdout_acc: Estimate | None
     masked_auc: dict[str, float]
     seconds: float
     setup: dict[str, Any]
@@ -338,10 +338,10 @@ def _assemble(
             "reused_folds": [r.fold for r in fold_results if r.reused],
         },
         "folds": [r.to_dict() for r in fold_results],
-        "fold_auc": [_nn(r.auc) for r in fold_results],
+        "fold_auc": [finite_or_none(r.auc) for r in fold_results],
         "oof_auc": oof_auc.to_dict(),
         "oof_acc": oof_acc.to_dict(),
-        "masked_oof_auc": {v: _nn(a) for v, a in masked_auc.items()},
+        "masked_oof_auc": {v: finite_or_none(a) for v, a in masked_auc.items()},
         "holdout": None if h_auc is None or h_acc is None else {
             "split": config.holdout_split,
             "scored_by": f"mean of {config.folds} folds' probabilities "
@@ -360,10 +360,6 @@ def _assemble(
         holdout_acc=h_acc, masked_auc=masked_auc, seconds=seconds, setup=setup,
         record=record, text=text,
     )
-
-
-def _nn(v: float) -> float | None:
-    return None if not math.isfinite(v) else float(v)
 
 
 def _models_per_fold(folds: list[FoldResult]) -> int:
@@ -387,10 +383,10 @@ def _summary_text(
     config: TrainConfig,
     ctx: Any,
     folds: list[FoldResult],
-    oof_auc: MetricCI,
-    oof_acc: MetricCI,
-    h_auc: MetricCI | None,
-    h_acc: MetricCI | None,
+    oof_auc: Estimate,
+    oof_acc: Estimate,
+    h_auc: Estimate | None,
+    h_acc: Estimate | None,
     masked_auc: dict[str, float],
     seconds: float,
 ) -> str:

@@ -48,13 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audit.metrics import auc_score
 from audit.rundir import RunDir, atomic_write
+from audit.stats import finite_or_none
 from training.augment import BatchAugmenter, mixup
 from training.config import TrainConfig
 from training.dataset import ImageCache, Normalization, iterate_batches, prepare_batch
 from training.device import DeviceSetup, resolve_device_setup
 from training.folds import FoldSplit, assign_folds, fold_split
-from training.metrics import auc_score
 from training.models import create_model, embed_and_logits, join_model_states
 from training.small_conv import place_model
 
@@ -886,7 +887,7 @@ def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
         "refit": None if m.fit is m.select else {
             "n_rows": len(m.fit_rows), "epochs": _clean(m.fit.history),
         },
-        "inner_val_auc": _nan_none(best["inner_val_auc"]),
+        "inner_val_auc": finite_or_none(best["inner_val_auc"]),
     }
 
 
@@ -974,9 +975,9 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
         "models": len(members),
         "kept_models": result.models,  # the models in fold_<k>.pt
         "other_models": [_member_history(m, config) for m in members[1:]],
-        "in_sample_auc": _nan_none(in_auc),
-        "in_sample_acc": _nan_none(in_acc),
-        "oof_auc": _nan_none(fold_auc),
+        "in_sample_auc": finite_or_none(in_auc),
+        "in_sample_acc": finite_or_none(in_acc),
+        "oof_auc": finite_or_none(fold_auc),
         "n_train": result.n_train,
         "n_inner_val": result.n_inner_val,
         "n_heldout": result.n_heldout,
@@ -997,10 +998,6 @@ def _train_fold(ctx: _RunContext, fold: int, config: TrainConfig, *, position: i
     return result
 
 
-def _nan_none(v: float) -> float | None:
-    return None if not math.isfinite(v) else float(v)
-
-
 def _clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (_nan_none(v) if isinstance(v, float) else v) for k, v in r.items()}
+    return [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()}
             for r in records]

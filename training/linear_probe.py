@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from audit.metrics import auc_score
 from audit.rundir import atomic_write
+from audit.stats import finite_or_none
 from training.config import TrainConfig
 from training.dataset import ImageCache
 from training.device import resolve_device_setup
@@ -51,7 +53,6 @@ from training.fold import (
     write_fold_outputs,
 )
 from training.folds import fold_split
-from training.metrics import auc_score
 
 __all__ = ["C_GRID", "train_linear_probe"]
 
@@ -143,7 +144,7 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
             p = _softmax(_decision(lr, xs_val) + log_prior)
             loss = float(log_loss(y[split.inner_val], np.clip(p, 1e-7, 1), labels=list(range(k))))
             grid.append({"C": c, "inner_val_loss": loss,
-                         "inner_val_auc": _nn(auc_score(y[split.inner_val], p)),
+                         "inner_val_auc": finite_or_none(auc_score(y[split.inner_val], p)),
                          "inner_val_acc": float(np.mean(p.argmax(1) == y[split.inner_val]))})
             if loss < best_loss:
                 best_c, best_loss = c, loss
@@ -194,9 +195,9 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
             "epochs": [],
             "c_grid": grid,
             "chosen_C": best_c,
-            "in_sample_auc": _nn(in_auc),
+            "in_sample_auc": finite_or_none(in_auc),
             "inner_val_auc": best["inner_val_auc"],
-            "oof_auc": _nn(fold_auc),
+            "oof_auc": finite_or_none(fold_auc),
             "n_train": len(train_rows),
             "n_inner_val": len(split.inner_val),
             "n_heldout": len(split.heldout),
@@ -208,7 +209,3 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
         results[fold] = result
         _log.info("linear-probe fold %d: OOF AUC %.3f, C=%g", fold, fold_auc, best_c)
     return results
-
-
-def _nn(v: float) -> float | None:
-    return None if not math.isfinite(v) else float(v)

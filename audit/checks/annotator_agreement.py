@@ -31,6 +31,7 @@ from audit.registry import CheckSpec
 from audit.stats import (
     Estimate,
     cohen_kappa_ci,
+    finite_or_none,
     fleiss_kappa_ci,
     interpret_kappa,
     ratings_to_counts,
@@ -271,10 +272,6 @@ def consensus_labels(
     return items, annotators, method
 
 
-def _round(x: float, d: int = 4) -> float | None:
-    return round(float(x), d) if np.isfinite(x) else None
-
-
 def _pairwise(ratings: np.ndarray, names: list[str], k: int, alpha: float,
               min_items: int) -> list[dict[str, Any]]:
     out = []
@@ -286,8 +283,8 @@ def _pairwise(ratings: np.ndarray, names: list[str], k: int, alpha: float,
             ra, rb = ratings[both, a].astype(int), ratings[both, b].astype(int)
             est = cohen_kappa_ci(ra, rb, n_classes=k, alpha=alpha)
             row.update(
-                {"kappa": _round(est.estimate), "ci_low": _round(est.low),
-                 "ci_high": _round(est.high), "percent_agreement": _round(np.mean(ra == rb)),
+                {"kappa": finite_or_none(est.estimate, 4), "ci_low": finite_or_none(est.low, 4),
+                 "ci_high": finite_or_none(est.high, 4), "percent_agreement": finite_or_none(np.mean(ra == rb), 4),
                  "band": interpret_kappa(est.estimate), "used_for_severity": n >= min_items}
             )
         else:
@@ -385,9 +382,9 @@ def check_annotator_agreement(
         severity = "pass"
     ann_table = [
         {"annotator": n, "n_items": int(r.num_examples_labeled),
-         "annotator_quality": _round(r.annotator_quality),
-         "agreement_with_consensus": _round(r.agreement_with_consensus),
-         "mean_pairwise_kappa": _round(r.mean_pairwise_kappa)}
+         "annotator_quality": finite_or_none(r.annotator_quality, 4),
+         "agreement_with_consensus": finite_or_none(r.agreement_with_consensus, 4),
+         "mean_pairwise_kappa": finite_or_none(r.mean_pairwise_kappa, 4)}
         for n, r in annotators.iterrows()
     ]
     fl = fleiss.to_dict()
@@ -395,7 +392,7 @@ def check_annotator_agreement(
         "n_annotators": len(names),
         "n_items_rated": int(rated.sum()),
         "n_items_with_two_or_more_ratings": int(multi.sum()),
-        "ratings_per_item_mean": _round(n_per_item[rated].mean(), 3),
+        "ratings_per_item_mean": finite_or_none(n_per_item[rated].mean(), 3),
         "fleiss_kappa": fl,
         "fleiss_band_mchugh": band,
         "fleiss_band_landis_koch": interpret_kappa(kappa, scale="landis-koch"),
@@ -487,7 +484,7 @@ def _given_vs_consensus(
     listed = [
         {"sample_id": str(ids[idx[i]]), "given_label": names[int(given[i])],
          "consensus_label": names[int(consensus[i])],
-         "consensus_quality_score": _round(quality[i])}
+         "consensus_quality_score": finite_or_none(quality[i], 4)}
         for i in order[: config.max_listed] if differ[i]
     ]
     return [

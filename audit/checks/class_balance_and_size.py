@@ -40,7 +40,7 @@ import pandas as pd
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.registry import CheckSpec
-from audit.stats import n_for_wilson_half_width, wilson_half_width
+from audit.stats import finite_or_none, n_for_wilson_half_width, wilson_half_width
 
 __all__ = ["ClassBalanceAndSizeConfig", "check_class_balance_and_size", "size_table"]
 
@@ -198,10 +198,6 @@ def _subgroups(manifest: pd.DataFrame, config: ClassBalanceAndSizeConfig) -> dic
     return out
 
 
-def _hw(x: float) -> float | None:
-    return round(float(x), 4) if np.isfinite(x) else None
-
-
 def check_class_balance_and_size(
     ctx: AuditContext, config: ClassBalanceAndSizeConfig
 ) -> list[Finding]:
@@ -248,7 +244,7 @@ def check_class_balance_and_size(
     classes = [
         {"class": r["class"], "n_images": int(r["n_images"]), f"n_{unit}s": int(r["n_units"]),
          "share_of_images": round(r["n_images"] / max(ctx.n, 1), 4),
-         "half_width": _hw(r["half_width"])}
+         "half_width": finite_or_none(r["half_width"], 4)}
         for _, r in overall.iterrows()
     ]
     empty = [c["class"] for c in classes if c["n_images"] == 0]
@@ -279,7 +275,7 @@ def check_class_balance_and_size(
                 "n_images": ctx.n,
                 "imbalance_ratio": round(ratio, 3) if ratio is not None else None,
                 "minority_class": smallest["class"],
-                "minority_half_width": _hw(hw),
+                "minority_half_width": finite_or_none(hw, 4),
                 f"{unit}s_needed_for_warn_half_width": n_warn,
                 f"{unit}s_needed_for_critical_half_width": n_crit,
                 "rule": rule,
@@ -308,7 +304,7 @@ def check_class_balance_and_size(
         listed = [
             {"variable": r["variable"], "level": r["level"], "class": r["class"],
              "n_images": int(r["n_images"]), f"n_{unit}s": int(r["n_units"]),
-             "half_width": _hw(r["half_width"])}
+             "half_width": finite_or_none(r["half_width"], 4)}
             for _, r in small.head(config.max_listed).iterrows()
         ]
         counts = {

@@ -35,7 +35,6 @@ images; *pass* otherwise.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,7 +45,7 @@ from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale,
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.registry import CheckSpec
-from audit.stats import wilson_ci
+from audit.stats import finite_or_none, wilson_ci
 
 __all__ = [
     "CACHE_STAT_COLUMNS",
@@ -347,10 +346,6 @@ def _ood_scores(
 
 
 # --------------------------------------------------------------------------- the check
-def _r(x: float, digits: int = 4) -> float:
-    return round(float(x), digits) if math.isfinite(float(x)) else 0.0
-
-
 def check_outliers(ctx: AuditContext, config: OutliersConfig) -> list[Finding]:
     """Rank images by how unusual they are; flag blank, saturated and out-of-distribution ones.
 
@@ -402,15 +397,15 @@ def check_outliers(ctx: AuditContext, config: OutliersConfig) -> list[Finding]:
         if prop_flag[i]:
             reasons.append(f"extreme_{used_cols[worst_col[i]]}")
         e: dict[str, Any] = {
-            "sample_id": str(sid[i]), "score": _r(score[i]), "flagged": bool(flagged[i]),
-            "reasons": reasons, "ood_z": _r(oz[i]),
+            "sample_id": str(sid[i]), "score": finite_or_none(score[i], 4), "flagged": bool(flagged[i]),
+            "reasons": reasons, "ood_z": finite_or_none(oz[i], 4),
         }  # fmt: skip
         if knn_score is not None:
-            e["knn_distance"] = _r(knn_score[i], 6)
+            e["knn_distance"] = finite_or_none(knn_score[i], 6)
         if pz.shape[1]:
             c = used_cols[worst_col[i]]
-            e.update(worst_property=c, worst_property_z=_r(pz[i, worst_col[i]]),
-                     worst_property_value=_r(table[c].iloc[i], 6))  # fmt: skip
+            e.update(worst_property=c, worst_property_z=finite_or_none(pz[i, worst_col[i]], 4),
+                     worst_property_value=finite_or_none(table[c].iloc[i], 6))  # fmt: skip
         return e
 
     top = [entry(int(i)) for i in order[: config.top_n]]

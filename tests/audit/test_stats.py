@@ -205,5 +205,4 @@ def test_interpret_kappa_bands() -> None:
 
 def test_estimate_to_dict_is_json_ready() -> None:
     d = Estimate(0.5, float("nan"), 0.7, 0.95, "x").to_dict()
-    assert d == {"estimate": 0.5, "ci_low": None, "ci_high": 0.7, "ci_level": 0.95,
-                 "ci_method": "x"}
+    assert d == {"estimate": 0.5, "ci_low": None, "ci_high": 0.7, "level": 0.95, "method": "x"}

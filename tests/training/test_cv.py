@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import training.fold as fold_mod
+from audit.metrics import auc_score
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
 from training.folds import assign_folds
-from training.metrics import auc_score
 
 
 def test_train_run_writes_the_contract_artifacts_and_learns(
@@ -49,14 +49,14 @@ def test_train_run_writes_the_contract_artifacts_and_learns(
     assert rec["config"]["model"] == "test_resnet"
     assert rec["versions"]["torch"] and rec["versions"]["timm"]
     assert len(rec["fold_auc"]) == 3 and rec["seeds"]["seed"] == 0
-    lo, hi = rec["oof_auc"]["ci95"]
-    assert lo <= rec["oof_auc"]["value"] <= hi and rec["oof_auc"]["method"]
+    lo, hi = rec["oof_auc"]["ci_low"], rec["oof_auc"]["ci_high"]
+    assert lo <= rec["oof_auc"]["estimate"] <= hi and rec["oof_auc"]["method"]
     assert rec["holdout"] is None
     assert tiny_run.read_run_json()["classes"] == ["class_0", "class_1"]  # ingest keys kept
 
     # learning happens on the planted signal
-    assert summary.oof_auc.value > 0.8
-    assert auc_score(manifest["label"].to_numpy(), probs) == pytest.approx(summary.oof_auc.value)
+    assert summary.oof_auc.estimate > 0.8
+    assert auc_score(manifest["label"].to_numpy(), probs) == pytest.approx(summary.oof_auc.estimate)
     assert "OOF AUC" in summary.text and "fold AUC" in summary.text
     assert "refitted on all training rows" in summary.text
 

@@ -55,7 +55,7 @@ def test_planted_noise_gives_warning_with_interval(simulate, manifest_for) -> No
     true_rate = s["flipped"].mean()
     assert rate["ci_low"] <= rate["estimate"] <= rate["ci_high"]
     assert rate["ci_low"] - 0.03 <= true_rate <= rate["ci_high"] + 0.03
-    assert "patients" in rate["ci_method"]
+    assert "patients" in rate["method"]
     flipped_ids = set(ctx.sample_ids[s["flipped"]])
     listed = main.sample_ids
     assert len(set(listed) & flipped_ids) / len(listed) >= 0.7
