@@ -10,75 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any, Literal
 
-from audit.context import CORE_COLUMNS, EVIDENCE, AuditContext
-from audit.findings import Finding
+from audit.check_spec import CheckSpec
 
 __all__ = ["CheckSpec", "build_config", "get_check", "list_checks", "registry"]
-
-CheckFunc = Callable[[AuditContext, Any], list[Finding]]
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """How the engine runs one check.
-
-    Parameters
-    ----------
-    name : str
-        Registry name (also the TOML section of its settings).
-    func : callable
-        ``func(ctx, config) -> list[Finding]``; pure (no file I/O).
-    config_cls : type
-        Frozen dataclass of the check's settings, with documented defaults.
-    requires : tuple of str
-        Evidence names (see :data:`audit.context.EVIDENCE`) without which the
-        check is skipped (with the reason listed).
-    description : str
-        One line for ``medaudit audit --list``.
-    requires_columns : tuple of str
-        Manifest columns without which the check is skipped.
-    requires_any_column_prefix : str, optional
-        The check is skipped unless some manifest column starts with this
-        prefix; the core columns (:data:`audit.context.CORE_COLUMNS`, e.g.
-        ``label_name``) do not count.
-    """
-
-    name: str
-    func: CheckFunc
-    config_cls: type
-    requires: tuple[str, ...] = ()
-    description: str = ""
-    requires_columns: tuple[str, ...] = ()
-    requires_any_column_prefix: str | None = None
-
-    def __post_init__(self) -> None:
-        bad = [e for e in self.requires if e not in EVIDENCE]
-        if bad:
-            raise ValueError(
-                f"check {self.name!r} requires unknown evidence {bad}; valid: {list(EVIDENCE)}"
-            )
-        if not dataclasses.is_dataclass(self.config_cls):
-            raise TypeError(f"check {self.name!r}: config_cls must be a dataclass")
-
-    def missing_evidence(self, ctx: AuditContext) -> list[str]:
-        """Why the check cannot run on ``ctx`` (empty when it can)."""
-        reasons = [f"no {e}" for e in self.requires if not ctx.has(e)]
-        reasons += [
-            f"no manifest column {c!r}" for c in self.requires_columns if c not in ctx.manifest
-        ]
-        prefix = self.requires_any_column_prefix
-        if prefix and not any(
-            str(c).startswith(prefix) and str(c) not in CORE_COLUMNS and str(c) != prefix
-            for c in ctx.manifest.columns
-        ):
-            reasons.append(f"no manifest column starting with {prefix!r}")
-        return reasons
-
 
 def _specs() -> list[CheckSpec]:
     from audit.checks import (

@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audit.check_spec import CheckSpec
 from audit.context import ANNOTATOR_PREFIX, AuditContext
 from audit.findings import Finding
-from audit.registry import CheckSpec
 from audit.stats import (
     Estimate,
     cohen_kappa_ci,

@@ -37,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.registry import CheckSpec
 from audit.stats import finite_or_none, n_for_wilson_half_width, wilson_half_width
 
 __all__ = ["ClassBalanceAndSizeConfig", "check_class_balance_and_size", "size_table"]

@@ -55,9 +55,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
+from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.registry import CheckSpec
 
 __all__ = [
     "SPEC",

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.registry import CheckSpec
 from audit.stats import Estimate, bootstrap_category_totals
 from audit.validation import check_labels, check_pred_probs
 

@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 
 from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
+from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.registry import CheckSpec
 from audit.stats import finite_or_none, wilson_ci
 
 __all__ = [
