@@ -18,6 +18,7 @@ from audit.check_spec import CheckSpec
 
 __all__ = ["CheckSpec", "build_config", "get_check", "list_checks", "registry"]
 
+
 def _specs() -> list[CheckSpec]:
     from audit.checks import (
         annotator_agreement,
