@@ -25,7 +25,6 @@ dropped with a warning.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,9 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from audit._schemas import ANNOTATOR_PREFIX, annotator_columns
+from ingest.errors import ManifestError
+from ingest.identifiers import drop_identifier_columns
+from ingest.labels import ClassMap, resolve_classes
 
 __all__ = [
     "ANNOTATOR_PREFIX",
@@ -48,16 +50,6 @@ __all__ = [
     "validate_label_table",
 ]
 
-KNOWN_COLUMNS = (
-    "path", "label", "sample_id", "patient_id", "study_id", "site", "scanner",
-    "sex", "age", "view", "split",
-)  # fmt: skip
-#: Column names that suggest direct identifiers; such columns are dropped.
-PHI_COLUMN_PATTERN = re.compile(
-    r"(^|_)(name|names|birth|dob|date|datetime|accession|mrn|address|phone|email|ssn"
-    r"|institution|physician|operator|uid)($|_)",
-    re.IGNORECASE,
-)
 _SEX_ALIASES = {
     "f": "F", "female": "F", "w": "F", "woman": "F",
     "m": "M", "male": "M", "man": "M",
@@ -66,7 +58,7 @@ _SEX_ALIASES = {
 
 MSG_LABEL = (
     "column {col!r} must be a class name in {names} or an index in [0, {k}); got {value!r} "
-    "at row {row}{where}; fix the value or pass --classes with the full class list"
+    "at row {row}{where}; fix the value, or give the full class list if it is a class"
 )
 MSG_AGE = "column 'age' must be a number of years in [0, 130]; got {value!r} at row {row}{where}"
 MSG_SEX = "column 'sex' must be one of F, M, O (or female/male/other); got {value!r} at row {row}{where}"
@@ -74,80 +66,13 @@ MSG_PATH = "column 'path' is empty at row {row}; give the image file of this row
 #: A class with fewer accepted images than this is reported (often a typo in a label).
 MIN_CLASS_IMAGES = 3
 MSG_RARE_CLASS = (
-    "class {name!r} has only {n} image(s): if it is a typo, fix the label or pass --classes "
-    "with the intended class list so such values are refused"
-)
-MSG_PHI_COLUMN = (
-    "manifest column {col!r} looks like a direct identifier and was dropped "
-    "(identifiers never reach medaudit's outputs); rename it if it is not one"
+    "class {name!r} has only {n} image(s): if it is a typo, fix the label, or give the "
+    "intended class list so that such values are refused"
 )
 MSG_NO_PATIENT = (
     "no patient_id given: each image is treated as its own patient, so leakage "
     "checks cannot see several images of one patient and folds cannot group them"
 )
-
-
-class ManifestError(ValueError):
-    """The manifest as a whole is unusable (missing column, duplicate path, one class)."""
-
-
-@dataclass(frozen=True)
-class ClassMap:
-    """Class names in index order and how raw label values map to indices."""
-
-    names: tuple[str, ...]
-
-    def index_of(self, value: object) -> int | None:
-        """Index of a raw label value (class name or integer index), None if invalid."""
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
-        s = str(value).strip()
-        if s in self.names:
-            return self.names.index(s)
-        try:
-            f = float(s)
-        except ValueError:
-            return None
-        if f.is_integer() and 0 <= int(f) < len(self.names):
-            return int(f)
-        return None
-
-
-def _is_int_like(s: str) -> bool:
-    try:
-        return float(s).is_integer()
-    except ValueError:
-        return False
-
-
-def resolve_classes(values: pd.Series, classes: Sequence[str] | None) -> ClassMap:
-    """Decide the class list from the labels (or take the one given).
-
-    Without ``classes``: when most values are integers the classes are
-    ``0 .. max`` (as strings); otherwise the sorted distinct names.
-
-    Parameters
-    ----------
-    values : pandas.Series
-        Raw label values (strings).
-    classes : sequence of str, optional
-        The class names in index order (from ``--classes``).
-    """
-    if classes:
-        names = tuple(str(c).strip() for c in classes)
-        if len(set(names)) != len(names):
-            raise ManifestError(f"--classes has duplicate names: {list(names)}")
-        return ClassMap(names)
-    raw = [str(v).strip() for v in values.dropna() if str(v).strip()]
-    ints = [int(float(v)) for v in raw if _is_int_like(v)]
-    if raw and len(ints) >= 0.5 * len(raw):
-        k = max(ints) + 1 if ints else 0
-        if min(ints) < 0:
-            raise ManifestError(
-                f"integer labels must be >= 0; got {min(ints)}; use class names or indices 0..K-1"
-            )
-        return ClassMap(tuple(str(i) for i in range(k)))
-    return ClassMap(tuple(sorted(set(raw))))
 
 
 @dataclass
@@ -329,11 +254,8 @@ def validate_label_table(
     counts = ok["label"].value_counts()
     for i, cnt in counts[counts < MIN_CLASS_IMAGES].items() if not classes else ():
         notes.append(MSG_RARE_CLASS.format(name=cmap.names[int(i)], n=int(cnt)))
-    for c in list(ok.columns):
-        if (c not in KNOWN_COLUMNS and c != key_col and not c.startswith(ANNOTATOR_PREFIX)
-                and PHI_COLUMN_PATTERN.search(c)):
-            notes.append(MSG_PHI_COLUMN.format(col=c))
-            ok = ok.drop(columns=c)
+    ok, dropped = drop_identifier_columns(ok, source=source, keep=[key_col, "_row", *ann_cols])
+    notes += dropped
     return ParsedTable(ok.reset_index(drop=True), refused, cmap, notes)
 
 

@@ -6,6 +6,13 @@ A reviewer who receives a model's predictions (not the model) can audit them:
 check accepts. No image is needed; checks that need images or image
 properties are skipped with their reason.
 
+The labels go through the same validation as a manifest
+(:func:`ingest.manifest.validate_label_table`: one label parser, ``sex`` / ``age``
+/ annotator columns checked, bad rows quarantined with one line each), metadata
+columns through the one identifier filter (:mod:`ingest.identifiers`), and the
+run manifest is built by :func:`ingest.run_manifest.build_run_manifest`
+(``patient_id``, ``study_id`` and ``site`` replaced by keyed hashes).
+
 Inputs
 ------
 ``labels``
@@ -21,10 +28,6 @@ Inputs
 ``metadata``
     Optional CSV (or DataFrame) joined on ``sample_id``.
 
-``patient_id`` and ``study_id`` are replaced by keyed hashes
-(:mod:`ingest.pseudonymize`) before anything is written; without
-``patient_id`` each sample is its own patient.
-
 External predictions are assumed out-of-sample (the model never trained on
 these images). ``oof/folds.npy`` is written as all ``-1``, which here means
 "not from medaudit's K-fold: scored by an external model".
@@ -35,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,10 @@ import pandas as pd
 
 from audit.rundir import MANIFEST, RunDir
 from audit.validation import check_pred_probs
-from ingest.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
+from ingest.labels import parse_class_index
+from ingest.manifest import validate_label_table
+from ingest.pseudonymize import key_fingerprint, load_or_create_secret
+from ingest.run_manifest import build_run_manifest
 
 __all__ = ["EXTERNAL_FOLD", "ingest_predictions"]
 
@@ -56,14 +63,9 @@ EXTERNAL_FOLD = -1
 MISSING_COLUMN = "{what} has no {column!r} column (columns: {columns}); add it"
 DUPLICATE_IDS = "{what} has duplicated sample_id values {ids} (first at row {row}); ids must be unique"
 EMPTY_ID = "{what} has an empty sample_id at row {row}"
-BAD_LABEL = (
-    "labels column 'label' has {value!r} at row {row} (sample_id {sample_id!r}); expected a "
-    "class name in {names} or a class index in [0, {k})"
-)
-MISSING_LABEL = "labels column 'label' is empty at row {row} (sample_id {sample_id!r})"
 STRING_LABELS_NEED_NAMES = (
     "labels are class names ({examples}) but pred_probs has no column names; pass "
-    "class_names (the column order of pred_probs), e.g. --classes {suggest}"
+    "class_names (the column order of pred_probs), e.g. {suggest}"
 )
 NPY_ROWS = (
     "{what} has {got} rows but labels has {expected}; a .npy array must have one row per "
@@ -71,26 +73,32 @@ NPY_ROWS = (
 )
 NO_OVERLAP = "no sample_id is in both labels ({n_labels} rows) and pred_probs ({n_preds} rows)"
 EXISTING_RUN = (
-    "output directory {out} already holds a run (manifest.parquet); choose a new --out or "
-    "pass overwrite=True (--overwrite)"
+    "output directory {out} already holds a run (manifest.parquet); choose a new output "
+    "directory or pass overwrite=True"
 )
 CLASS_COLUMNS = (
     "pred_probs columns {columns} do not match the class names {names}; name the columns "
     "by class name or by class index 0..K-1"
 )
-RESERVED = "metadata column {column!r} would overwrite a column the run defines; rename it"
-
-_PHI_COLUMNS = {"patient_id": ("patient", "patient_key"), "study_id": ("study", "study_key")}
+NOT_A_NUMBER = (
+    "pred_probs column {column!r} has {value!r} at row {row} (sample_id {sample_id!r}), which "
+    "is not a number; probabilities must be numbers in [0, 1]"
+)
+RESERVED = "{what} column {column!r} would overwrite a column the run defines; rename it"
+NO_PREDICTION = "no prediction for this sample_id in pred_probs"
+NO_LABEL = "prediction for a sample_id that is not in labels"
 
 
 def _read_table(src: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         df = src.copy()
+        df.columns = [str(c).strip() for c in df.columns]
     else:
         p = Path(src)
         if not p.exists():
             raise FileNotFoundError(f"{what} file {p} does not exist")
-        df = pd.read_csv(p, dtype={"sample_id": str})
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+        df.columns = [str(c).strip() for c in df.columns]
     if "sample_id" not in df.columns:
         raise ValueError(MISSING_COLUMN.format(what=what, column="sample_id",
                                                columns=list(df.columns)))
@@ -122,8 +130,10 @@ def _is_array_source(src: Any) -> bool:
     )
 
 
-def _is_index(s: str) -> bool:
-    return s.strip().lstrip("+").isdigit()
+def _text_labels(raw: pd.Series) -> list[str]:
+    """Label values that are not class indices (names)."""
+    text = raw.dropna().astype(str).str.strip()
+    return [v for v in text.unique().tolist() if parse_class_index(v) is None]
 
 
 def _resolve_classes(
@@ -131,62 +141,49 @@ def _resolve_classes(
     raw_labels: pd.Series, k: int,
 ) -> tuple[list[str], list[int]]:
     """Class names and, for each class, its column position in pred_probs."""
-    if prob_columns is not None:
-        cols = [str(c).strip() for c in prob_columns]
-        as_index = all(_is_index(c) for c in cols)
-        if as_index and sorted(int(c) for c in cols) != list(range(len(cols))):
-            raise ValueError(CLASS_COLUMNS.format(columns=cols, names="0..K-1"))
+    if prob_columns is None:
         if class_names is not None:
             names = [str(n) for n in class_names]
-            if len(names) != len(cols):
-                raise ValueError(CLASS_COLUMNS.format(columns=cols, names=names))
-            if set(cols) == set(names):
-                return names, [cols.index(n) for n in names]
-            if as_index:
-                pos = {int(c): i for i, c in enumerate(cols)}
-                return names, [pos[i] for i in range(len(cols))]
-            raise ValueError(CLASS_COLUMNS.format(columns=cols, names=names))
-        if as_index:
-            labels_text = raw_labels.dropna().astype(str).str.strip()
-            if len(labels_text) and not labels_text.map(_is_index).all():
-                examples = labels_text[~labels_text.map(_is_index)].unique()[:3].tolist()
-                raise ValueError(STRING_LABELS_NEED_NAMES.format(
-                    examples=examples, suggest=",".join(f"name{i}" for i in range(len(cols)))))
-            pos = {int(c): i for i, c in enumerate(cols)}
-            return [str(i) for i in range(len(cols))], [pos[i] for i in range(len(cols))]
-        return cols, list(range(len(cols)))
+            if len(names) != k:
+                raise ValueError(f"class_names has {len(names)} names but pred_probs has {k} columns")
+            return names, list(range(k))
+        cols = [str(i) for i in range(k)]
+    else:
+        cols = [str(c).strip() for c in prob_columns]
+    idx = [parse_class_index(c) for c in cols]
+    as_index = all(i is not None for i in idx)
+    if as_index and sorted(idx) != list(range(len(cols))):  # type: ignore[type-var]
+        raise ValueError(CLASS_COLUMNS.format(columns=cols, names="0..K-1"))
+    pos = {i: p for p, i in enumerate(idx)} if as_index else {}
     if class_names is not None:
         names = [str(n) for n in class_names]
-        if len(names) != k:
-            raise ValueError(f"class_names has {len(names)} names but pred_probs has {k} columns")
-        return names, list(range(k))
-    labels_text = raw_labels.dropna().astype(str).str.strip()
-    if len(labels_text) and not labels_text.map(_is_index).all():
-        examples = labels_text[~labels_text.map(_is_index)].unique()[:3].tolist()
+        if len(names) != len(cols):
+            raise ValueError(CLASS_COLUMNS.format(columns=cols, names=names))
+        if set(cols) == set(names):
+            return names, [cols.index(n) for n in names]
+        if as_index:
+            return names, [pos[i] for i in range(len(cols))]
+        raise ValueError(CLASS_COLUMNS.format(columns=cols, names=names))
+    if not as_index:
+        return cols, list(range(len(cols)))
+    examples = _text_labels(raw_labels)
+    if examples:
         raise ValueError(STRING_LABELS_NEED_NAMES.format(
-            examples=examples, suggest=",".join(f"name{i}" for i in range(k))))
-    return [str(i) for i in range(k)], list(range(k))
+            examples=examples[:3], suggest=f"class_names={[f'name{i}' for i in range(len(cols))]}"))
+    return [str(i) for i in range(len(cols))], [pos[i] for i in range(len(cols))]
 
 
-def _label_indices(raw: pd.Series, ids: pd.Series, names: list[str]) -> np.ndarray:
-    k = len(names)
-    by_name = {n: i for i, n in enumerate(names)}
-    out = np.empty(len(raw), dtype=np.int64)
-    for row, (v, sid) in enumerate(zip(raw.tolist(), ids.tolist())):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            raise ValueError(MISSING_LABEL.format(row=row, sample_id=sid))
-        s = str(v).strip()
-        if s in by_name:
-            out[row] = by_name[s]
-            continue
-        try:
-            f = float(s)
-        except ValueError:
-            f = float("nan")
-        if np.isfinite(f) and f == int(f) and 0 <= f < k:
-            out[row] = int(f)
-            continue
-        raise ValueError(BAD_LABEL.format(value=v, row=row, sample_id=sid, names=names, k=k))
+def _numeric_probs(pr: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Probability columns as float; a value that is not a number names its cell."""
+    out = np.empty((len(pr), len(columns)), dtype=np.float64)
+    for j, c in enumerate(columns):
+        num = pd.to_numeric(pr[c], errors="coerce")
+        bad = num.isna() & pr[c].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(NOT_A_NUMBER.format(column=c, value=pr[c].iloc[i], row=i,
+                                                 sample_id=pr["sample_id"].iloc[i]))
+        out[:, j] = num.to_numpy(dtype=np.float64)
     return out
 
 
@@ -208,6 +205,18 @@ def _remove_run_artifacts(run: RunDir) -> None:
     paths += sorted((run.path / "oof").glob("*.npy")) + sorted((run.path / "oof/masked").glob("*.npy"))
     for p in paths:
         p.unlink(missing_ok=True)
+
+
+def _join_metadata(lab: pd.DataFrame, metadata: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    meta = _read_table(metadata, "metadata")
+    clash = [c for c in meta.columns if c != "sample_id" and c in lab.columns]
+    if clash:
+        raise ValueError(f"metadata columns {clash} also appear in labels; keep one copy")
+    unmatched = int((~meta["sample_id"].isin(lab["sample_id"])).sum())
+    if unmatched:
+        logger.warning("metadata: %d sample_id values are not in labels and were ignored",
+                       unmatched)
+    return lab.merge(meta, on="sample_id", how="left", validate="one_to_one")
 
 
 def ingest_predictions(
@@ -250,8 +259,8 @@ def ingest_predictions(
     RunDir
         With ``manifest.parquet``, ``oof/pred_probs.npy`` (float32),
         ``oof/folds.npy`` (all ``-1``), optional ``oof/embeddings.npy``,
-        ``quarantine.csv`` (rows without a join partner) and ``run.json``
-        (``classes``, ``source: "external"``).
+        ``quarantine.csv`` (rows refused: a bad label, sex or age, no join
+        partner) and ``run.json`` (``classes``, ``source: "external"``).
 
     Raises
     ------
@@ -259,10 +268,10 @@ def ingest_predictions(
         When an input file does not exist.
     ValueError
         One clear message for: a missing column, duplicated or empty
-        ``sample_id``, a label that is neither a class name nor an index in
-        range, a probability that is NaN, outside [0, 1] or in a row not
-        summing to one, arrays whose shapes disagree with the labels, no
-        overlap between labels and predictions, an existing run in ``out``.
+        ``sample_id``, a probability that is not a number, NaN, outside [0, 1]
+        or in a row not summing to one, arrays whose shapes disagree with the
+        labels, no overlap between labels and predictions, fewer than two
+        classes among the accepted rows, an existing run in ``out``.
     """
     run = RunDir(out)
     if run.has(MANIFEST) and not overwrite:
@@ -271,18 +280,19 @@ def ingest_predictions(
     if "label" not in lab.columns:
         raise ValueError(MISSING_COLUMN.format(what="labels", column="label",
                                                columns=list(lab.columns)))
+    n_labels = len(lab)
     quarantine: list[dict[str, str]] = []
 
-    # -- predictions, joined on sample_id --------------------------------------------------
+    # -- class names and the probability matrix, in labels row order (NaN rows: no prediction)
     if _is_array_source(pred_probs):
-        probs = np.asarray(_read_array(pred_probs, "pred_probs"))
-        if probs.ndim != 2:
-            raise ValueError(f"pred_probs must have shape (N, K); got {probs.shape}")
-        if probs.shape[0] != len(lab):
-            raise ValueError(NPY_ROWS.format(what="pred_probs", got=probs.shape[0],
-                                             expected=len(lab)))
-        names, order = _resolve_classes(None, class_names, lab["label"], probs.shape[1])
-        keep = np.arange(len(lab))
+        arr = np.asarray(_read_array(pred_probs, "pred_probs"))
+        if arr.ndim != 2:
+            raise ValueError(f"pred_probs must have shape (N, K); got {arr.shape}")
+        if arr.shape[0] != n_labels:
+            raise ValueError(NPY_ROWS.format(what="pred_probs", got=arr.shape[0],
+                                             expected=n_labels))
+        names, order = _resolve_classes(None, class_names, lab["label"], arr.shape[1])
+        probs_by_row = np.asarray(arr, dtype=np.float64)[:, order]
     else:
         pr = _read_table(pred_probs, "pred_probs")
         prob_cols = [c for c in pr.columns if c != "sample_id"]
@@ -292,86 +302,64 @@ def ingest_predictions(
                 f"sample_id; got columns {list(pr.columns)}"
             )
         names, order = _resolve_classes(prob_cols, class_names, lab["label"], len(prob_cols))
-        in_preds = lab["sample_id"].isin(pr["sample_id"])
-        extra = pr.loc[~pr["sample_id"].isin(lab["sample_id"]), "sample_id"]
-        for sid in lab.loc[~in_preds, "sample_id"]:
-            quarantine.append({"source": f"labels:{sid}", "reason": "no prediction for this "
-                               "sample_id in pred_probs"})
-        for sid in extra:
-            quarantine.append({"source": f"pred_probs:{sid}", "reason": "prediction for a "
-                               "sample_id that is not in labels"})
-        if not in_preds.any():
-            raise ValueError(NO_OVERLAP.format(n_labels=len(lab), n_preds=len(pr)))
-        keep = np.flatnonzero(in_preds.to_numpy())
-        pr_idx = pr.set_index("sample_id").loc[lab["sample_id"].iloc[keep]]
-        probs = pr_idx[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    probs = probs[:, order]
-    lab = lab.iloc[keep].reset_index(drop=True)
-    k = len(names)
-    probs = check_pred_probs(probs, n_samples=len(lab), n_classes=k,
-                             row_names=lab["sample_id"].to_numpy())
-    probs = probs / probs.sum(axis=1, keepdims=True)
-    y = _label_indices(lab["label"], lab["sample_id"], names)
+        values = _numeric_probs(pr, prob_cols)[:, order]
+        if not lab["sample_id"].isin(pr["sample_id"]).any():
+            raise ValueError(NO_OVERLAP.format(n_labels=n_labels, n_preds=len(pr)))
+        for sid in pr.loc[~pr["sample_id"].isin(lab["sample_id"]), "sample_id"]:
+            quarantine.append({"source": f"pred_probs:{sid}", "reason": NO_LABEL})
+        pos = pd.Series(np.arange(len(pr)), index=pr["sample_id"])
+        where = lab["sample_id"].map(pos)
+        probs_by_row = np.full((n_labels, len(names)), np.nan)
+        has = where.notna().to_numpy()
+        probs_by_row[has] = values[where[has].astype(int).to_numpy()]
 
-    # -- embeddings ---------------------------------------------------------------------------
-    emb = None
+    emb_by_row = None
     if embeddings is not None:
-        emb_all = np.asarray(_read_array(embeddings, "embeddings"))
-        n_lab_total = len(keep) + sum(q["source"].startswith("labels:") for q in quarantine)
-        if emb_all.ndim != 2:
-            raise ValueError(f"embeddings must have shape (N, D); got {emb_all.shape}")
-        if emb_all.shape[0] != n_lab_total:
-            raise ValueError(NPY_ROWS.format(what="embeddings", got=emb_all.shape[0],
-                                             expected=n_lab_total))
-        if emb_all.dtype.kind not in "fiu":
-            raise ValueError(f"embeddings must be numeric; got dtype {emb_all.dtype}")
-        emb = emb_all[keep].astype(np.float32)
+        emb_by_row = np.asarray(_read_array(embeddings, "embeddings"))
+        if emb_by_row.ndim != 2:
+            raise ValueError(f"embeddings must have shape (N, D); got {emb_by_row.shape}")
+        if emb_by_row.shape[0] != n_labels:
+            raise ValueError(NPY_ROWS.format(what="embeddings", got=emb_by_row.shape[0],
+                                             expected=n_labels))
+        if emb_by_row.dtype.kind not in "fiu":
+            raise ValueError(f"embeddings must be numeric; got dtype {emb_by_row.dtype}")
+
+    # -- labels and metadata: the manifest's validation and identifier filter ---------------
+    table_in = _join_metadata(lab, metadata) if metadata is not None else lab
+    for col in ("label_name", "patient_key", "study_key"):
+        if col in table_in.columns:
+            raise ValueError(RESERVED.format(what="labels/metadata", column=col))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = "labels" if metadata is None else "labels/metadata"
+        table = validate_label_table(table_in, source=source, key_col="sample_id", classes=names)
+    quarantine += [{"source": f"labels:{r.source}", "reason": r.reason}
+                   for r in table.refused.itertuples()]
+    rows = table.rows
+    pos_in_labels = rows["_row"].to_numpy() - 1
+    no_pred = np.isnan(probs_by_row[pos_in_labels]).all(axis=1)
+    for sid in rows.loc[no_pred, "sample_id"]:
+        quarantine.append({"source": f"labels:{sid}", "reason": NO_PREDICTION})
+    rows, pos_in_labels = rows[~no_pred].reset_index(drop=True), pos_in_labels[~no_pred]
+    if rows["label"].nunique() < 2:
+        raise ValueError(
+            f"only one class among the {len(rows)} rows with a label and a prediction; an audit "
+            f"needs two ({len(quarantine)} rows were refused: see their reasons in quarantine.csv)"
+        )
+    probs = check_pred_probs(probs_by_row[pos_in_labels], n_samples=len(rows),
+                             n_classes=len(names), row_names=rows["sample_id"].to_numpy())
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    emb = None
+    if emb_by_row is not None:
+        emb = emb_by_row[pos_in_labels].astype(np.float32)
         bad = ~np.isfinite(emb)
         if bad.any():
             r = int(np.argwhere(bad)[0][0])
-            raise ValueError(f"embeddings has a non-finite value at row {r} "
-                             f"(sample_id {lab['sample_id'].iloc[r]!r})")
+            raise ValueError(f"embeddings has a non-finite value at row {int(pos_in_labels[r])} "
+                             f"(sample_id {rows['sample_id'].iloc[r]!r})")
 
-    # -- manifest ------------------------------------------------------------------------------
-    manifest = lab.drop(columns=["label"])
-    if metadata is not None:
-        meta = _read_table(metadata, "metadata")
-        clash = [c for c in meta.columns if c != "sample_id" and c in manifest.columns]
-        if clash:
-            raise ValueError(f"metadata columns {clash} also appear in labels; keep one copy")
-        unmatched = int((~meta["sample_id"].isin(manifest["sample_id"])).sum())
-        if unmatched:
-            logger.warning("metadata: %d sample_id values are not in labels and were ignored",
-                           unmatched)
-        manifest = manifest.merge(meta, on="sample_id", how="left", validate="one_to_one")
-    for col in ("label_name", "patient_key", "study_key"):
-        if col in manifest.columns:
-            raise ValueError(RESERVED.format(column=col))
     key = load_or_create_secret(secret_file)
-    if "patient_id" in manifest.columns:
-        pid = manifest["patient_id"]
-        manifest["patient_key"] = [
-            pseudonymize(p, key=key, kind="patient") if pd.notna(p) and str(p).strip()
-            else pseudonymize(s, key=key, kind="sample")
-            for p, s in zip(pid, manifest["sample_id"])
-        ]
-    else:
-        manifest["patient_key"] = [pseudonymize(s, key=key, kind="sample")
-                                   for s in manifest["sample_id"]]
-    if "study_id" in manifest.columns:
-        manifest["study_key"] = [
-            pseudonymize(v, key=key, kind="study") if pd.notna(v) and str(v).strip() else None
-            for v in manifest["study_id"]
-        ]
-    manifest = manifest.drop(columns=[c for c in _PHI_COLUMNS if c in manifest.columns])
-    manifest.insert(1, "label", y)
-    manifest.insert(2, "label_name", [names[i] for i in y])
-    for col in ("site", "scanner", "sex", "view", "split"):
-        if col in manifest.columns:
-            manifest[col] = manifest[col].astype("string").astype(object).where(
-                manifest[col].notna(), None)
-    core = ["sample_id", "label", "label_name", "patient_key"]
-    manifest = manifest[core + [c for c in manifest.columns if c not in core]]
+    manifest = build_run_manifest(rows, key=key)
 
     # -- write ----------------------------------------------------------------------------------
     run.path.mkdir(parents=True, exist_ok=True)
@@ -390,6 +378,7 @@ def ingest_predictions(
             "external": {
                 "n_samples": len(manifest),
                 "n_quarantined": len(quarantine),
+                "warnings": table.warnings,
                 "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
                 "external model assumed never to have trained on these samples",
                 "inputs": {
@@ -402,7 +391,8 @@ def ingest_predictions(
             },
         }
     )
+    for w in table.warnings:
+        warnings.warn(w, stacklevel=2)
     if quarantine:
-        logger.warning("%d rows without a join partner were quarantined (see %s)",
-                       len(quarantine), run.file("quarantine.csv"))
+        logger.warning("%d rows were refused (see %s)", len(quarantine), run.file("quarantine.csv"))
     return run

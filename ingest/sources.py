@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from audit._schemas import annotator_columns
 from audit.rundir import (
     IMAGE_PROPERTIES,
     IMAGES,
@@ -53,8 +52,9 @@ from ingest.manifest import (
     validate_label_table,
 )
 from ingest.properties import compute_image_properties
-from ingest.pseudonymize import key_fingerprint, load_or_create_secret, pseudonymize
+from ingest.pseudonymize import key_fingerprint, load_or_create_secret
 from ingest.rasters import RASTER_SUFFIXES, ImageReadError, normalize_array, read_raster
+from ingest.run_manifest import build_run_manifest
 
 __all__ = [
     "CACHE_VERSION",
@@ -256,7 +256,7 @@ def _check_out(run: RunDir, key: str, overwrite: bool) -> bool:
     if stale and not overwrite:
         raise ValueError(
             f"run directory {run.path} already holds results of other inputs ({', '.join(stale)}); "
-            "choose a new --out or pass --overwrite to replace them"
+            "choose a new output directory or pass overwrite=True to replace them"
         )
     for a in stale:
         p = run.path / a
@@ -273,26 +273,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
-
-
-def _pseudonymize_columns(rows: pd.DataFrame, key: bytes) -> pd.DataFrame:
-    """Replace identifier columns by keyed hashes; drop the clear text."""
-    rows = rows.copy()
-    if "patient_id" in rows.columns and rows["patient_id"].notna().any():
-        pid = rows["patient_id"].where(rows["patient_id"].notna(), None)
-        rows["patient_key"] = [
-            pseudonymize(p, key=key, kind="patient") if p is not None and str(p).strip()
-            else pseudonymize(s, key=key, kind="sample")
-            for p, s in zip(pid, rows["sample_id"])
-        ]
-    else:
-        rows["patient_key"] = [pseudonymize(s, key=key, kind="sample") for s in rows["sample_id"]]
-    for col, kind, new in (("study_id", "study", "study_key"), ("site", "site", "site")):
-        if col in rows.columns:
-            vals = rows[col]
-            rows[new] = [pseudonymize(v, key=key, kind=kind) if isinstance(v, str) and v.strip()
-                         else None for v in vals]  # type: ignore[arg-type]
-    return rows.drop(columns=[c for c in ("patient_id", "study_id") if c in rows.columns])
 
 
 def _run_ingest(
@@ -407,8 +387,7 @@ def _decode_all(plan: _Plan, run: RunDir, options: IngestOptions, *, key: bytes)
     if "patient_id" not in rows.columns or rows["patient_id"].isna().all():
         if MSG_NO_PATIENT not in warn:
             warn.append(MSG_NO_PATIENT)
-    rows = _pseudonymize_columns(rows, key)
-    manifest = _order_columns(rows)
+    manifest = build_run_manifest(rows, key=key)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_manifest(manifest)
     run.write_quarantine(pd.DataFrame(refused, columns=["source", "reason"]))
@@ -482,25 +461,6 @@ def _merge_decoded_meta(rows: pd.DataFrame, metas: list[dict[str, Any]],
         if col in meta:
             rows[new] = meta[col]
     return rows
-
-
-def _order_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    first = ["sample_id", "label", "label_name", "patient_key", "study_key", "site", "scanner",
-             "sex", "age", "view", "split", "path"]
-    rows = rows.drop(columns=[c for c in rows.columns if c.startswith("_") or c == "abs_path"])
-    if "rel_path" in rows.columns:
-        rows["path"] = rows.pop("rel_path")
-    ann = sorted(annotator_columns(rows.columns))
-    ordered = [c for c in first if c in rows.columns] + ann
-    rest = [c for c in rows.columns if c not in ordered]
-    out = rows[ordered + rest].copy()
-    for c in ("site", "scanner", "sex", "view", "split", "study_key", "path"):
-        if c in out.columns:
-            out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    for c in rest:
-        if out[c].dtype == object:
-            out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    return out
 
 
 # ---------------------------------------------------------------------------- sources

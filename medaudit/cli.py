@@ -13,11 +13,26 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "build_parser", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "PARAMETER_FLAGS", "build_parser", "main", "to_cli_wording"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+#: Library messages name parameters; on the command line they are flags. Longest first.
+PARAMETER_FLAGS: dict[str, str] = {
+    "pass overwrite=True": "pass --overwrite",
+    "choose a new output directory": "choose a new --out",
+    "pass class_names": "pass --classes",
+    "class_names=": "--classes ",
+}
+
+
+def to_cli_wording(message: str) -> str:
+    """``message`` with parameter names replaced by the flags that set them."""
+    for param, flag in sorted(PARAMETER_FLAGS.items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(param, flag)
+    return message
 
 
 def _command_modules() -> list[ModuleType]:
@@ -51,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (ValueError, TypeError, FileNotFoundError) as err:
         # Bad input the user can fix: one clear message, no traceback.
-        print(f"medaudit {args.command}: error: {err}", file=sys.stderr)
+        print(f"medaudit {args.command}: error: {to_cli_wording(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"medaudit {args.command}: interrupted", file=sys.stderr)

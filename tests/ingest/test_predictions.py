@@ -12,8 +12,8 @@ import pytest
 from audit.context import AuditContext
 from audit.engine import audit_context
 from audit.rundir import RunDir
+from ingest.manifest import MSG_LABEL
 from ingest.predictions import (
-    BAD_LABEL,
     DUPLICATE_IDS,
     EXISTING_RUN,
     EXTERNAL_FOLD,
@@ -154,19 +154,31 @@ def test_bad_shapes(tmp_path: Path) -> None:
         ingest_predictions(f["labels"], f["preds"], embeddings=f["emb"], out=tmp_path / "c")
 
 
-def test_label_out_of_range_or_unknown_name(tmp_path: Path) -> None:
+def test_bad_labels_are_quarantined_with_one_line_each(tmp_path: Path) -> None:
     f = _inputs(tmp_path)
     lab = pd.read_csv(f["labels"])
+    lab["label"] = lab["label"].astype(object)
     lab.loc[7, "label"] = "maybe"
+    lab.loc[8, "label"] = "5"
     _write(lab, f["labels"])
-    with pytest.raises(ValueError, match=r"'label' has 'maybe' at row 7 \(sample_id 'img007'\)"):
-        ingest_predictions(f["labels"], f["preds"], out=tmp_path / "a")
-    lab.loc[7, "label"] = "5"
-    _write(lab, f["labels"])
-    with pytest.raises(ValueError, match=r"class index in \[0, 2\)"):
-        ingest_predictions(f["labels"], f["preds"], out=tmp_path / "b")
-    assert "class name" in BAD_LABEL
+    run = ingest_predictions(f["labels"], f["preds"], out=tmp_path / "a")
+    assert run.n_samples() == N - 2
+    q = run.read_quarantine().set_index("source")["reason"]
+    assert "got 'maybe' at row 8 (sample_id='img007')" in q["labels:img007"]
+    assert "index in [0, 2)" in q["labels:img008"]
+    assert all("\n" not in r for r in q)
+    assert "class name" in MSG_LABEL
     assert "one row per" in NPY_ROWS
+
+
+def test_a_probability_that_is_not_a_number_is_named(tmp_path: Path) -> None:
+    f = _inputs(tmp_path)
+    preds = pd.read_csv(f["preds"])
+    preds["malignant"] = preds["malignant"].astype(object)
+    preds.loc[preds["sample_id"] == "img004", "malignant"] = "abc"
+    _write(preds, f["preds"])
+    with pytest.raises(ValueError, match=r"column 'malignant' has 'abc' .*'img004'.* not a number"):
+        ingest_predictions(f["labels"], f["preds"], out=tmp_path / "run")
 
 
 def test_duplicated_sample_ids(tmp_path: Path) -> None:
@@ -205,7 +217,7 @@ def test_no_overlap_and_existing_run(tmp_path: Path) -> None:
     assert first.has("oof/embeddings")
     with pytest.raises(ValueError, match="already holds a run"):
         ingest_predictions(f["labels"], f["preds"], out=tmp_path / "b")
-    assert "--overwrite" in EXISTING_RUN
+    assert "overwrite=True" in EXISTING_RUN
     run = ingest_predictions(f["labels"], f["preds"], out=tmp_path / "b", overwrite=True)
     assert isinstance(run, RunDir)
     assert not run.has("oof/embeddings")  # stale artifacts of the old run are gone

@@ -154,7 +154,7 @@ def test_existing_run_of_other_inputs_is_not_silently_replaced(tmp_path: Path) -
     np.savez(tmp_path / "b.npz", train_images=rng.integers(0, 255, (8, 8, 8), dtype=np.uint8),
              train_labels=np.array([0, 1] * 4))
     ingest_npz(tmp_path / "a.npz", tmp_path / "run", IngestOptions(image_size=8))
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(ValueError, match="overwrite=True"):
         ingest_npz(tmp_path / "b.npz", tmp_path / "run", IngestOptions(image_size=8))
     s = ingest_npz(tmp_path / "b.npz", tmp_path / "run", IngestOptions(image_size=8, overwrite=True))
     assert s.n_accepted == 8

@@ -56,3 +56,14 @@ def test_single_class_manifest_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     pd.read_csv(csv).assign(label="neg").to_csv(csv, index=False)
     assert main(["ingest", "--manifest", str(csv), "--out", str(tmp_path / "run")]) == 2
     assert "only one class" in capsys.readouterr().err
+
+
+def test_library_parameters_are_worded_as_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = _pngs(tmp_path)
+    assert main(["ingest", "--manifest", str(csv), "--out", str(tmp_path / "run"), "--image-size", "16"]) == 0
+    (tmp_path / "m2.csv").write_text(csv.read_text().replace("P1", "Q1"))
+    code = main(["ingest", "--manifest", str(tmp_path / "m2.csv"), "--out", str(tmp_path / "run"),
+                 "--image-size", "16"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pass --overwrite" in err and "overwrite=True" not in err
