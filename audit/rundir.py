@@ -31,10 +31,11 @@ Layout
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,13 @@ import numpy as np
 import pandas as pd
 
 from audit._schemas import validate_run_manifest
+from audit.transaction import RunTransaction, writer_lock
 
 __all__ = [
     "ARRAY_SPECS",
     "RunArtifactMissingError",
     "RunDir",
+    "RunDirCorruptError",
     "RunDirMismatchError",
     "atomic_write",
 ]
@@ -79,6 +82,10 @@ class RunArtifactMissingError(FileNotFoundError):
 
 class RunDirMismatchError(ValueError):
     """An artifact disagrees with the manifest (row count, shape or dtype)."""
+
+
+class RunDirCorruptError(ValueError):
+    """An artifact cannot be read (damaged, truncated or not what its name says)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,13 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def _relative(name: str) -> str:
+    """Relative path of a contract name (``.npy`` added for arrays)."""
+    if name in ARRAY_SPECS or name.startswith(MASKED_DIR + "/"):
+        return f"{name}.npy"
+    return name
+
+
 def _spec_for(name: str) -> _ArraySpec:
     if name in ARRAY_SPECS:
         return ARRAY_SPECS[name]
@@ -157,20 +171,94 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "path", Path(path))
+        object.__setattr__(self, "_published", None)
+        object.__setattr__(self, "_tx", None)
+
+    @classmethod
+    def _staged(cls, published: RunDir, tx: RunTransaction) -> RunDir:
+        run = cls(tx.staging)
+        object.__setattr__(run, "_published", published)
+        object.__setattr__(run, "_tx", tx)
+        return run
+
+    # -- transactions ------------------------------------------------------------
+    @contextmanager
+    def transaction(self, stage: str) -> Iterator[RunDir]:
+        """Change this run directory as one unit (see :mod:`audit.transaction`).
+
+        Holds the writer lock for the whole block and yields a *staged* view:
+        writes go to a staging folder, reads fall back to the published run
+        (except paths scheduled for removal with :meth:`remove`), and
+        :meth:`update_run_json` is applied at publish time. Leaving the block
+        normally publishes everything at once; an exception discards it.
+
+        Parameters
+        ----------
+        stage : str
+            Shown to a second writer, e.g. ``"medaudit train"``.
+
+        Raises
+        ------
+        audit.transaction.RunDirBusyError
+            When another process is writing this run directory.
+        """
+        if self._tx is not None:  # nested: the outer transaction publishes
+            yield self
+            return
+        with writer_lock(self.path, stage):
+            tx = RunTransaction(self.path, stage)
+            staged = RunDir._staged(self, tx)
+            try:
+                yield staged
+            except BaseException:
+                tx.abort()
+                raise
+            tx.commit(self.read_run_json, lambda p, obj: RunDir(p.parent).write_json(p.name, obj))
+
+    def writer_lock(self, stage: str) -> contextlib.AbstractContextManager[None]:
+        """The exclusive writer lock alone (see :func:`audit.transaction.writer_lock`)."""
+        return writer_lock(self.path, stage)
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Schedule artifacts (files or folders) for removal when the transaction publishes.
+
+        Raises
+        ------
+        RuntimeError
+            Outside a transaction.
+        """
+        if self._tx is None:
+            raise RuntimeError("RunDir.remove is only available inside RunDir.transaction()")
+        self._tx.remove(names)
+
+    def _removed(self, name: str) -> bool:
+        if self._tx is None:
+            return False
+        rel = name.rstrip("/")
+        return any(rel == r or rel.startswith(r.rstrip("/") + "/") for r in self._tx._remove)
 
     # -- paths ---------------------------------------------------------------
     def file(self, name: str) -> Path:
-        """Path of an artifact given by its contract name (``.npy`` added for arrays)."""
-        if name in ARRAY_SPECS or name.startswith(MASKED_DIR + "/"):
-            return self.path / f"{name}.npy"
-        return self.path / name
+        """Path of an artifact given by its contract name (``.npy`` added for arrays).
+
+        In a staged view this is where the artifact is *written*; reads use
+        :meth:`_source`.
+        """
+        return self.path / _relative(name)
+
+    def _source(self, name: str) -> Path:
+        """Where artifact ``name`` is read from (staged, else published unless removed)."""
+        staged = self.file(name)
+        if self._published is None or staged.exists() or self._removed(_relative(name)):
+            return staged
+        return self._published.file(name)
 
     def has(self, name: str) -> bool:
         """Whether the artifact ``name`` exists."""
-        return self.file(name).exists()
+        return self._source(name).exists()
 
     def _require(self, name: str, what: str, fix: str) -> Path:
-        p = self.file(name)
+        p = self._source(name)
         if not p.exists():
             raise RunArtifactMissingError(
                 _MISSING_TEMPLATE.format(run=self.path, name=name, what=what, fix=fix)
@@ -179,8 +267,13 @@ class RunDir:
 
     def masked_variants(self) -> list[str]:
         """Names of the masked re-scoring variants present (``oof/masked/*.npy``)."""
-        d = self.path / MASKED_DIR
-        return sorted(p.stem for p in d.glob("*.npy")) if d.exists() else []
+        found: set[str] = set()
+        for root in (self.path, None if self._published is None or self._removed(MASKED_DIR)
+                     else self._published.path):
+            d = root / MASKED_DIR if root is not None else None
+            if d is not None and d.is_dir():
+                found |= {p.stem for p in d.glob("*.npy")}
+        return sorted(found)
 
     # -- manifest ------------------------------------------------------------
     def read_manifest(self) -> pd.DataFrame:
@@ -227,7 +320,7 @@ class RunDir:
     # -- quarantine ------------------------------------------------------------
     def read_quarantine(self) -> pd.DataFrame:
         """Refused inputs (``source``, ``reason``); empty frame when none were refused."""
-        p = self.file(QUARANTINE)
+        p = self._source(QUARANTINE)
         if not p.exists():
             return pd.DataFrame(columns=list(QUARANTINE_COLUMNS))
         return pd.read_csv(p, dtype=str, keep_default_na=False)
@@ -266,7 +359,13 @@ class RunDir:
         """
         spec = _spec_for(name)
         p = self._require(name, spec.what, spec.fix)
-        arr = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        try:
+            arr = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise RunDirCorruptError(
+                f"{p} cannot be read as {spec.what} ({err}); it is truncated or damaged: "
+                f"{spec.fix} again"
+            ) from None
         self._check_array(name, arr, spec)
         return arr
 
@@ -293,7 +392,7 @@ class RunDir:
                 f"{name!r} in run directory {self.path} must have dtype kind in {spec.kind!r} "
                 f"({spec.what}); got {arr.dtype}"
             )
-        if self.file(MANIFEST).exists():
+        if self._source(MANIFEST).exists():
             n = self.n_samples()
             if arr.shape[0] != n:
                 raise RunDirMismatchError(
@@ -316,9 +415,9 @@ class RunDir:
     def _check_rows(self, name: str, table: pd.DataFrame) -> None:
         if "sample_id" not in table.columns:
             raise RunDirMismatchError(f"{name!r} in run directory {self.path} has no 'sample_id' column")
-        if not self.file(MANIFEST).exists():
+        if not self._source(MANIFEST).exists():
             return
-        ids = pd.read_parquet(self.file(MANIFEST), columns=["sample_id"])["sample_id"]
+        ids = pd.read_parquet(self._source(MANIFEST), columns=["sample_id"])["sample_id"]
         if len(ids) != len(table):
             raise RunDirMismatchError(
                 _ROWS_TEMPLATE.format(name=name, run=self.path, got=len(table), expected=len(ids))
@@ -334,8 +433,14 @@ class RunDir:
     def read_json(self, name: str) -> Any:
         """Read a JSON artifact (``run.json``, ``findings.json``, ``train/history.json``)."""
         p = self._require(name, "JSON artifact", "run the stage that writes it")
-        with open(p, encoding="utf-8") as fh:
-            return json.load(fh)
+        try:
+            with open(p, encoding="utf-8") as fh:
+                return json.load(fh)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise RunDirCorruptError(
+                f"{p} is not valid JSON ({err}); it was damaged or edited by hand: restore it "
+                "or re-run the stage that writes it"
+            ) from None
 
     def write_json(self, name: str, obj: Any) -> None:
         """Atomically write a JSON artifact (UTF-8, indented, NaN refused)."""
@@ -343,32 +448,43 @@ class RunDir:
         atomic_write(self.file(name), lambda t: t.write_text(text + "\n", encoding="utf-8"))
 
     def read_run_json(self) -> dict[str, Any]:
-        """``run.json`` as a dict (empty when absent)."""
-        return self.read_json(RUN_JSON) if self.has(RUN_JSON) else {}
+        """``run.json`` as a dict (empty when absent); in a staged view, with pending updates."""
+        data = self.read_json(RUN_JSON) if self.has(RUN_JSON) else {}
+        tx = self._tx
+        if tx is not None:
+            if tx._replace_run_json:
+                data = {}
+            for k in tx._drop_sections:
+                data.pop(k, None)
+            data.update(tx._run_json or {})
+        return data
 
-    def update_run_json(self, updates: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge ``updates`` into ``run.json`` (top-level keys replaced) and write it."""
-        with self._lock():
-            data = self.read_run_json()
+    def update_run_json(self, updates: Mapping[str, Any], *, drop: Iterable[str] = (),
+                        replace: bool = False) -> dict[str, Any]:
+        """Merge ``updates`` into ``run.json`` (top-level keys replaced).
+
+        Outside a transaction the file is rewritten at once (under the writer
+        lock); inside one the change is applied when the transaction publishes.
+
+        Parameters
+        ----------
+        updates : mapping
+            Top-level keys to set.
+        drop : iterable of str
+            Top-level keys to remove (sections made stale).
+        replace : bool
+            Start from an empty ``run.json``.
+        """
+        if self._tx is not None:
+            self._tx.update_run_json(updates, drop=drop, replace=replace)
+            return self.read_run_json()
+        with writer_lock(self.path, "update run.json"):
+            data = {} if replace else self.read_run_json()
+            for k in drop:
+                data.pop(k, None)
             data.update(updates)
             self.write_json(RUN_JSON, data)
         return data
-
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        """A process lock on the run directory (POSIX ``flock``; no-op elsewhere)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        with open(self.path / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _json_default(obj: Any) -> Any:
