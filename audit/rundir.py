@@ -49,11 +49,13 @@ from audit.transaction import RunTransaction, writer_lock
 
 __all__ = [
     "ARRAY_SPECS",
+    "STAGE_OUTPUTS",
     "RunArtifactMissingError",
     "RunDir",
     "RunDirCorruptError",
     "RunDirMismatchError",
     "atomic_write",
+    "stale_after",
 ]
 
 MANIFEST = "manifest.parquet"
@@ -66,6 +68,46 @@ HISTORY = "train/history.json"
 MASKED_DIR = "oof/masked"
 
 QUARANTINE_COLUMNS = ("source", "reason")
+
+#: What each stage writes (paths relative to the run directory). A stage that
+#: publishes new outputs removes its own old ones and those of every later stage,
+#: whose inputs it has just changed (:func:`stale_after`).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": (MANIFEST, QUARANTINE, IMAGES, IMAGE_PROPERTIES),
+    "train": ("oof", "train", ".work"),
+    "audit": (FINDINGS,),
+    "report": ("report.html", "report.json", "report.pdf", "report"),
+}
+#: ``run.json`` section written by each stage.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": ("classes", "ingest", "source", "external"),
+    "train": ("train",),
+    "audit": ("audit",),
+    "report": ("report",),
+}
+
+
+def stale_after(stage: str) -> tuple[list[str], list[str]]:
+    """Outputs and ``run.json`` sections made stale when ``stage`` publishes new outputs.
+
+    Parameters
+    ----------
+    stage : {'ingest', 'train', 'audit', 'report'}
+
+    Returns
+    -------
+    paths : list of str
+        The stage's own outputs and every later stage's.
+    sections : list of str
+        The ``run.json`` sections of the later stages.
+    """
+    order = list(STAGE_OUTPUTS)
+    if stage not in order:
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {order}")
+    later = order[order.index(stage):]
+    paths = [p for s in later for p in STAGE_OUTPUTS[s]]
+    sections = [k for s in later[1:] for k in STAGE_SECTIONS[s]]
+    return paths, sections
 
 _MISSING_TEMPLATE = (
     "run directory {run} has no {name!r} ({what}); {fix}"

@@ -92,6 +92,8 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
+from ingest.limits import DEFAULT_MAX_IMAGE_MIB, decoded_size_problem, regular_file_problem
+
 __all__ = [
     "FRAME_POLICIES",
     "FRAME_POLICY",
@@ -160,6 +162,11 @@ _MSG_IS_DIRECTORY: Final = (
     "DICOM input must be a file; got a directory at path={path!r}; "
     "list the image files inside it instead"
 )
+_MSG_NOT_REGULAR: Final = (
+    "DICOM input must be a regular file; got a path that {problem} at path={path!r}; "
+    "list image files only"
+)
+_MSG_TOO_LARGE: Final = "refused before decoding at path={path!r}: {detail}"
 _MSG_UNREADABLE: Final = (
     "DICOM input must be readable; got {error} at path={path!r}; "
     "fix the file permissions or copy the file locally"
@@ -278,7 +285,7 @@ class DicomReadError(ValueError):
         The one-line reason.
     code : str, optional
         Short fixed reason code, one of ``not_found``, ``is_directory``,
-        ``unreadable``, ``not_dicom``, ``corrupt_header``, ``no_pixel_data``,
+        ``not_regular_file``, ``too_large``, ``unreadable``, ``not_dicom``, ``corrupt_header``, ``no_pixel_data``,
         ``bad_header_value``, ``unsupported_transfer_syntax``, ``missing_decoder``,
         ``truncated``, ``bad_pixel_module``, ``decode_failed``,
         ``unsupported_photometric``, ``unusable_shape``, ``non_finite``,
@@ -322,6 +329,7 @@ def read_dicom(
     *,
     frame_policy: FRAME_POLICY = "middle",
     header_only: bool = False,
+    max_image_mib: float = DEFAULT_MAX_IMAGE_MIB,
 ) -> DicomImage:
     """Read a DICOM file into a display-ready image, its metadata and identifiers.
 
@@ -335,6 +343,9 @@ def read_dicom(
         Read the header only (``stop_before_pixels``); ``pixels`` is then an
         empty ``(0, 0)`` array and no pixel-level check is made, and
         ``meta['windowing']`` is what a full read would apply.
+    max_image_mib : float, default :data:`ingest.limits.DEFAULT_MAX_IMAGE_MIB`
+        A frame whose decoded size (see :mod:`ingest.limits`) exceeds this is
+        refused before decoding (code ``"too_large"``).
 
     Returns
     -------
@@ -362,14 +373,16 @@ def read_dicom(
         raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
     spath = os.fspath(path)
     try:
-        return _read(spath, frame_policy=frame_policy, header_only=header_only)
+        return _read(spath, frame_policy=frame_policy, header_only=header_only,
+                     max_image_mib=max_image_mib)
     except DicomReadError:
         raise
     except Exception as exc:  # last-resort net: one bad file never sinks a run
         raise _fail(_MSG_UNEXPECTED, "unexpected", spath, error=_describe(exc)) from exc
 
 
-def _read(spath: str, *, frame_policy: FRAME_POLICY, header_only: bool) -> DicomImage:
+def _read(spath: str, *, frame_policy: FRAME_POLICY, header_only: bool,
+          max_image_mib: float = DEFAULT_MAX_IMAGE_MIB) -> DicomImage:
     """Body of :func:`read_dicom` once the arguments are validated."""
     ds = _read_dataset(spath, header_only=header_only)
     declared_ts = _declared_transfer_syntax(ds)
@@ -400,6 +413,11 @@ def _read(spath: str, *, frame_policy: FRAME_POLICY, header_only: bool) -> Dicom
             raise _fail(_MSG_PIXEL_DATA_CUT_OFF, "truncated", spath, rows=rows, columns=columns)
         raise _fail(_MSG_NO_PIXEL_DATA, "no_pixel_data", spath, sop_class=_sop_class_name(ds))
     _check_header_shape(ds, spath)
+    too_large = decoded_size_problem(_get_int(ds, "Rows") or 0, _get_int(ds, "Columns") or 0,
+                                     _get_int(ds, "SamplesPerPixel") or 1,
+                                     limit_mib=max_image_mib)
+    if too_large:
+        raise _fail(_MSG_TOO_LARGE, "too_large", spath, detail=too_large)
     if declared_ts is None:
         _infer_transfer_syntax(ds)
 
@@ -451,16 +469,20 @@ def _describe(exc: BaseException) -> str:
 
 def _fail(template: str, code: str, path: str, **fields: object) -> DicomReadError:
     """Fill a one-line message template (details are already one line, the path a repr)."""
+    fields = {k: str(v).rstrip(" ;,.") if isinstance(v, str) else v for k, v in fields.items()}
     message = template.format(path=path, **fields).replace("\n", " ").replace("\r", " ")
     return DicomReadError(message, code=code, path=path)
 
 
 def _read_dataset(path: str, *, header_only: bool) -> Dataset:
     """``dcmread`` with a guarded ``force=True`` retry for preamble-less files."""
-    if not os.path.exists(path):  # a broken symlink counts as missing
-        raise _fail(_MSG_NOT_FOUND, "not_found", path)
-    if os.path.isdir(path):
-        raise _fail(_MSG_IS_DIRECTORY, "is_directory", path)
+    problem = regular_file_problem(path)
+    if problem is not None:
+        if problem.startswith(("no such", "is a broken")):
+            raise _fail(_MSG_NOT_FOUND, "not_found", path)
+        if problem == "is a directory":
+            raise _fail(_MSG_IS_DIRECTORY, "is_directory", path)
+        raise _fail(_MSG_NOT_REGULAR, "not_regular_file", path, problem=problem)
     try:
         return pydicom.dcmread(path, force=False, stop_before_pixels=header_only)
     except InvalidDicomError as exc:

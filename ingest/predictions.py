@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.rundir import MANIFEST, RunDir
+from audit.rundir import MANIFEST, RunDir, stale_after
 from audit.validation import check_pred_probs
 from ingest.labels import parse_class_index
 from ingest.manifest import validate_label_table
@@ -197,16 +197,6 @@ def _sha256(src: Any) -> str | None:
     return h.hexdigest()
 
 
-def _remove_run_artifacts(run: RunDir) -> None:
-    """Delete the contract artifacts of a previous run in ``run`` (for ``overwrite``)."""
-    names = ["manifest.parquet", "quarantine.csv", "images.npy", "image_properties.parquet",
-             "run.json", "findings.json", "train/history.json"]
-    paths = [run.path / n for n in names]
-    paths += sorted((run.path / "oof").glob("*.npy")) + sorted((run.path / "oof/masked").glob("*.npy"))
-    for p in paths:
-        p.unlink(missing_ok=True)
-
-
 def _join_metadata(lab: pd.DataFrame, metadata: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
     meta = _read_table(metadata, "metadata")
     clash = [c for c in meta.columns if c != "sample_id" and c in lab.columns]
@@ -274,7 +264,7 @@ def ingest_predictions(
         classes among the accepted rows, an existing run in ``out``.
     """
     run = RunDir(out)
-    if run.has(MANIFEST) and not overwrite:
+    if run.has(MANIFEST) and not overwrite:  # checked again under the lock when publishing
         raise ValueError(EXISTING_RUN.format(out=run.path))
     lab = _read_table(labels, "labels")
     if "label" not in lab.columns:
@@ -361,36 +351,39 @@ def ingest_predictions(
     key = load_or_create_secret(secret_file)
     manifest = build_run_manifest(rows, key=key)
 
-    # -- write ----------------------------------------------------------------------------------
-    run.path.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        _remove_run_artifacts(run)
-    run.write_manifest(manifest)
-    run.write_array("oof/pred_probs", probs.astype(np.float32))
-    run.write_array("oof/folds", np.full(len(manifest), EXTERNAL_FOLD, dtype=np.int16))
-    if emb is not None:
-        run.write_array("oof/embeddings", emb)
-    run.write_quarantine(pd.DataFrame(quarantine, columns=["source", "reason"]))
-    run.update_run_json(
-        {
-            "classes": names,
-            "source": "external",
-            "external": {
-                "n_samples": len(manifest),
-                "n_quarantined": len(quarantine),
-                "warnings": table.warnings,
-                "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
-                "external model assumed never to have trained on these samples",
-                "inputs": {
-                    name: {"path": str(src), "sha256": _sha256(src)}
-                    for name, src in (("labels", labels), ("pred_probs", pred_probs),
-                                      ("embeddings", embeddings), ("metadata", metadata))
-                    if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
+    # -- publish as one transaction (the old run stays complete until this one is) ------------
+    with run.transaction("medaudit audit-predictions") as staged:
+        if run.has(MANIFEST) and not overwrite:
+            raise ValueError(EXISTING_RUN.format(out=run.path))
+        stale_paths, _ = stale_after("ingest")
+        staged.remove(stale_paths)
+        staged.write_manifest(manifest)
+        staged.write_array("oof/pred_probs", probs.astype(np.float32))
+        staged.write_array("oof/folds", np.full(len(manifest), EXTERNAL_FOLD, dtype=np.int16))
+        if emb is not None:
+            staged.write_array("oof/embeddings", emb)
+        staged.write_quarantine(pd.DataFrame(quarantine, columns=["source", "reason"]))
+        staged.update_run_json(
+            {
+                "classes": names,
+                "source": "external",
+                "external": {
+                    "n_samples": len(manifest),
+                    "n_quarantined": len(quarantine),
+                    "warnings": table.warnings,
+                    "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
+                    "external model assumed never to have trained on these samples",
+                    "inputs": {
+                        name: {"path": str(src), "sha256": _sha256(src)}
+                        for name, src in (("labels", labels), ("pred_probs", pred_probs),
+                                          ("embeddings", embeddings), ("metadata", metadata))
+                        if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
+                    },
+                    "key_fingerprint": key_fingerprint(key),
                 },
-                "key_fingerprint": key_fingerprint(key),
             },
-        }
-    )
+            replace=True,
+        )
     for w in table.warnings:
         warnings.warn(w, stacklevel=2)
     if quarantine:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.limits import DEFAULT_MAX_IMAGE_MIB, decoded_size_problem, regular_file_problem
+
 __all__ = ["RASTER_SUFFIXES", "ImageReadError", "normalize_array", "read_raster"]
 
 #: File endings read by :func:`read_raster` (lower case).
@@ -91,13 +93,17 @@ def normalize_array(arr: np.ndarray, *, source: str) -> tuple[np.ndarray, dict[s
     return np.clip(pixels, 0.0, 1.0, out=pixels), meta
 
 
-def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, object]]:
+def read_raster(
+    path: str | os.PathLike[str], *, max_image_mib: float = DEFAULT_MAX_IMAGE_MIB
+) -> tuple[np.ndarray, dict[str, object]]:
     """Read a PNG / JPEG / TIFF / BMP (Pillow) or ``.npy`` image.
 
     Parameters
     ----------
     path : path-like
-        The file.
+        The file (a regular file: devices and pipes are refused before reading).
+    max_image_mib : float
+        Refuse images whose decoded size (see :mod:`ingest.limits`) exceeds this.
 
     Returns
     -------
@@ -112,27 +118,48 @@ def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, obj
         When the file is missing, unreadable or of an unusable shape.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"{p}: file not found; check the path (relative to the manifest)")
+    problem = regular_file_problem(p)
+    if problem is not None:
+        hint = "check the path (relative to the manifest)" if "no such" in problem else \
+            "list image files only"
+        raise ImageReadError(f"{p}: {problem}; {hint}")
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as err:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
             raise ImageReadError(f"{p}: not a readable .npy array ({err})") from None
-        pixels, meta = normalize_array(arr, source=str(p))
+        shape = (*arr.shape, 1, 1)
+        too_large = decoded_size_problem(shape[0], shape[1], int(np.prod(arr.shape[2:])),
+                                         limit_mib=max_image_mib)
+        if too_large:
+            raise ImageReadError(f"{p}: {too_large}")
+        pixels, meta = normalize_array(np.asarray(arr), source=str(p))
         meta["format"] = "NPY"
         return pixels, meta
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_ctx = Image.open(p)
+        with im_ctx as im:
             fmt = im.format
+            bands = 3 if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV") else \
+                len(im.getbands())
+            too_large = decoded_size_problem(im.size[1], im.size[0], bands,
+                                             limit_mib=max_image_mib)
+            if too_large:
+                raise ImageReadError(f"{p}: {too_large}")
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 im = im.convert("RGB")
             elif im.mode == "LA":
                 im = im.convert("L")
             arr = np.asarray(im)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{p}: refused as a decompression bomb ({err})") from None
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{p}: not an image Pillow can read; expected PNG, JPEG, TIFF or BMP"

@@ -20,15 +20,13 @@ hashes (:mod:`ingest.pseudonymize`) before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import platform
-import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,14 +34,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from audit.rundir import (
-    IMAGE_PROPERTIES,
-    IMAGES,
-    MANIFEST,
-    QUARANTINE,
-    RunDir,
-)
+from audit.rundir import MANIFEST, QUARANTINE, RunDir, stale_after
 from ingest.dicom import DicomReadError, read_dicom, read_dicom_header
+from ingest.ingest_cache import (
+    CACHE_VERSION,
+    default_cache_dir,
+    file_digest,
+    inputs_key,
+    load_entry,
+    store_entry,
+)
+from ingest.limits import DEFAULT_MAX_IMAGE_MIB, regular_file_problem
 from ingest.manifest import (
     MSG_NO_PATIENT,
     ManifestError,
@@ -68,9 +69,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever decoding or the cache layout changes, so old caches are not reused.
-CACHE_VERSION = 1
-_CACHED_FILES = (MANIFEST, QUARANTINE, IMAGES, IMAGE_PROPERTIES, "ingest.json")
 DICOM_KEYS = ("path", "sop_instance_uid", "study_instance_uid")
 _DICOM_META_COLUMNS = (
     "modality", "body_part", "manufacturer", "photometric_interpretation", "bits_stored",
@@ -78,7 +76,6 @@ _DICOM_META_COLUMNS = (
     "frame_policy", "windowing",
 )  # fmt: skip
 _DICOM_INT_COLUMNS = ("bits_stored", "rows", "columns", "number_of_frames", "frame_used")
-_RUN_ARTIFACTS = ("oof", "train", "findings.json", "report.html", "report.json", "report.pdf")
 
 
 @dataclass(frozen=True)
@@ -104,6 +101,9 @@ class IngestOptions:
         Where ingests are cached (default :func:`default_cache_dir`).
     use_cache : bool
         Read and write the cache.
+    max_image_mib : float
+        Refuse an image whose decoded float32 size exceeds this many MiB, before
+        decoding it (see :mod:`ingest.limits`).
     overwrite : bool
         Replace a run directory that holds the results of other inputs.
     """
@@ -116,12 +116,16 @@ class IngestOptions:
     cache_dir: Path | None = None
     use_cache: bool = True
     overwrite: bool = False
+    max_image_mib: float = DEFAULT_MAX_IMAGE_MIB
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be an integer in [8, 1024]; got {self.image_size!r}")
         if self.channels not in ("gray", "rgb"):
             raise ValueError(f"channels must be 'gray' or 'rgb'; got {self.channels!r}")
+        if isinstance(self.max_image_mib, bool) or not isinstance(self.max_image_mib, int | float) \
+                or not self.max_image_mib > 0:
+            raise ValueError(f"max_image_mib must be a positive number; got {self.max_image_mib!r}")
         if self.frame_policy not in ("middle", "first"):
             raise ValueError(f"frame_policy must be 'middle' or 'first'; got {self.frame_policy!r}")
 
@@ -167,35 +171,6 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def default_cache_dir() -> Path:
-    """``$MEDAUDIT_CACHE_DIR`` or ``$XDG_CACHE_HOME/medaudit`` or ``~/.cache/medaudit``."""
-    env = os.environ.get("MEDAUDIT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "medaudit"
-
-
-# ---------------------------------------------------------------------------- hashing
-def _file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return "unreadable"
-    return h.hexdigest()
-
-
-def _inputs_key(parts: Iterable[str], options: IngestOptions, key_fp: str) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "opts": options.cache_fields(), "key": key_fp}).encode())
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
-
-
 # ---------------------------------------------------------------------------- decoding
 @dataclass
 class _Decoded:
@@ -204,12 +179,13 @@ class _Decoded:
     identifiers: dict[str, str | None]
 
 
-def _decode_file(path: Path, frame_policy: str) -> _Decoded:
+def _decode_file(path: Path, options: IngestOptions) -> _Decoded:
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
-        pixels, meta = read_raster(path)
+        pixels, meta = read_raster(path, max_image_mib=options.max_image_mib)
         return _Decoded(pixels, meta, {})
-    d = read_dicom(path, frame_policy=frame_policy)  # type: ignore[arg-type]
+    d = read_dicom(path, frame_policy=options.frame_policy,  # type: ignore[arg-type]
+                   max_image_mib=options.max_image_mib)
     return _Decoded(d.pixels, dict(d.meta), dict(d.identifiers))
 
 
@@ -247,85 +223,55 @@ class _Plan:
     source: dict[str, Any]
 
 
-def _check_out(run: RunDir, key: str, overwrite: bool) -> bool:
-    """True when ``run`` already holds this exact ingest."""
-    info = run.read_run_json().get("ingest", {})
-    if info.get("cache_key") == key and run.has(MANIFEST) and run.has("images"):
-        return True
-    stale = [a for a in (MANIFEST, *_RUN_ARTIFACTS) if (run.path / a).exists()]
-    if stale and not overwrite:
-        raise ValueError(
-            f"run directory {run.path} already holds results of other inputs ({', '.join(stale)}); "
-            "choose a new output directory or pass overwrite=True to replace them"
-        )
-    for a in stale:
-        p = run.path / a
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    return False
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _run_ingest(
     plan_fn: Callable[[], _Plan],
     key_parts: Callable[[], list[str]],
     out: str | os.PathLike[str],
     options: IngestOptions,
 ) -> IngestSummary:
+    """Ingest as one transaction of the run directory (see :mod:`audit.transaction`).
+
+    Nothing of a run directory that already holds other inputs changes unless
+    ``options.overwrite``; with it, the old run stays complete until the new one
+    has been decoded and is published in its place (its trained models, findings
+    and reports are removed then, and ``run.json`` starts afresh).
+    """
     t0 = time.perf_counter()
     run = RunDir(out)
     secret = load_or_create_secret(options.secret_file)
-    cache_key = _inputs_key(key_parts(), options, key_fingerprint(secret))
-    t_hash = time.perf_counter() - t0
-    if _check_out(run, cache_key, options.overwrite):
-        info = run.read_run_json()["ingest"]
-        return IngestSummary(run, info["n_accepted"], info["n_refused"], True,
-                             time.perf_counter() - t0, run.class_names(), info.get("warnings", []))
-    cache = (options.cache_dir or default_cache_dir()) / "ingest" / cache_key
-    if options.use_cache and (cache / "ingest.json").exists():
-        for name in _CACHED_FILES:
-            if (cache / name).exists():
-                _link_or_copy(cache / name, run.path / name)
-        info = json.loads((cache / "ingest.json").read_text())
-        hit = True
-    else:
-        info = _decode_all(plan_fn(), run, options, key=secret)
-        hit = False
-        if options.use_cache:
-            _store_cache(run, cache, info)
-    info.update({"cache_key": cache_key, "cache_hit": hit, "hash_seconds": round(t_hash, 3),
-                 "seconds": round(time.perf_counter() - t0, 3), "options": _jsonable(asdict(options)),
-                 "key_fingerprint": key_fingerprint(secret), "versions": _versions()})
-    run.update_run_json({"classes": info["classes"], "ingest": info})
+    with run.transaction("medaudit ingest") as staged:
+        cache_key = inputs_key(key_parts(), options.cache_fields(), key_fingerprint(secret))
+        t_hash = time.perf_counter() - t0
+        previous = run.read_run_json().get("ingest", {})
+        if previous.get("cache_key") == cache_key and run.has(MANIFEST) and run.has("images"):
+            return IngestSummary(run, previous["n_accepted"], previous["n_refused"], True,
+                                 time.perf_counter() - t0, run.class_names(),
+                                 previous.get("warnings", []))
+        stale_paths, _ = stale_after("ingest")
+        present = [a for a in stale_paths if (run.path / a).exists()]
+        if present and not options.overwrite:
+            raise ValueError(
+                f"run directory {run.path} already holds results of other inputs "
+                f"({', '.join(present)}); choose a new output directory or pass overwrite=True "
+                "to replace them"
+            )
+        staged.remove(stale_paths)
+        entry = (options.cache_dir or default_cache_dir()) / "ingest" / cache_key
+        info = load_entry(entry, staged.path) if options.use_cache else None
+        hit = info is not None
+        if info is None:
+            info = _decode_all(plan_fn(), staged, options, key=secret)
+            if options.use_cache:
+                store_entry(entry, staged.path, info)
+        info.update({"cache_key": cache_key, "cache_hit": hit, "hash_seconds": round(t_hash, 3),
+                     "seconds": round(time.perf_counter() - t0, 3),
+                     "options": _jsonable(asdict(options)),
+                     "key_fingerprint": key_fingerprint(secret), "versions": _versions()})
+        staged.update_run_json({"classes": info["classes"], "ingest": info}, replace=True)
     for w in info.get("warnings", []):
         warnings.warn(w, stacklevel=3)
     return IngestSummary(run, info["n_accepted"], info["n_refused"], hit,
                          time.perf_counter() - t0, info["classes"], info.get("warnings", []))
-
-
-def _store_cache(run: RunDir, cache: Path, info: dict[str, Any]) -> None:
-    try:
-        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name in _CACHED_FILES[:-1]:
-            if (run.path / name).exists():
-                _link_or_copy(run.path / name, tmp / name)
-        (tmp / "ingest.json").write_text(json.dumps(info, default=str))
-        if cache.exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, cache)
-    except OSError as err:  # a read-only cache must not fail the run
-        logger.warning("could not write the ingest cache %s: %s", cache, err)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -500,8 +446,8 @@ def ingest_manifest(
     def key_parts() -> list[str]:
         table = parse()
         parsed.append(table)
-        parts = [_file_digest(csv)]
-        parts += [f"{r}:{_file_digest(Path(a))}" for r, a in zip(table.rows["rel_path"], table.rows["abs_path"])]
+        parts = [file_digest(csv)]
+        parts += [f"{r}:{file_digest(Path(a))}" for r, a in zip(table.rows["rel_path"], table.rows["abs_path"])]
         return parts
 
     def plan() -> _Plan:
@@ -521,9 +467,12 @@ def ingest_manifest(
 
 
 def _load_path(path: Path, options: IngestOptions) -> _Decoded:
-    if not path.is_file():
-        raise ImageReadError(f"file not found: {path}; check the path (relative to the manifest)")
-    return _decode_file(path, options.frame_policy)
+    problem = regular_file_problem(path)
+    if problem is not None:
+        fix = ("check the path (relative to the manifest)" if problem.startswith("no such")
+               else "list image files only")
+        raise ImageReadError(f"{path}: {problem}; {fix}")
+    return _decode_file(path, options)
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -567,8 +516,8 @@ def ingest_dicom_dir(
     files = _walk_files(root)
 
     def key_parts() -> list[str]:
-        return [_file_digest(csv), key_col] + [
-            f"{f.relative_to(root).as_posix()}:{_file_digest(f)}" for f in files
+        return [file_digest(csv), key_col] + [
+            f"{f.relative_to(root).as_posix()}:{file_digest(f)}" for f in files
         ]
 
     def plan() -> _Plan:
@@ -680,4 +629,4 @@ def ingest_npz(
         return _Plan(rows, load, table.refused.to_dict("records"), list(table.classes.names),
                      [], {"kind": "npz", "path": str(p)})
 
-    return _run_ingest(plan, lambda: [_file_digest(p)], out, options)
+    return _run_ingest(plan, lambda: [file_digest(p)], out, options)
