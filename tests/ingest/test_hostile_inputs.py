@@ -54,7 +54,8 @@ def test_a_failed_overwrite_keeps_the_run_it_was_meant_to_replace(tmp_path: Path
     assert "train" not in run.read_run_json()
 
 
-def test_editing_a_run_never_changes_the_cache(tmp_path: Path) -> None:
+def test_editing_a_run_never_changes_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDAUDIT_CACHE_DIR", str(tmp_path / "cache"))
     csv = _pngs(tmp_path / "a")
     ingest_manifest(csv, tmp_path / "r1", OPTS)
     first = RunDir(tmp_path / "r1").read_array("images").copy()
