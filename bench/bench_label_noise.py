@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.npz.is_file():
         print(f"BreastMNIST npz not found at {args.npz}; pass --npz", file=sys.stderr)
         return 2
-    os.environ.setdefault("MEDAUDIT_SECRET", "bench-label-noise")
+    os.environ.setdefault("MEDAUDIT_SECRET", "bench-label-noise-0123456789abcdef0123456789")
     images, truth, _ = load_breastmnist(args.npz)
     noisy, flipped = plant_asymmetric_noise(truth, rate=args.noise_rate,
                                             asymmetry=args.asymmetry, seed=args.seed)

@@ -39,12 +39,14 @@ from audit._schemas import ANNOTATOR_PREFIX, annotator_columns
 from ingest.errors import ManifestError
 from ingest.identifiers import drop_identifier_columns
 from ingest.labels import ClassMap, resolve_classes
+from ingest.limits import regular_file_problem
 
 __all__ = [
     "ANNOTATOR_PREFIX",
     "ClassMap",
     "ManifestError",
     "ParsedTable",
+    "read_csv_table",
     "read_manifest_csv",
     "resolve_classes",
     "validate_label_table",
@@ -97,16 +99,57 @@ class ParsedTable:
     warnings: list[str] = field(default_factory=list)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found")
+MSG_SEPARATOR = (
+    "{path}: has a single column {header!r}, which contains {sep!r}: the file seems to use "
+    "{name} as separator; save it as a comma-separated CSV"
+)
+
+
+def read_csv_table(path: str | os.PathLike[str], *, what: str = "manifest") -> pd.DataFrame:
+    """Read a user's CSV table as text columns (the one CSV reader of ingestion).
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV file.
+    what : str
+        What the table is, for messages (``"manifest"``, ``"labels CSV"`` ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Every column as ``str`` (``None`` for empty cells), names stripped.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ManifestError
+        When it is a folder or device, not UTF-8 text, not CSV, empty, or uses
+        ``;`` or a tab as separator (with that hint).
+    """
+    p = Path(path)
+    problem = regular_file_problem(p)
+    if problem is not None:
+        if problem.startswith("no such"):
+            raise FileNotFoundError(f"{what} {p} not found")
+        raise ManifestError(f"{what} {p} {problem}; give a CSV file")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: not a readable CSV ({err}); save it as UTF-8 CSV") from None
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{p}: not UTF-8 text ({err.reason} at byte {err.start}); save the "
+                            f"{what} as a UTF-8 CSV") from None
+    except pd.errors.ParserError as err:
+        raise ManifestError(f"{p}: not a readable CSV ({' '.join(str(err).split())}); save the "
+                            f"{what} as a UTF-8 CSV") from None
     except pd.errors.EmptyDataError:
-        raise ManifestError(f"{path}: the file is empty; expected a header row and data") from None
+        raise ManifestError(f"{p}: the file is empty; expected a header row and data") from None
     df.columns = [str(c).strip() for c in df.columns]
+    if len(df.columns) == 1:
+        header = df.columns[0]
+        for sep, name in ((";", "a semicolon"), ("\t", "a tab"), ("|", "a vertical bar")):
+            if sep in header:
+                raise ManifestError(MSG_SEPARATOR.format(path=p, header=header, sep=sep, name=name))
     return df
 
 
@@ -274,7 +317,7 @@ def read_manifest_csv(
         For table-level problems (see the module docstring).
     """
     p = Path(path)
-    table = validate_label_table(_read_csv(p), source=p.name, key_col="path", classes=classes)
+    table = validate_label_table(read_csv_table(p), source=p.name, key_col="path", classes=classes)
     base = p.resolve().parent
     rows = table.rows
     rows["rel_path"] = rows["path"].str.strip().map(lambda s: Path(s).as_posix())

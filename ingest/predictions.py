@@ -49,7 +49,7 @@ import pandas as pd
 from audit.rundir import MANIFEST, RunDir, stale_after
 from audit.validation import check_pred_probs
 from ingest.labels import parse_class_index
-from ingest.manifest import validate_label_table
+from ingest.manifest import read_csv_table, validate_label_table
 from ingest.pseudonymize import key_fingerprint, load_or_create_secret
 from ingest.run_manifest import build_run_manifest
 
@@ -94,11 +94,7 @@ def _read_table(src: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.Dat
         df = src.copy()
         df.columns = [str(c).strip() for c in df.columns]
     else:
-        p = Path(src)
-        if not p.exists():
-            raise FileNotFoundError(f"{what} file {p} does not exist")
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
-        df.columns = [str(c).strip() for c in df.columns]
+        df = read_csv_table(src, what=f"{what} file")
     if "sample_id" not in df.columns:
         raise ValueError(MISSING_COLUMN.format(what=what, column="sample_id",
                                                columns=list(df.columns)))

@@ -23,10 +23,26 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
+import warnings
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DEFAULT_SECRET_FILE", "key_fingerprint", "load_or_create_secret", "pseudonymize"]
+__all__ = ["DEFAULT_SECRET_FILE", "MIN_KEY_CHARS", "key_fingerprint", "load_or_create_secret",
+           "pseudonymize"]
+
+#: The shortest key accepted, in characters: 32 hex digits are 128 random bits. A
+#: short or guessable key lets anyone who has it recompute pseudonyms from IDs.
+MIN_KEY_CHARS = 32
+MSG_WEAK_KEY = (
+    "the pseudonymisation key from {source} is {n} character(s) long; a key needs at least "
+    "{min} characters of random text, e.g. the output of "
+    "python -c 'import secrets; print(secrets.token_hex(32))'"
+)
+MSG_KEY_MODE = (
+    "secret file {path} can be read or written by other users (mode {mode:o}); anyone who "
+    "reads it can link pseudonyms back to patient IDs: run chmod 600 {path}"
+)
 
 IdentifierKind = Literal["patient", "study", "site", "sample"]
 _PREFIX = {"patient": "p-", "study": "st-", "site": "site-", "sample": "s-"}
@@ -51,12 +67,18 @@ def load_or_create_secret(path: str | os.PathLike[str] | None = None) -> bytes:
     Raises
     ------
     ValueError
-        When the secret file exists but is empty.
+        When the key is shorter than :data:`MIN_KEY_CHARS`, the secret file is
+        empty, not a regular file, or not readable text.
+
+    Warns
+    -----
+    UserWarning
+        When the secret file can be read or written by other users.
     """
     if path is None:
         env = os.environ.get("MEDAUDIT_SECRET")
         if env:
-            return env.encode("utf-8")
+            return _checked(env.strip(), "the environment variable MEDAUDIT_SECRET")
         path = os.environ.get("MEDAUDIT_SECRET_FILE") or DEFAULT_SECRET_FILE
     p = Path(path).expanduser()
     if not p.exists():
@@ -64,13 +86,29 @@ def load_or_create_secret(path: str | os.PathLike[str] | None = None) -> bytes:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
-    key = p.read_text(encoding="utf-8").strip().encode("utf-8")
-    if not key:
+    if not p.is_file():
+        raise ValueError(f"secret file {p} is not a regular file (a folder or device?); give the "
+                         "path of a key file, or a new path to have a key created there")
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        warnings.warn(MSG_KEY_MODE.format(path=p, mode=mode), stacklevel=2)
+    try:
+        text = p.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {p} is not text; write a random string into it "
+                         "(or delete it to have a new key created)") from None
+    if not text:
         raise ValueError(
             f"secret file {p} is empty; delete it to have a new key created, "
             "or write a random string into it"
         )
-    return key
+    return _checked(text, f"secret file {p}")
+
+
+def _checked(text: str, source: str) -> bytes:
+    if len(text) < MIN_KEY_CHARS:
+        raise ValueError(MSG_WEAK_KEY.format(source=source, n=len(text), min=MIN_KEY_CHARS))
+    return text.encode("utf-8")
 
 
 def key_fingerprint(key: bytes) -> str:

@@ -49,6 +49,7 @@ from ingest.manifest import (
     MSG_NO_PATIENT,
     ManifestError,
     ParsedTable,
+    read_csv_table,
     read_manifest_csv,
     validate_label_table,
 )
@@ -505,14 +506,21 @@ def ingest_dicom_dir(
         raise FileNotFoundError(f"DICOM folder {root} not found")
     if not csv.is_file():
         raise FileNotFoundError(f"labels CSV {csv} not found")
-    head = pd.read_csv(csv, dtype=str, nrows=0).columns.str.strip().tolist()
+    raw_labels = read_csv_table(csv, what="labels CSV")
+    head = raw_labels.columns.tolist()
     keys = [k for k in DICOM_KEYS if k in head]
     if not keys:
         raise ManifestError(
             f"{csv.name}: needs a key column among {list(DICOM_KEYS)} to join labels to "
             f"DICOM files; found none in columns {head}"
         )
-    key_col = keys[0]  # precedence: path, then sop_instance_uid, then study_instance_uid
+    if len(keys) > 1:
+        raise ManifestError(
+            f"{csv.name}: has several key columns {keys}; the labels must be joined to the DICOM "
+            "files one way only: keep one of them (path, sop_instance_uid or study_instance_uid) "
+            "and remove the others"
+        )
+    key_col = keys[0]
     files = _walk_files(root)
 
     def key_parts() -> list[str]:
@@ -521,8 +529,7 @@ def ingest_dicom_dir(
         ]
 
     def plan() -> _Plan:
-        raw = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-        raw.columns = [str(c).strip() for c in raw.columns]
+        raw = raw_labels
         # UIDs are identifiers: they must not appear in clear text in quarantine.csv.
         table = validate_label_table(raw, source=csv.name, key_col=key_col, classes=options.classes,
                                      quote_key=key_col == "path")
@@ -590,13 +597,21 @@ def ingest_npz(
         raise FileNotFoundError(f"npz file {p} not found")
 
     def plan() -> _Plan:
-        data = np.load(p, allow_pickle=False)
+        try:
+            data = np.load(p, allow_pickle=False)
+            files = list(data.files)
+        except Exception as err:  # not a zip, truncated, a single .npy array ...
+            raise ManifestError(
+                f"{p}: not a readable .npz archive ({type(err).__name__}: "
+                f"{' '.join(str(err).split())}); expected a MedMNIST-style file written by "
+                "numpy.savez"
+            ) from None
         imgs, records = [], []
         present = [s for s in NPZ_SPLITS if f"{s}_images" in data and f"{s}_labels" in data]
         if not present:
             raise ManifestError(
                 f"{p.name}: expected MedMNIST arrays like 'train_images' and 'train_labels'; "
-                f"found {sorted(data.files)}"
+                f"found {sorted(files)}"
             )
         for s in present:
             x, y = data[f"{s}_images"], np.asarray(data[f"{s}_labels"])

@@ -18,6 +18,10 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "PARAMETER_FLAGS", "build_parser", "main
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: ``audit --fail-on SEVERITY`` found a finding at or above that severity.
+EXIT_FINDINGS_AT_FAIL_ON = 3
+#: Some audit checks failed: the audit is incomplete.
+EXIT_AUDIT_INCOMPLETE = 4
 
 #: Library messages name parameters; on the command line they are flags. Longest first.
 PARAMETER_FLAGS: dict[str, str] = {
@@ -41,6 +45,14 @@ def _command_modules() -> list[ModuleType]:
     return [ingest, train, audit, run, demo]
 
 
+def _describe_os_error(err: OSError) -> str:
+    """One line naming the file and what went wrong (``str(OSError)`` may lack either)."""
+    if err.filename is None or not err.strerror:
+        return to_cli_wording(" ".join(str(err).split()))
+    where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+    return f"{where}: {err.strerror.lower()}; check the path and its permissions"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -52,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.add_parser(sub)
+    for subparser in sub.choices.values():  # -q / -v also after the subcommand
+        subparser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                               help="only warnings and errors")
+        subparser.add_argument("-v", "--verbose", action="store_true",
+                               default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -62,11 +79,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    from audit.transaction import RunDirBusyError
+
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, RunDirBusyError) as err:
         # Bad input the user can fix: one clear message, no traceback.
         print(f"medaudit {args.command}: error: {to_cli_wording(str(err))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        # A path that is missing, a directory, not writable, ...: name it, no traceback.
+        print(f"medaudit {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"medaudit {args.command}: interrupted", file=sys.stderr)

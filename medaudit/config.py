@@ -28,6 +28,9 @@ def load_audit_config(path: Path) -> dict[str, dict[str, Any]]:
         raise FileNotFoundError(f"audit config {path} not found")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"audit config {path} is not UTF-8 text ({err.reason} at byte "
+                         f"{err.start}); it must be a TOML file") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"audit config {path} is not valid TOML: {err}") from None
     bad = [k for k, v in data.items() if not isinstance(v, dict)]

@@ -13,8 +13,10 @@ Settings come from a TOML file with one table per check::
     max_listed = 50
     warn_noise_rate = 0.08
 
-Exit codes: 0 when the audit ran (whatever it found), 2 for bad input (an
-unknown check or setting, an unreadable file).
+Exit codes: 0 when every check ran (whatever it found), 2 for bad input (an
+unknown check or setting, an unreadable file, an inconsistent run directory), 3
+when ``--fail-on`` is given and a finding at or above that severity exists, 4
+when some checks failed (the audit is incomplete; this takes precedence over 3).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _add_audit_options(p: argparse.ArgumentParser) -> None:
                    help="settings, one [check_name] table per check (see --list)")
     p.add_argument("--checks", metavar="A,B",
                    help="comma-separated checks to run (default: every check with its evidence)")
+    p.add_argument("--fail-on", choices=["critical", "warning"], default=None,
+                   help="exit with code 3 when a finding of this severity or worse exists "
+                   "(for CI pipelines that gate on data quality)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -151,15 +156,36 @@ def print_audit_summary(run_dir: Any) -> None:
         print(f"error in {e['check']}: {e['error']}")
 
 
+def audit_exit_code(result: Any, fail_on: str | None) -> int:
+    """The exit code of an audit (see the module docstring)."""
+    from audit.findings import severity_rank
+    from medaudit.cli import EXIT_AUDIT_INCOMPLETE, EXIT_FINDINGS_AT_FAIL_ON, EXIT_OK
+
+    if result.errors:
+        return EXIT_AUDIT_INCOMPLETE
+    if fail_on is not None and any(
+        severity_rank(f.severity) <= severity_rank(fail_on) for f in result.findings
+    ):
+        return EXIT_FINDINGS_AT_FAIL_ON
+    return EXIT_OK
+
+
 def audit_and_print(run_dir: Path, args: argparse.Namespace) -> int:
     """Validate the settings, audit ``run_dir``, print the summary (``--checks``, ``--config``)."""
-    from audit.engine import run_audit
+    import warnings
+
+    from audit.engine import audit_run
 
     checks = _checks_arg(args.checks)
     config = _load_config(args.config, checks)
-    run_audit(run_dir, checks=checks, config=config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the summary lists failed checks
+        result = audit_run(run_dir, checks=checks, config=config)
     print_audit_summary(run_dir)
-    return 0
+    code = audit_exit_code(result, getattr(args, "fail_on", None))
+    if result.errors:
+        print(f"audit incomplete: {len(result.errors)} check(s) failed (exit code {code})")
+    return code
 
 
 def run(args: argparse.Namespace) -> int:

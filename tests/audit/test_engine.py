@@ -11,7 +11,7 @@ import pytest
 import audit
 import audit.registry as registry_module
 from audit.context import AuditContext
-from audit.engine import audit_context, run_audit, validate_audit_config
+from audit.engine import AuditIncompleteError, audit_context, run_audit, validate_audit_config
 from audit.findings import Finding
 from audit.registry import CheckSpec, _build
 from audit.rundir import FINDINGS, RunDir
@@ -50,9 +50,18 @@ def _ctx(manifest_for) -> AuditContext:  # type: ignore[no-untyped-def]
 
 @pytest.mark.usefixtures("fake_registry")
 def test_crashing_check_is_recorded_and_others_run(manifest_for) -> None:  # type: ignore[no-untyped-def]
-    res = audit_context(_ctx(manifest_for))
-    assert [f.check for f in res.findings] == ["ok"]
+    with pytest.warns(UserWarning, match=r"1 check\(s\) failed .*: crash"):
+        res = audit_context(_ctx(manifest_for))
+    assert [f.check for f in res.findings] == ["crash", "ok"]
+    failed = res.findings[0]
+    assert failed.severity == "warning" and failed.title == "Check crash could not run"
+    assert "RuntimeError: boom" in failed.message
     assert res.errors == [{"check": "crash", "error": "RuntimeError: boom"}]
+    assert not res.complete
+    with pytest.raises(AuditIncompleteError, match="crash: RuntimeError: boom"):
+        res.raise_for_errors()
+    with pytest.raises(AuditIncompleteError):
+        audit_context(_ctx(manifest_for), strict=True)
     assert res.skipped == [{"check": "needs_embeddings", "reason": "no embeddings"}]
     assert set(res.timings) == {"crash", "ok"}
 

@@ -27,7 +27,7 @@ N = 40
 
 @pytest.fixture(autouse=True)
 def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDAUDIT_SECRET", "test-secret")
+    monkeypatch.setenv("MEDAUDIT_SECRET", "test-secret-0123456789abcdef0123456789")
 
 
 def _inputs(tmp_path: Path, *, n: int = N, seed: int = 0) -> dict[str, Path]:
@@ -196,7 +196,7 @@ def test_missing_columns_and_files(tmp_path: Path) -> None:
     _write(pd.read_csv(f["labels"]).drop(columns="label"), f["labels"])
     with pytest.raises(ValueError, match=r"labels has no 'label' column"):
         ingest_predictions(f["labels"], f["preds"], out=tmp_path / "run")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         ingest_predictions(tmp_path / "nope.csv", f["preds"], out=tmp_path / "run")
 
 

@@ -18,7 +18,7 @@ CHEAP = "label_issues,annotator_agreement,class_balance_and_size"
 
 @pytest.fixture(autouse=True)
 def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDAUDIT_SECRET", "cli-test-secret")
+    monkeypatch.setenv("MEDAUDIT_SECRET", "cli-test-secret-0123456789abcdef0123")
 
 
 @pytest.fixture
