@@ -40,9 +40,9 @@ from audit.rundir import RunDir
 from training import TrainConfig, train_run
 from training.dataset import ImageCache, Normalization, prepare_batch
 from training.device import resolve_device_setup
-from training.fold import fold_seed, seed_everything
-from training.folds import HOLDOUT_FOLD
 from training.models import create_model
+from training.reproducibility import fold_seed, seed_everything
+from training.splits import HOLDOUT_FOLD
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,7 +86,7 @@ def build_run(npz: Path, out: Path, size: int) -> RunDir:
 
 
 def _baseline_fold(run_path: str, f: int, config: TrainConfig, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """One fold of the bare baseline: (held-out probs, holdout-split probs)."""
+    """One fold of the bare baseline: (out-of-fold probs, holdout-split probs)."""
     torch.set_num_threads(threads)
     run = RunDir(run_path)
     folds = run.read_array("oof/folds")
@@ -149,8 +149,8 @@ def bare_baseline(run: RunDir, config: TrainConfig) -> dict[str, object]:
             parts = list(pool.map(_baseline_fold, [str(run.path)] * n_folds, range(n_folds),
                                   [config] * n_folds, [threads] * n_folds))
     probs = np.zeros((len(labels), int(parts[0][0].shape[1])), np.float32)
-    for f, (held, _) in enumerate(parts):
-        probs[folds == f] = held
+    for f, (oof, _) in enumerate(parts):
+        probs[folds == f] = oof
     hold = np.flatnonzero(folds == HOLDOUT_FOLD)
     probs[hold] = np.mean([h for _, h in parts], axis=0)
     cv = np.flatnonzero(folds != HOLDOUT_FOLD)

@@ -45,9 +45,10 @@ from audit.metrics import auc_with_ci
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
 from training.config import StemPool
-from training.fold import fold_seed, load_context, seed_everything
-from training.folds import fold_split
 from training.models import drop_stem_pool, resolve_stem_pool
+from training.reproducibility import fold_seed, seed_everything
+from training.run_context import load_context
+from training.splits import fold_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -115,8 +116,8 @@ def bare_loop(run: RunDir, config: TrainConfig) -> dict[str, float]:
         seconds += time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
-            held = torch.from_numpy(split.heldout)
-            probs[split.heldout] = torch.softmax(model(images[held]), 1).numpy()
+            oof = torch.from_numpy(split.oof)
+            probs[split.oof] = torch.softmax(model(images[oof]), 1).numpy()
     auc = auc_with_ci(ctx.labels, probs)
     return {"images": n_images, "seconds": seconds, "images_per_s": n_images / seconds,
             "oof_auc": auc.to_dict()}

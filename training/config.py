@@ -5,10 +5,9 @@ from CLI flags (``medaudit train``) or a TOML file in :mod:`medaudit` only, is
 recorded in ``run.json`` through :meth:`TrainConfig.to_dict`, and can be read
 back with :meth:`TrainConfig.from_dict`.
 
-The defaults are the CPU configuration that ``bench/bench_breastmnist.py``
-measured; where a default was tuned, it was chosen by out-of-fold AUC, never by
-the test split. Figures quoted for the other options were measured with the
-default of their time, ResNet-18 until 2026-11-30 (see ``model``).
+Where a default was tuned, it was chosen by out-of-fold AUC on real data
+(``bench/bench_breastmnist.py --tune``), never by a test split; the
+measurements behind each choice are in ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from training._messages import check_not_a_download
+from training.messages import check_not_a_download
 
 __all__ = [
     "ClassWeighting",
@@ -58,23 +57,17 @@ class TrainConfig:
         Any timm architecture name (``timm.list_models()``). Default
         ``"resnet10t"`` from scratch: timm's ResNet-10-T (one basic block per
         stage, a three-convolution stem, 4.9 M parameters against ResNet-18's
-        11.2 M). On BreastMNIST (``bench/bench_breastmnist.py --tune``,
-        out-of-fold figures only, everything else default) it reached OOF AUC
-        0.879 / 0.888 for seeds 0 / 1 in 244 / 317 s of training on 2 cores,
-        against 0.850 / 0.840 in 419 / 408 s for ResNet-18, the previous
-        default and the MedMNIST v2 reference architecture (``--model
-        resnet18`` for comparisons with published figures). Weights are never
-        downloaded.
+        11.2 M), which trains faster than ResNet-18 and was not less accurate
+        on small medical datasets. ``"resnet18"`` is the MedMNIST v2 reference
+        architecture, for comparisons with published figures. Weights are
+        never downloaded.
     folds : int
         Number of patient-grouped cross-validation folds (>= 2).
     epochs : int
         Maximum epochs per fold (early stopping may end a fold sooner).
     batch_size : int
-        Training batch size; evaluation uses twice this. With the default
-        ``lr``, batch 32 beat batch 64 / lr 2e-3 on BreastMNIST out-of-fold AUC
-        (0.827 vs 0.793, ``bench/bench_breastmnist.py --tune``; the test split
-        was never looked at for this choice): small datasets need the extra
-        optimizer steps.
+        Training batch size; evaluation uses twice this. Small batches suit
+        small datasets: they need the extra optimizer steps.
     lr : float
         Peak AdamW learning rate of the warmup + cosine schedule.
     weight_decay : float
@@ -87,14 +80,11 @@ class TrainConfig:
     stem_pool : {'keep', 'drop', 'auto'}
         The stem max-pool of ResNet-style models (timm ``maxpool``): ``keep``
         (default); ``drop`` it (twice the spatial resolution in every stage, no
-        parameter changes; a ResNet-18 step at 64 px, batch 32, took 2.2x as
-        long in fp32 and 1.4x in bf16 + channels-last here); or ``auto``: drop
-        it when the model input side is at most 64 px and no pretrained weights
-        are loaded (:func:`training.models.resolve_stem_pool`). On BreastMNIST
-        (28 px images upsampled to 64 px, out-of-fold figures only) dropping it
-        cost 2-3x the training time and did not pay: ResNet-18 0.860 in one
-        run, 0.830 in another (keep: 0.831); ResNet-10-T 0.867 / 0.874 for
-        seeds 0 / 1 in 510 / 621 s (keep: 0.879 / 0.888 in 244 / 317 s).
+        parameter changes, several times the compute per step); or ``auto``:
+        drop it when the model input side is at most 64 px and no pretrained
+        weights are loaded (:func:`training.models.resolve_stem_pool`).
+        Dropping it was not a reliable accuracy gain for its cost, hence
+        ``keep``.
     precision : {'auto', 'fp32', 'bf16', 'fp16'}
         ``auto``: CUDA mixed precision (bf16 when supported, else fp16) on a
         GPU; on a CPU, bf16 autocast + channels-last when the processor has native
@@ -132,12 +122,10 @@ class TrainConfig:
         ``alpha`` of mixup (:func:`training.augment.mixup`): each training batch
         is blended with a shuffled copy of itself with a weight drawn from
         ``Beta(alpha, alpha)``, and the loss mixes both labels; ``0`` = off.
-        On BreastMNIST (``bench_breastmnist.py --tune``, out-of-fold figures
-        only) 0.2 raised the OOF AUC from 0.830 / 0.823 to 0.847 / 0.845 for
-        seeds 0 / 1, a gain larger than the seed-to-seed spread; the best
-        epochs come later, so training takes about a quarter longer. It needs
-        that longer training: in the 10-epoch ``medaudit demo`` it lowered the
-        OOF AUC (0.720 against about 0.78), so the demo turns it off.
+        A regulariser for small datasets: the best epochs come later, so
+        training takes longer, and it needs that longer training (short runs
+        such as the 10-epoch ``medaudit demo`` under-fit with it, so the demo
+        turns it off).
     class_weighting : {'balanced', 'none', 'sampler'}
         Class-imbalance handling: inverse-frequency weighted loss, nothing, or a
         class-balanced sampler. With ``balanced`` or ``sampler`` the log class
@@ -146,12 +134,11 @@ class TrainConfig:
         the training prevalence and stay usable by calibration checks.
     inner_val_fraction : float
         Fraction of the training patients carved out (grouped, stratified) as
-        the inner validation set for early stopping; never the held-out fold.
+        the inner validation set for early stopping; never the fold's
+        out-of-fold rows.
         With ``refit`` the final model is trained on these rows too, so a
         larger inner split costs no training data, only makes the epoch choice
-        less noisy: on BreastMNIST (``bench_breastmnist.py --tune``, out-of-fold
-        figures only) 0.25 and 0.15 gave the same OOF AUC (0.831), 0.25 a
-        higher OOF accuracy (0.841 vs 0.808) and a 17 % shorter run.
+        less noisy.
     ema_epochs : float
         Horizon, in epochs, of the exponential moving average of the weights
         that is evaluated, early-stopped and kept (``0`` = no averaging).
@@ -164,27 +151,23 @@ class TrainConfig:
         weights are the best inner-validation-loss epoch from the second
         quarter of the schedule on: earlier, under-trained weights with
         near-uniform outputs can win on log loss against a better but more
-        confident model (a BreastMNIST fold kept its epoch-1 weights and
-        scored 0.66-0.68 out-of-fold AUC instead of 0.84).
+        confident model.
     refit : bool
         After the inner split has chosen the epoch count (early stopping,
         best epoch), retrain the fold's model from the same seed on all its
         training rows, inner split included, for exactly that many epochs of
         the same schedule, and keep that model (Hastie et al., *Elements of
         Statistical Learning*, 7.10: select, then refit on all the training
-        data). The held-out fold is never used for either step. It costs one
-        extra partial training pass per fold; ``False`` keeps the selected
-        model fitted without the inner rows.
+        data). The fold's out-of-fold rows are never used for either step. It
+        costs one extra partial training pass per fold; ``False`` keeps the
+        selected model fitted without the inner rows.
     keep_selected : bool
         With ``refit``: keep the model selected on the inner split as well and
         average its probabilities with the refitted model's (``logits.npy``
         then holds the log of the mean probability), a two-model
         ensemble at no extra training cost (both come from the same seed, so
         they differ less than two seeds' models). Fine-tuning only: a linear
-        probe keeps its refitted regression. On BreastMNIST without mixup it
-        raised the OOF AUC from 0.830 / 0.823 to 0.838 / 0.830 (seeds 0 / 1,
-        same runs scored both ways); with mixup the runs scored 0.850 / 0.840
-        against 0.847 / 0.845 without it, within noise.
+        probe keeps its refitted regression.
     models_per_fold : int
         Models trained per fold, each from its own seed (initialisation,
         augmentation, batch order) with its own epoch selection on the same
@@ -193,9 +176,7 @@ class TrainConfig:
         the embeddings are the first model's. It multiplies the training time.
         Ensembles average out seed noise, which on small data sets is as large
         as the differences between settings; the OOF figures then describe the
-        ensemble. ``finetune`` mode only. On BreastMNIST, averaging the OOF
-        probabilities of two default runs with different seeds raised the OOF
-        AUC from 0.820-0.830 to 0.838-0.844 (three seeds: 0.847).
+        ensemble. ``finetune`` mode only.
     masked_variants : tuple of str
         Masked re-scoring variants written to ``oof/masked/<variant>.npy``.
     jobs : int

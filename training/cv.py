@@ -37,16 +37,11 @@ from audit.metrics import accuracy_with_ci, auc_score, auc_with_ci
 from audit.rundir import RunDir
 from audit.stats import Estimate, finite_or_none
 from training.config import TrainConfig
-from training.fold import (
-    FoldResult,
-    fold_is_done,
-    fold_seed,
-    load_context,
-    load_fold_outputs,
-    load_fold_result,
-    train_fold,
-)
-from training.folds import HOLDOUT_FOLD
+from training.fold_outputs import FoldResult, fold_is_done, load_fold_outputs, load_fold_result
+from training.fold_training import train_fold
+from training.reproducibility import fold_seed
+from training.run_context import RunContext, load_context
+from training.splits import HOLDOUT_FOLD
 
 __all__ = ["TrainSummary", "train_run"]
 
@@ -262,7 +257,7 @@ def train_run(run_dir: RunDir | str | os.PathLike[str], config: TrainConfig | No
 
 def _assemble(
     run: RunDir,
-    ctx: Any,
+    ctx: RunContext,
     config: TrainConfig,
     fold_results: list[FoldResult],
     histories: list[dict[str, Any]],
@@ -272,29 +267,30 @@ def _assemble(
     n, k = len(ctx.labels), len(ctx.classes)
     variants = tuple(config.masked_variants)
     outs = [load_fold_outputs(run, f, variants) for f in range(config.folds)]
-    d = outs[0].embeddings.shape[1] if len(outs[0].rows) else outs[0].holdout_embeddings.shape[1]
+    d = outs[0].oof.embeddings.shape[1]  # (0, D) when a fold has no rows
     probs = np.full((n, k), np.nan, np.float32)
     logits = np.full((n, k), np.nan, np.float32)
     emb = np.full((n, d), np.nan, np.float32)
     masked = {v: np.full((n, k), np.nan, np.float32) for v in variants}
-    for o in outs:
+    for o in (o.oof for o in outs):
         probs[o.rows], logits[o.rows], emb[o.rows] = o.probs, o.logits, o.embeddings
         for v in variants:
             masked[v][o.rows] = o.masked[v]
     hold = np.flatnonzero(ctx.folds == HOLDOUT_FOLD)
     if hold.size:
-        for o in outs:
-            if not np.array_equal(o.holdout_rows, hold):
+        parts = [o.holdout for o in outs]
+        for h in parts:
+            if not np.array_equal(h.rows, hold):
                 raise ValueError(
                     f"fold outputs in {run.path / 'train'} disagree on the holdout rows; delete "
                     "the train/ folder and train again"
                 )
-        mean_probs = np.mean([o.holdout_probs for o in outs], axis=0)
+        mean_probs = np.mean([h.probs for h in parts], axis=0)
         probs[hold] = mean_probs
         logits[hold] = np.log(np.clip(mean_probs, 1e-12, None))
-        emb[hold] = outs[0].holdout_embeddings
+        emb[hold] = parts[0].embeddings
         for v in variants:
-            masked[v][hold] = np.mean([o.holdout_masked[v] for o in outs], axis=0)
+            masked[v][hold] = np.mean([h.masked[v] for h in parts], axis=0)
     if np.isnan(probs).any():
         missing = np.flatnonzero(np.isnan(probs).any(1))
         raise ValueError(
@@ -381,7 +377,7 @@ def _fmt_seconds(s: float) -> str:
 def _summary_text(
     run: RunDir,
     config: TrainConfig,
-    ctx: Any,
+    ctx: RunContext,
     folds: list[FoldResult],
     oof_auc: Estimate,
     oof_acc: Estimate,

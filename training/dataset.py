@@ -92,8 +92,8 @@ class ImageCache:
     def channel_stats(self, rows: np.ndarray, *, max_rows: int = 4096, seed: int = 0) -> Normalization:
         """Per-channel mean / std (in ``[0, 1]`` units) over a sample of ``rows``.
 
-        Only the training rows of a fold should be passed, so the held-out
-        fold does not shape its own normalisation.
+        Only the training rows of a fold should be passed, so the fold's
+        out-of-fold rows do not shape their own normalisation.
         """
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size > max_rows:

@@ -15,9 +15,9 @@ any other CPU              fp32
 On a CPU without native bf16, bf16 still works when asked for explicitly but is
 emulated and usually slower than fp32, so ``auto`` never picks it.
 
-In bf16 on a CPU, convolutions on feature maps of side <= 4 also run as
-matrix products (see :mod:`training.small_conv`, applied by
-:func:`training.small_conv.place_model`).
+:func:`place_model` puts a model on the chosen device and memory format; in
+bf16 on a CPU it also runs the convolutions on feature maps of side <= 4 as
+matrix products (:mod:`training.small_conv`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import nn
 
-from training.small_conv import MAX_MATMUL_SIDE
+from training.small_conv import MAX_MATMUL_SIDE, use_matmul_convs
 
-__all__ = ["DeviceSetup", "cpu_has_native_bf16", "resolve_device_setup"]
+__all__ = ["DeviceSetup", "cpu_has_native_bf16", "place_model", "resolve_device_setup"]
 
 _log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def resolve_device_setup(
     if device == "cuda" and not has_cuda:
         raise ValueError(
             "device 'cuda' was requested but torch sees no CUDA GPU "
-            f"(torch {torch.__version__}); use --device cpu or --device auto"
+            f"(torch {torch.__version__}); use device='cpu' or device='auto'"
         )
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu")
 
@@ -189,15 +190,43 @@ def resolve_device_setup(
         return DeviceSetup(dev, "fp32", False, "CPU without native bf16: fp32")
     if precision == "fp16":
         raise ValueError(
-            "precision 'fp16' needs a CUDA GPU; on a CPU use --precision bf16 "
-            "(fast when the CPU has AVX512-BF16/AMX) or --precision fp32"
+            "precision 'fp16' needs a CUDA GPU; on a CPU use precision='bf16' "
+            "(fast when the CPU has AVX512-BF16/AMX) or precision='fp32'"
         )
     if precision == "bf16":
         if not native:
             _log.warning(
                 "bf16 on a CPU without native bf16 support is emulated and usually slower "
-                "than fp32; consider --precision fp32"
+                "than fp32; consider precision='fp32'"
             )
         return DeviceSetup(dev, "bf16", True,
                            "CPU: bf16 autocast + channels-last as requested" + _SMALL_MAPS)
     return DeviceSetup(dev, "fp32", False, "CPU: fp32 as requested")
+
+
+def place_model(model: nn.Module, setup: DeviceSetup, input_shape: tuple[int, int, int]) -> nn.Module:
+    """Move ``model`` to ``setup``'s device and memory format, with CPU-bf16 kernels.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Changed in place.
+    setup : DeviceSetup
+        Device, precision and memory format of the run.
+    input_shape : tuple of int
+        ``(C, H, W)`` of one model input.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, on the device; on a CPU in bf16 its convolutions on maps of
+        side <= :data:`training.small_conv.MAX_MATMUL_SIDE` are
+        :class:`training.small_conv.MatmulConv2d`.
+    """
+    model = model.to(setup.device, memory_format=setup.memory_format)
+    if setup.device.type == "cpu" and setup.precision == "bf16":
+        switched = use_matmul_convs(model, input_shape)
+        if switched:
+            _log.debug("%d convolutions on maps of side <= %d run as matrix products (CPU bf16)",
+                       len(switched), MAX_MATMUL_SIDE)
+    return model

@@ -1,10 +1,10 @@
-"""Fast mode ``--mode linear-probe``: frozen backbone + one logistic regression per fold.
+"""Fast mode ``mode='linear-probe'``: frozen backbone + one logistic regression per fold.
 
-The backbone (ideally loaded from ``--pretrained-weights``) embeds every image
+The backbone (ideally loaded from ``TrainConfig.pretrained_weights``) embeds every image
 once, and once more per masked variant. Each fold then fits a standardised
 :class:`~sklearn.linear_model.LogisticRegression` on its training rows, with the
 inverse regularisation ``C`` chosen from a small grid by the log loss on the
-fold's inner validation split (never the held-out fold), then refitted on all
+fold's inner validation split (never the fold's out-of-fold rows), then refitted on all
 training rows of the fold. The artifacts are the same as in fine-tuning:
 
 * ``logits``: the linear scores (for two classes ``[0, log-odds]``), so that
@@ -37,22 +37,19 @@ from audit.stats import finite_or_none
 from training.config import TrainConfig
 from training.dataset import ImageCache
 from training.device import resolve_device_setup
-from training.fold import (
+from training.fold_outputs import (
     FoldOutputs,
     FoldResult,
-    _marker,
-    _RunContext,
-    _softmax,
-    build_model,
+    ScoredRows,
     checkpoint_path,
-    deterministic,
-    fold_seed,
-    predict_rows,
-    seed_everything,
-    torch_threads,
+    fold_marker,
     write_fold_outputs,
 )
-from training.folds import fold_split
+from training.models import build_model
+from training.predict import predict_rows, softmax
+from training.reproducibility import deterministic, fold_seed, seed_everything, torch_threads
+from training.run_context import RunContext
+from training.splits import fold_split
 
 __all__ = ["C_GRID", "train_linear_probe"]
 
@@ -78,13 +75,13 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool, seed: int) -> A
     return lr
 
 
-def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
+def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
     """Fit the linear-probe folds listed in ``todo`` and write their outputs.
 
     Parameters
     ----------
-    ctx : training.fold._RunContext
-        From :func:`training.fold.load_context`.
+    ctx : RunContext
+        From :func:`training.run_context.load_context`.
     config : TrainConfig
         ``mode='linear-probe'``.
     todo : list of int
@@ -106,8 +103,9 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
     setup = resolve_device_setup(device=config.device, precision=config.precision)
     if config.pretrained_weights is None:
         _log.warning(
-            "linear probe on a randomly initialised %s backbone: pass --pretrained-weights FILE "
-            "for meaningful embeddings", config.model,
+            "linear probe on a randomly initialised %s backbone: set "
+            "TrainConfig.pretrained_weights to a local weights file for meaningful embeddings",
+            config.model,
         )
     cache = ImageCache(run)
     all_rows = np.arange(len(ctx.labels))
@@ -141,7 +139,7 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
         best_c, best_loss = C_GRID[0], math.inf
         for c in C_GRID:
             lr = _fit(xs_fit, y[split.train], c, balanced, seed)
-            p = _softmax(_decision(lr, xs_val) + log_prior)
+            p = softmax(_decision(lr, xs_val) + log_prior)
             loss = float(log_loss(y[split.inner_val], np.clip(p, 1e-7, 1), labels=list(range(k))))
             grid.append({"C": c, "inner_val_loss": loss,
                          "inner_val_auc": finite_or_none(auc_score(y[split.inner_val], p)),
@@ -158,18 +156,16 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
                 return np.zeros((0, k), np.float32)
             return (_decision(lr, scaler.transform(features[rows])) + log_prior).astype(np.float32)
 
-        logits = score(split.heldout, emb)
-        probs = _softmax(logits)
-        in_probs = _softmax(score(train_rows, emb))
+        def scored(rows: np.ndarray, score: Any = score) -> ScoredRows:
+            logits = score(rows, emb)
+            return ScoredRows(
+                rows=rows, probs=softmax(logits), logits=logits, embeddings=emb[rows],
+                masked={v: softmax(score(rows, e)) for v, e in masked_emb.items()},
+            )
+
+        in_probs = softmax(score(train_rows, emb))
         in_auc = auc_score(y[train_rows], in_probs)
-        h_logits = score(split.holdout, emb)
-        outputs = FoldOutputs(
-            rows=split.heldout, probs=probs, logits=logits, embeddings=emb[split.heldout],
-            masked={v: _softmax(score(split.heldout, e)) for v, e in masked_emb.items()},
-            holdout_rows=split.holdout, holdout_probs=_softmax(h_logits), holdout_logits=h_logits,
-            holdout_embeddings=emb[split.holdout],
-            holdout_masked={v: _softmax(score(split.holdout, e)) for v, e in masked_emb.items()},
-        )
+        outputs = FoldOutputs(oof=scored(split.oof), holdout=scored(split.holdout))
         state = {
             "weight": torch.tensor(lr.coef_, dtype=torch.float32),
             "bias": torch.tensor(lr.intercept_, dtype=torch.float32),
@@ -178,14 +174,14 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
             "log_prior_adjustment": torch.tensor(log_prior, dtype=torch.float32),
         }
         atomic_write(checkpoint_path(run, fold), lambda t, s=state: torch.save(s, t))
-        fold_auc = auc_score(y[split.heldout], probs)
+        fold_auc = auc_score(y[split.oof], outputs.oof.probs)
         best = next(g for g in grid if g["C"] == best_c)
         seconds = time.perf_counter() - t0 + embed_seconds / len(todo)
         result = FoldResult(
             fold=fold, auc=fold_auc, in_sample_auc=in_auc,
             inner_val_auc=float("nan") if best["inner_val_auc"] is None else best["inner_val_auc"],
             best_epoch=0, epochs_run=0, n_train=len(train_rows), n_inner_val=len(split.inner_val),
-            n_heldout=len(split.heldout), n_holdout=len(split.holdout), seconds=seconds,
+            n_oof=len(split.oof), n_holdout=len(split.holdout), seconds=seconds,
             train_seconds=seconds, train_images=0, setup=setup.to_dict(),
         )
         history = {
@@ -200,12 +196,12 @@ def train_linear_probe(ctx: _RunContext, config: TrainConfig, todo: list[int]) -
             "oof_auc": finite_or_none(fold_auc),
             "n_train": len(train_rows),
             "n_inner_val": len(split.inner_val),
-            "n_heldout": len(split.heldout),
+            "n_oof": len(split.oof),
             "normalization": norm.to_dict(),
             "setup": setup.to_dict(),
         }
         write_fold_outputs(run, fold, outputs, history=history, result=result,
-                           marker=_marker(config, ctx.fingerprint))
+                           marker=fold_marker(config, ctx.fingerprint))
         results[fold] = result
         _log.info("linear-probe fold %d: OOF AUC %.3f, C=%g", fold, fold_auc, best_c)
     return results

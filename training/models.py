@@ -16,11 +16,14 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
-from training._messages import NO_DOWNLOAD_MESSAGE, check_not_a_download
-from training.config import StemPool
+from training.config import StemPool, TrainConfig
+from training.dataset import ImageCache
+from training.device import DeviceSetup, place_model
+from training.messages import NO_DOWNLOAD_MESSAGE, check_not_a_download
 
 __all__ = [
     "SMALL_INPUT_SIDE",
+    "build_model",
     "create_model",
     "drop_stem_pool",
     "embed_and_logits",
@@ -112,6 +115,32 @@ def create_model(
     return model
 
 
+
+def build_model(config: TrainConfig, n_classes: int, cache: ImageCache, setup: DeviceSetup) -> nn.Module:
+    """The configured timm model for ``cache``'s images, placed on ``setup``'s device.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Architecture, pretrained weights, stem-pool policy and input side.
+    n_classes : int
+        Output width ``K``.
+    cache : ImageCache
+        Gives the input channels and, without ``config.image_size``, the side.
+    setup : DeviceSetup
+        Device, precision and memory format (see :func:`training.device.place_model`).
+
+    Returns
+    -------
+    torch.nn.Module
+        Model taking ``(B, C, S, S)`` inputs, in training mode.
+    """
+    side = config.image_size or cache.size
+    model = create_model(config.model, n_classes, cache.channels,
+                         pretrained_weights=config.pretrained_weights,
+                         stem_pool=config.stem_pool, input_side=side)
+    return place_model(model, setup, (cache.channels, side, side))
+
 def _stem_pool_module(model: nn.Module) -> nn.Module | None:
     pool = getattr(model, "maxpool", None)
     return pool if isinstance(pool, nn.MaxPool2d) else None
@@ -126,10 +155,9 @@ def resolve_stem_pool(
     a stride-2 max-pool), so a 64 px image reaches the last stage as a 2 x 2
     map. Dropping the max-pool (the usual adaptation for small images, as in
     the CIFAR ResNets of He et al., CVPR 2016) keeps twice the resolution in
-    every stage (a ResNet-18 step at 64 px took 2.2x as long in fp32 and 2.0x
-    in bf16 with :mod:`training.small_conv` on this project's 2-core AMX CPU);
-    it changes no parameter, so weights files load either way. On BreastMNIST
-    it was not a reliable accuracy gain (see README, Training).
+    every stage, at the price of several times the compute per step; it
+    changes no parameter, so weights files load either way. Its cost and
+    effect on accuracy are measured in ``bench/`` (see ``bench/README.md``).
 
     Parameters
     ----------

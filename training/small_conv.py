@@ -7,42 +7,32 @@ the work is dominated by reordering a large weight into its blocked layout
 for a handful of output pixels. Written as im2col followed by one matrix
 product, the same convolution is a weight-shaped GEMM that the CPU's AMX /
 AVX512-BF16 units run at full speed. The im2col is one strided copy of the
-zero-padded channels-last input (:class:`_Im2colNHWC`), and its backward adds
-the ``kh * kw`` shifted gradient windows back in float32; the weight is kept in
+zero-padded channels-last input (:class:`_Im2colNHWC`, faster than
+``F.unfold`` / ``col2im`` on such maps), and its backward adds the
+``kh * kw`` shifted gradient windows back in float32; the weight is kept in
 the channels-last layout, so its ``(C_out, kh * kw * C_in)`` matrix is a view.
-Measured on this project's 2-core CPU (batch 64, two threads, bf16, forward +
-backward, medians of 15 alternated calls), this im2col against
-``F.unfold`` / ``col2im``: 512 channels on a 2 x 2 map 12.8 -> 7.0 ms, 256
-channels on a 4 x 4 map 20.4 -> 8.9 ms. Against oneDNN's convolution see
-:data:`MAX_MATMUL_SIDE`.
+``bench/bench_train_speed.py`` measures the gain (see ``bench/README.md``).
 
-:func:`place_model` moves a model to its device and memory format and, on a
-CPU in bf16, switches the qualifying ``nn.Conv2d`` modules to
-:class:`MatmulConv2d`. The switch changes no parameter value or buffer (state
-dicts and checkpoints are interchangeable with the unmodified model) and
-computes the same function up to floating-point rounding.
+:func:`use_matmul_convs` switches the qualifying ``nn.Conv2d`` modules of a
+model to :class:`MatmulConv2d` (:func:`training.device.place_model` does so on
+a CPU in bf16). The switch changes no parameter value or buffer (state dicts
+and checkpoints are interchangeable with the unmodified model) and computes
+the same function up to floating-point rounding.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # device.py names this module's limit in its run.json reason
-    from training.device import DeviceSetup
-
-__all__ = ["MAX_MATMUL_SIDE", "MatmulConv2d", "place_model", "use_matmul_convs"]
-
-_log = logging.getLogger(__name__)
+__all__ = ["MAX_MATMUL_SIDE", "MatmulConv2d", "use_matmul_convs"]
 
 #: Largest feature-map side (input of the convolution) computed as a matrix product.
-#: Forward + backward against oneDNN's bf16 convolution (batch 64, two threads):
-#: 512 channels on 2 x 2 maps 42 -> 10 ms, 256 on 4 x 4 11 -> 7 ms, but 128 on 8 x 8
-#: 4.7 -> 7.4 ms and 64 on 16 x 16 5.9 -> 23 ms, so larger maps stay convolutions.
+#: Up to this side the matrix product beats oneDNN's bf16 convolution in forward +
+#: backward; on larger maps the convolution kernel is faster, so they stay convolutions.
 MAX_MATMUL_SIDE = 4
 
 
@@ -115,7 +105,7 @@ class MatmulConv2d(nn.Conv2d):
         ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         rows = _Im2colNHWC.apply(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
         # One 2-D GEMM over all B * H' * W' positions: a batched (3-D @ 2-D) product
-        # takes a per-sample path that was ~100x slower in bf16 here.
+        # takes a much slower per-sample path in bf16.
         weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # taps, then C_in
         y = F.linear(rows, weight, self.bias)  # (B*H'*W', C_out)
         return y.view(b, oh, ow, self.out_channels).permute(0, 3, 1, 2)
@@ -179,29 +169,3 @@ def use_matmul_convs(model: nn.Module, input_shape: tuple[int, int, int],
         conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
     return switched
 
-
-def place_model(model: nn.Module, setup: DeviceSetup, input_shape: tuple[int, int, int]) -> nn.Module:
-    """Move ``model`` to ``setup``'s device and memory format, with CPU-bf16 kernels.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Changed in place.
-    setup : DeviceSetup
-        Device, precision and memory format of the run.
-    input_shape : tuple of int
-        ``(C, H, W)`` of one model input.
-
-    Returns
-    -------
-    torch.nn.Module
-        ``model``, on the device; on a CPU in bf16 its convolutions on maps of
-        side <= :data:`MAX_MATMUL_SIDE` are :class:`MatmulConv2d`.
-    """
-    model = model.to(setup.device, memory_format=setup.memory_format)
-    if setup.device.type == "cpu" and setup.precision == "bf16":
-        switched = use_matmul_convs(model, input_shape)
-        if switched:
-            _log.debug("%d convolutions on maps of side <= %d run as matrix products (CPU bf16)",
-                       len(switched), MAX_MATMUL_SIDE)
-    return model

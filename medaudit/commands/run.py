@@ -28,10 +28,11 @@ def run_stages(args: argparse.Namespace, out: Path) -> int:
     summary = ingest_from_args(args, out)
     print_ingest_summary(summary)
     if not args.no_train:
-        from medaudit.commands.train import train_config_from_args
+        from medaudit.commands.train import flag_words, train_config_from_args
         from training import train_run
 
-        trained = train_run(summary.run, train_config_from_args(args))
+        with flag_words():
+            trained = train_run(summary.run, train_config_from_args(args))
         print(trained.text)
     if not args.no_audit:
         from medaudit.commands.audit import audit_and_print

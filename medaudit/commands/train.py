@@ -5,18 +5,35 @@ Writes ``oof/pred_probs.npy``, ``oof/logits.npy``, ``oof/embeddings.npy``,
 ``train/fold_<k>.pt`` into the run directory and records the configuration
 and metrics under ``train`` in ``run.json``. Rerunning the same command after an
 interruption resumes: finished folds are reused.
+
+The training library names its parameters in its messages (``TrainConfig.lr``,
+``precision='fp32'``); :func:`flag_words` turns them into this command line's
+flags (``--lr``, ``--precision fp32``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import get_args
 
-from training._messages import NO_DOWNLOAD_MESSAGE
 from training.config import StemPool, TrainConfig
+from training.messages import NO_DOWNLOAD_MESSAGE
 
-__all__ = ["add_parser", "add_train_arguments", "run", "train_config_from_args"]
+__all__ = [
+    "add_parser",
+    "add_train_arguments",
+    "flag_words",
+    "reword_for_cli",
+    "run",
+    "train_config_from_args",
+]
 
 _DEFAULTS = TrainConfig()
 
@@ -150,6 +167,109 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """The command-line option of one ``TrainConfig`` field."""
+
+    flag: str  # e.g. --lr
+    negative: str | None  # --no-refit for a boolean option
+    metavar: str | None  # e.g. FILE
+
+
+@lru_cache(maxsize=1)
+def _flags() -> dict[str, _Flag]:
+    """``TrainConfig`` field -> its option, read from :func:`add_train_arguments`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, _Flag] = {}
+    for action in parser._actions:
+        # --train-image-size works in every command (``run`` and ``demo`` use --image-size
+        # for the ingest cache).
+        field = "image_size" if action.dest == "train_image_size" else action.dest
+        if field not in fields or not action.option_strings:
+            continue
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        flag = longs[-1] if field == "image_size" else longs[0]
+        negative = next((o for o in longs if o.startswith("--no-")), None)
+        out[field] = _Flag(flag, negative, action.metavar)
+    return out
+
+
+def _value_words(f: _Flag, value: str) -> str:
+    value = value.strip("'\"")
+    if value == "None":
+        return f"no {f.flag}"
+    if f.negative is not None and value in ("True", "False"):
+        return f.flag if value == "True" else f.negative
+    return f"{f.flag} {value}"
+
+
+def reword_for_cli(message: str) -> str:
+    """Name command-line flags where a training message names ``TrainConfig`` parameters.
+
+    ``TrainConfig.lr`` becomes ``--lr``, ``precision='fp32'`` becomes
+    ``--precision fp32``, ``holdout_split=None`` becomes ``no --holdout-split``;
+    parameters without a flag are left as they are.
+
+    Parameters
+    ----------
+    message : str
+        A message of the training library.
+
+    Returns
+    -------
+    str
+    """
+    flags = _flags()
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    value = r"('[^']*'|\"[^\"]*\"|[^\s,;:)]+)"
+
+    def with_value(m: re.Match[str]) -> str:
+        return _value_words(flags[m.group(1)], m.group(2))
+
+    def bare(m: re.Match[str]) -> str:
+        f = flags[m.group(1)]
+        return f"{f.flag} {f.metavar}" if f.metavar else f.flag
+
+    message = re.sub(rf"\bTrainConfig\.({names})={value}", with_value, message)
+    message = re.sub(rf"\bTrainConfig\.({names})\b", bare, message)
+    return re.sub(rf"(?<![\w.])({names})={value}", with_value, message)
+
+
+class _RewordTraining(logging.Filter):
+    """Rewords the log records of the training package (:func:`reword_for_cli`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("training"):
+            record.msg, record.args = reword_for_cli(record.getMessage()), None
+        return True
+
+
+@contextlib.contextmanager
+def flag_words() -> Iterator[None]:
+    """Inside the block, training errors and log messages name command-line flags.
+
+    A ``ValueError`` or ``TypeError`` leaving the block, and every record the
+    ``training`` loggers emit through the root logger's handlers, are reworded
+    with :func:`reword_for_cli`. (Folds trained in worker processes,
+    ``--jobs`` > 1, log through their own handlers, unchanged.)
+    """
+    handlers = list(logging.getLogger().handlers)
+    reword = _RewordTraining()
+    for h in handlers:
+        h.addFilter(reword)
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        if len(err.args) == 1 and isinstance(err.args[0], str):
+            err.args = (reword_for_cli(err.args[0]),)
+        raise
+    finally:
+        for h in handlers:
+            h.removeFilter(reword)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medaudit train``."""
     p = sub.add_parser("train", help="K-fold training that writes out-of-fold predictions",
@@ -165,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
     from audit.rundir import RunDir
     from training.cv import train_run
 
-    config = train_config_from_args(args)
-    summary = train_run(RunDir(args.run_dir), config)
+    with flag_words():
+        config = train_config_from_args(args)
+        summary = train_run(RunDir(args.run_dir), config)
     if not getattr(args, "quiet", False):
         print(summary.text)
     return 0

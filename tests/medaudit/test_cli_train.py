@@ -87,7 +87,7 @@ def test_ensemble_and_mixup_options_reach_the_config(
     assert (cfg.mixup, cfg.keep_selected, cfg.models_per_fold) == (0.0, False, 3)
     assert main(["train", str(tiny_run.path), *TINY, "--models-per-fold", "0"]) == 2
     err = capsys.readouterr().err
-    assert "models_per_fold must be >= 1" in err and "Traceback" not in err
+    assert "--models-per-fold M must be >= 1" in err and "Traceback" not in err
     assert main(["train", str(tiny_run.path), *TINY, "--mode", "linear-probe",
                  "--models-per-fold", "2"]) == 2
-    assert "needs mode='finetune'" in capsys.readouterr().err
+    assert "needs --mode finetune" in capsys.readouterr().err

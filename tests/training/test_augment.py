@@ -57,6 +57,8 @@ def test_mixup_reaches_training_and_stays_reproducible(
 ) -> None:
     import numpy as np
 
+    from training.fold_outputs import load_fold_outputs
+
     cfg = fast_config.replace(epochs=2, refit=False, mixup=0.0)
     runs: dict[str, RunDir] = {n: make_tiny_run(n) for n in ("plain", "mix", "mix_again")}
     train_fold(runs["plain"], 0, cfg)
@@ -64,7 +66,7 @@ def test_mixup_reaches_training_and_stays_reproducible(
     train_fold(runs["mix_again"], 0, cfg.replace(mixup=0.4))
 
     def probs(name: str) -> np.ndarray:
-        return np.load(runs[name].path / "train/fold_0/probs.npy")
+        return load_fold_outputs(runs[name], 0, ()).oof.probs
 
     np.testing.assert_array_equal(probs("mix"), probs("mix_again"))
     assert not np.array_equal(probs("mix"), probs("plain"))

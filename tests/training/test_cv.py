@@ -7,11 +7,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-import training.fold as fold_mod
+import training.fold_training as fold_training
 from audit.metrics import auc_score
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
-from training.folds import assign_folds
+from training.fold_outputs import load_fold_outputs
+from training.splits import assign_folds
 
 
 def test_train_run_writes_the_contract_artifacts_and_learns(
@@ -32,8 +33,8 @@ def test_train_run_writes_the_contract_artifacts_and_learns(
     np.testing.assert_array_equal(folds, assign_folds(manifest, folds=3, seed=0))
     # row order: each row's probability comes from the fold that held it out
     for k in range(3):
-        d = tiny_run.path / "train" / f"fold_{k}"
-        np.testing.assert_array_equal(probs[np.load(d / "rows.npy")], np.load(d / "probs.npy"))
+        oof = load_fold_outputs(tiny_run, k, ()).oof
+        np.testing.assert_array_equal(probs[oof.rows], oof.probs)
         assert (tiny_run.path / "train" / f"fold_{k}.pt").is_file()
 
     assert tiny_run.masked_variants() == ["border_only", "center_masked", "corners_masked"]
@@ -80,7 +81,7 @@ def test_resume_after_a_crash_skips_finished_folds_and_matches(
     train_run(reference, cfg)
 
     run = make_tiny_run("crashed")
-    real = fold_mod._train_fold
+    real = fold_training._train_fold
     calls: list[int] = []
 
     def crash_in_fold_1(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
@@ -89,7 +90,7 @@ def test_resume_after_a_crash_skips_finished_folds_and_matches(
             raise KeyboardInterrupt("simulated kill during fold 1")
         return real(ctx, fold, config, position=position)
 
-    monkeypatch.setattr(fold_mod, "_train_fold", crash_in_fold_1)
+    monkeypatch.setattr(fold_training, "_train_fold", crash_in_fold_1)
     with pytest.raises(KeyboardInterrupt):
         train_run(run, cfg)
     assert calls == [0, 1]
@@ -98,7 +99,7 @@ def test_resume_after_a_crash_skips_finished_folds_and_matches(
     assert not run.has("oof/pred_probs")
 
     calls.clear()
-    monkeypatch.setattr(fold_mod, "_train_fold", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    monkeypatch.setattr(fold_training, "_train_fold", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
     summary = train_run(run, cfg)
     assert calls == [1, 2]  # fold 0 was not retrained
     assert [f.reused for f in summary.folds] == [True, False, False]
@@ -120,7 +121,7 @@ def test_holdout_rows_get_fold_minus_one_and_ensemble_scores(
     probs = run.read_array("oof/pred_probs")
     assert probs.shape == (len(manifest), 3)
     ensemble = np.mean(
-        [np.load(run.path / f"train/fold_{k}/holdout_probs.npy") for k in range(3)], axis=0
+        [load_fold_outputs(run, k, ()).holdout.probs for k in range(3)], axis=0
     )
     np.testing.assert_allclose(probs[hold], ensemble, rtol=1e-6)
     assert run.masked_variants() == ["border_only"]

@@ -9,7 +9,7 @@ import torch
 
 from audit.rundir import RunDir
 from training import TrainConfig, create_model, train_run
-from training.folds import assign_folds
+from training.splits import assign_folds
 
 
 def test_linear_probe_writes_the_same_artifacts(

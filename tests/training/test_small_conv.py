@@ -8,12 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.device import DeviceSetup
 from training.models import create_model
-from training.small_conv import MAX_MATMUL_SIDE, MatmulConv2d, place_model, use_matmul_convs
-
-CPU_BF16 = DeviceSetup(torch.device("cpu"), "bf16", True, "test")
-CPU_FP32 = DeviceSetup(torch.device("cpu"), "fp32", False, "test")
+from training.small_conv import MAX_MATMUL_SIDE, MatmulConv2d, use_matmul_convs
 
 
 @pytest.mark.parametrize(
@@ -69,30 +65,6 @@ def test_only_convolutions_on_tiny_maps_are_switched():
     assert any(n.startswith("layer4.") for n in switched)
     assert not any(n.startswith(("layer1.", "layer2.")) for n in switched)
     assert model.training  # the probe pass restored the mode
-
-
-def test_place_model_keeps_the_function_and_the_state_dict():
-    torch.manual_seed(0)
-    plain = create_model("resnet18", 3, 1).eval()
-    placed = place_model(copy.deepcopy(plain), CPU_BF16, (1, 64, 64)).eval()
-    assert any(isinstance(m, MatmulConv2d) for m in placed.modules())
-    assert placed.state_dict().keys() == plain.state_dict().keys()
-    reloaded = create_model("resnet18", 3, 1)
-    reloaded.load_state_dict(placed.state_dict(), strict=True)
-    x = torch.rand(4, 1, 64, 64)
-    with torch.no_grad():
-        # Same function in fp32 (only the bf16 autocast path differs by rounding).
-        torch.testing.assert_close(placed(x), plain(x), rtol=1e-4, atol=1e-4)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast, ref = placed(x.contiguous(memory_format=torch.channels_last)), plain(x)
-    torch.testing.assert_close(fast.float(), ref.float(), rtol=0.1, atol=0.1)
-
-
-def test_place_model_switches_nothing_in_fp32_or_on_large_maps():
-    fp32 = place_model(create_model("resnet18", 2, 1), CPU_FP32, (1, 64, 64))
-    assert not any(isinstance(m, MatmulConv2d) for m in fp32.modules())
-    large = place_model(create_model("resnet18", 2, 1), CPU_BF16, (1, 256, 256))
-    assert not any(isinstance(m, MatmulConv2d) for m in large.modules())
 
 
 def test_grouped_and_same_padded_convolutions_are_never_switched():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.folds import HOLDOUT_FOLD, assign_folds, fold_split, inner_split
+from training.splits import HOLDOUT_FOLD, assign_folds, fold_split, inner_split
 
 
 def _manifest(n_patients: int = 60, per_patient: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def test_holdout_split_errors_name_the_problem() -> None:
 
 def test_too_few_patients_for_the_folds_is_a_clear_error() -> None:
     m = pd.DataFrame({"label": [0, 0, 1, 1, 1, 1], "patient_key": ["a", "a", "b", "c", "d", "e"]})
-    with pytest.raises(ValueError, match=r"class 0 has only 1 patient.*--folds"):
+    with pytest.raises(ValueError, match=r"class 0 has only 1 patient.*folds="):
         assign_folds(m, folds=2)
 
 
@@ -70,12 +70,12 @@ def test_inner_split_is_grouped_disjoint_and_inside_the_training_folds() -> None
     for k in range(4):
         s = fold_split(folds, k, labels, groups, inner_val_fraction=0.2, seed=0)
         assert np.intersect1d(s.train, s.inner_val).size == 0
-        assert np.intersect1d(s.inner_val, s.heldout).size == 0
-        assert np.intersect1d(s.train, s.heldout).size == 0
+        assert np.intersect1d(s.inner_val, s.oof).size == 0
+        assert np.intersect1d(s.train, s.oof).size == 0
         assert (folds[s.inner_val] != k).all() and (folds[s.train] != k).all()
         assert np.intersect1d(groups[s.inner_val], groups[s.train]).size == 0
-        assert np.intersect1d(groups[s.inner_val], groups[s.heldout]).size == 0
-        assert len(s.train) + len(s.inner_val) + len(s.heldout) == len(m)
+        assert np.intersect1d(groups[s.inner_val], groups[s.oof]).size == 0
+        assert len(s.train) + len(s.inner_val) + len(s.oof) == len(m)
         assert 0.1 < len(s.inner_val) / (len(s.train) + len(s.inner_val)) < 0.3
         assert set(labels[s.inner_val]) == {0, 1}
 

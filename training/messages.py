@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["NO_DOWNLOAD_MESSAGE", "check_not_a_download"]
+__all__ = ["NON_FINITE_OUTPUTS", "NO_DOWNLOAD_MESSAGE", "check_not_a_download"]
 
 #: Raised whenever pretrained weights are asked for without a local file.
 NO_DOWNLOAD_MESSAGE = (
     "pretrained weights were requested ({what}) but no local weights file was given; "
     "medaudit never downloads model weights (machines in hospitals are often offline). "
-    "Pass --pretrained-weights FILE (TrainConfig(pretrained_weights=Path(...))) with a "
-    "state dict or a timm checkpoint saved on this machine"
+    "Set TrainConfig.pretrained_weights to a state dict or a timm checkpoint saved on "
+    "this machine"
+)
+
+#: Raised when a fold's model scores rows with NaN or infinite outputs.
+NON_FINITE_OUTPUTS = (
+    "fold {fold}: the model produced non-finite outputs (training diverged); lower "
+    "TrainConfig.lr, or use precision='fp32'"
 )
 
 _HUB_WORDS = ("imagenet", "pretrained", "default", "true", "yes", "1")

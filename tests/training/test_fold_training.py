@@ -1,4 +1,4 @@
-"""One fold as an independent unit: outputs, marker, reuse, determinism, errors."""
+"""One fold as an independent unit: outputs, refit, ensembles, reuse, determinism, errors."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import json
 import numpy as np
 import pytest
 
-import training.fold as fold_mod
+import training.fold_training as fold_training
+import training.models as models_mod
 from audit.rundir import RunDir
 from training import TrainConfig, train_fold
-from training.folds import assign_folds
+from training.fold_outputs import load_fold_outputs
 from training.masking import MASKED_VARIANTS
 from training.models import split_model_states
+from training.predict import softmax
+from training.reproducibility import fold_seed, member_seed
+from training.splits import assign_folds
 
 
 def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: TrainConfig) -> None:
@@ -25,21 +29,24 @@ def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: T
 
     manifest = tiny_run.read_manifest()
     folds = assign_folds(manifest, folds=3, seed=fast_config.seed)
-    rows = np.load(d / "rows.npy")
+    out = load_fold_outputs(tiny_run, 1, MASKED_VARIANTS)
+    rows = out.oof.rows
     np.testing.assert_array_equal(rows, np.flatnonzero(folds == 1))
-    probs = np.load(d / "probs.npy")
+    probs = out.oof.probs
     assert probs.shape == (rows.size, 2) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    assert np.load(d / "embeddings.npy").shape[0] == rows.size
+    assert out.oof.embeddings.shape[0] == rows.size
     for v in MASKED_VARIANTS:
-        assert np.load(d / f"masked_{v}.npy").shape == probs.shape
+        assert out.oof.masked[v].shape == probs.shape
+    assert out.holdout.rows.size == 0 and out.holdout.probs.shape == (0, 2)  # no holdout split
 
     hist = json.loads((d / "history.json").read_text())
     assert len(hist["epochs"]) == fast_config.epochs
     for key in ("train_loss", "inner_val_loss", "inner_val_auc", "inner_val_acc", "lr"):
         assert key in hist["epochs"][0]
     assert hist["in_sample_auc"] is not None and hist["n_inner_val"] > 0
-    assert res.fold == 1 and not res.reused and res.n_heldout == rows.size
+    assert hist["n_oof"] == rows.size and "n_heldout" not in hist
+    assert res.fold == 1 and not res.reused and res.n_oof == rows.size
     import torch
 
     state = torch.load(tiny_run.path / "train" / "fold_1.pt", weights_only=True)
@@ -50,15 +57,16 @@ def test_refit_uses_all_training_rows_for_the_selected_epochs_and_never_the_held
     tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[dict[str, object]] = []
-    real = fold_mod._fit
+    real = fold_training.fit_model
 
-    def spy(ctx, rows, config, **kw):  # type: ignore[no-untyped-def]
-        out = real(ctx, rows, config, **kw)
-        calls.append({"rows": np.array(rows), "inner": kw["inner_val"], "stop": kw["stop_after"],
-                      "epochs_run": len(out.history), "best": out.best_epoch})
+    def spy(fc, rows, **kw):  # type: ignore[no-untyped-def]
+        out = real(fc, rows, **kw)
+        calls.append({"rows": np.array(rows), "inner": kw.get("inner_val"),
+                      "stop": kw.get("stop_after"), "epochs_run": len(out.history),
+                      "best": out.best_epoch})
         return out
 
-    monkeypatch.setattr(fold_mod, "_fit", spy)
+    monkeypatch.setattr(fold_training, "fit_model", spy)
     cfg = fast_config.replace(epochs=4)
     res = train_fold(tiny_run, 0, cfg)
     select, refit = calls
@@ -90,13 +98,13 @@ def test_finished_fold_is_reused_only_under_the_same_config(
 ) -> None:
     train_fold(tiny_run, 0, fast_config.replace(epochs=1))
     calls: list[int] = []
-    real = fold_mod._train_fold
+    real = fold_training._train_fold
 
     def counting(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
         calls.append(fold)
         return real(ctx, fold, config, position=position)
 
-    monkeypatch.setattr(fold_mod, "_train_fold", counting)
+    monkeypatch.setattr(fold_training, "_train_fold", counting)
     again = train_fold(tiny_run, 0, fast_config.replace(epochs=1, jobs=2, quiet=False))
     assert again.reused and calls == []
     changed = train_fold(tiny_run, 0, fast_config.replace(epochs=1, lr=fast_config.lr / 2))
@@ -110,11 +118,10 @@ def test_same_seed_same_data_gives_identical_probabilities(
     a, b = make_tiny_run("a"), make_tiny_run("b")
     train_fold(a, 2, cfg)
     train_fold(b, 2, cfg)
-    for name in ("probs", "logits", "embeddings", "masked_center_masked"):
-        np.testing.assert_array_equal(
-            np.load(a.path / "train/fold_2" / f"{name}.npy"),
-            np.load(b.path / "train/fold_2" / f"{name}.npy"),
-        )
+    out_a, out_b = (load_fold_outputs(r, 2, ("center_masked",)).oof for r in (a, b))
+    for name in ("probs", "logits", "embeddings"):
+        np.testing.assert_array_equal(getattr(out_a, name), getattr(out_b, name))
+    np.testing.assert_array_equal(out_a.masked["center_masked"], out_b.masked["center_masked"])
 
 
 def test_bad_fold_and_mode_are_refused(tiny_run: RunDir, fast_config: TrainConfig) -> None:
@@ -126,40 +133,20 @@ def test_bad_fold_and_mode_are_refused(tiny_run: RunDir, fast_config: TrainConfi
         train_fold(tiny_run, 0, {"epochs": 1})  # type: ignore[arg-type]
 
 
-def test_weight_ema_averages_parameters_and_copies_buffers() -> None:
-    import torch
-
-    from training.fold import WeightEma
-
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    ema = WeightEma(model, horizon_steps=100)
-    start = [p.detach().clone() for p in model.parameters()]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-        model[1].running_mean.fill_(5.0)
-    ema.update(model)
-    decay = min(ema.decay, 2 / 11)
-    for e, s in zip(ema.module.parameters(), start):
-        torch.testing.assert_close(e, s + (1 - decay))
-        assert not e.requires_grad
-    assert torch.equal(ema.module[1].running_mean, torch.full((2,), 5.0))
-
-
 def test_stem_pool_setting_reaches_every_model_the_fold_trains(
     tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
     pools: list[type] = []
-    real = fold_mod.create_model
+    real = models_mod.create_model
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         model = real(*args, **kwargs)
         pools.append(type(model.maxpool))
         return model
 
-    monkeypatch.setattr(fold_mod, "create_model", spy)
+    monkeypatch.setattr(models_mod, "create_model", spy)
     res = train_fold(tiny_run, 0, fast_config.replace(stem_pool="drop"))
     assert pools and all(p is torch.nn.Identity for p in pools)
     assert len(pools) == (2 if res.refit else 1)  # the selection pass and the refit
@@ -169,29 +156,6 @@ def test_stem_pool_setting_reaches_every_model_the_fold_trains(
         real("test_resnet", 2, 1).load_state_dict(kept)  # same parameters as a kept-pool model
 
 
-def test_deterministic_context_skips_nan_filling_on_cpu_and_restores_every_flag() -> None:
-    import torch
-    import torch.utils.deterministic as torch_deterministic
-
-    from training.device import resolve_device_setup
-    from training.fold import deterministic
-
-    setup = resolve_device_setup(device="cpu", precision="fp32")
-    before = (torch.are_deterministic_algorithms_enabled(),
-              torch_deterministic.fill_uninitialized_memory)
-    torch_deterministic.fill_uninitialized_memory = True
-    try:
-        with deterministic(setup):
-            assert torch.are_deterministic_algorithms_enabled()
-            assert torch.is_deterministic_algorithms_warn_only_enabled()
-            # the debugging fill of torch.empty is off: it costs time, changes no result
-            assert torch_deterministic.fill_uninitialized_memory is False
-        assert torch.are_deterministic_algorithms_enabled() == before[0]
-        assert torch_deterministic.fill_uninitialized_memory is True
-    finally:
-        torch_deterministic.fill_uninitialized_memory = before[1]
-
-
 def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_models(
     make_tiny_run, fast_config: TrainConfig  # type: ignore[no-untyped-def]
 ) -> None:
@@ -199,7 +163,8 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
 
     from training.dataset import ImageCache, Normalization
     from training.device import resolve_device_setup
-    from training.fold import build_model, member_seed, predict_rows
+    from training.models import build_model
+    from training.predict import predict_rows
 
     cfg = fast_config.replace(epochs=2, keep_selected=False)
     one, two = make_tiny_run("one"), make_tiny_run("two")
@@ -219,11 +184,11 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     hist = json.loads((two.path / "train/fold_1/history.json").read_text())
     assert hist["models"] == hist["kept_models"] == 2 and len(hist["other_models"]) == 1
     assert hist["other_models"][0]["seed"] == member_seed(cfg.seed, 1, 1) != hist["seed"]
-    assert hist["seed"] == member_seed(cfg.seed, 1, 0) == fold_mod.fold_seed(cfg.seed, 1)
+    assert hist["seed"] == member_seed(cfg.seed, 1, 0) == fold_seed(cfg.seed, 1)
 
     # the written probabilities are the mean of the two models' (logit-adjusted) probabilities
-    d = two.path / "train/fold_1"
-    rows = np.load(d / "rows.npy")
+    pair_out = load_fold_outputs(two, 1, ()).oof
+    rows = pair_out.rows
     cache, setup = ImageCache(two), resolve_device_setup(device="cpu", precision=cfg.precision)
     norm = Normalization(**{k: tuple(v) for k, v in hist["normalization"].items()})
     labels = two.read_manifest()["label"].to_numpy()
@@ -236,10 +201,10 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
         net.load_state_dict(m)
         logits, _ = predict_rows(net, cache, rows, setup=setup, norm=norm, image_size=None,
                                  batch_size=64)
-        probs.append(fold_mod._softmax(logits + log_prior))
-    np.testing.assert_allclose(np.load(d / "probs.npy"), np.mean(probs, axis=0), atol=1e-5)
-    np.testing.assert_allclose(np.exp(np.load(d / "logits.npy")), np.load(d / "probs.npy"), atol=1e-5)
-    assert not np.allclose(np.load(d / "probs.npy"), np.load(one.path / "train/fold_1/probs.npy"))
+        probs.append(softmax(logits + log_prior))
+    np.testing.assert_allclose(pair_out.probs, np.mean(probs, axis=0), atol=1e-5)
+    np.testing.assert_allclose(np.exp(pair_out.logits), pair_out.probs, atol=1e-5)
+    assert not np.allclose(pair_out.probs, load_fold_outputs(one, 1, ()).oof.probs)
 
 
 def test_several_models_per_fold_need_fine_tuning() -> None:
@@ -262,23 +227,39 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
     assert res.refit
 
     def load(name: str, what: str) -> np.ndarray:
-        return np.load(runs[name].path / "train/fold_0" / f"{what}.npy")
+        part, _, field = what.partition(".")
+        scored = getattr(load_fold_outputs(runs[name], 0, ("border_only",)), part)
+        return scored.masked["border_only"] if field == "masked" else getattr(scored, field)
 
     # the same seed gives the same selection pass and refit as in the two single-model runs
     kept = split_model_states(torch.load(runs["both"].path / "train/fold_0.pt", weights_only=True))
     for model, name in zip(kept, ("refit", "selected"), strict=True):
         solo = torch.load(runs[name].path / "train/fold_0.pt", weights_only=True)
         assert set(model) == set(solo) and all(torch.equal(model[k], v) for k, v in solo.items())
-    for what in ("probs", "holdout_probs", "masked_border_only"):
+    for what in ("oof.probs", "holdout.probs", "oof.masked"):
         np.testing.assert_allclose(load("both", what), (load("refit", what) + load("selected", what)) / 2,
                                    atol=1e-6)
-    np.testing.assert_array_equal(load("both", "embeddings"), load("refit", "embeddings"))
+    np.testing.assert_array_equal(load("both", "oof.embeddings"), load("refit", "oof.embeddings"))
     hist = json.loads((runs["both"].path / "train/fold_0/history.json").read_text())
     assert (hist["models"], hist["kept_models"]) == (1, 2)
     # without a refit there is only one model to keep
-    alone = train_fold(make_tiny_run("alone"), 0, cfg.replace(refit=False, keep_selected=True))
+    alone_run = make_tiny_run("alone")
+    alone = train_fold(alone_run, 0, cfg.replace(refit=False, keep_selected=True))
     assert not alone.refit
-    np.testing.assert_array_equal(
-        np.load(runs["selected"].path / "train/fold_0/probs.npy"),
-        np.load(runs["selected"].path.parent / "alone/train/fold_0/probs.npy"),
-    )
+    np.testing.assert_array_equal(load("selected", "oof.probs"),
+                                  load_fold_outputs(alone_run, 0, ()).oof.probs)
+
+
+def test_non_finite_model_outputs_name_the_parameters_to_change(
+    tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fold_training.predict_rows
+
+    def diverged(*args, **kwargs):  # type: ignore[no-untyped-def]
+        logits, emb = real(*args, **kwargs)
+        return np.full_like(logits, np.nan), emb
+
+    monkeypatch.setattr(fold_training, "predict_rows", diverged)
+    with pytest.raises(ValueError, match=r"fold 0: .*non-finite.*TrainConfig\.lr.*precision='fp32'"):
+        train_fold(tiny_run, 0, fast_config.replace(epochs=1, masked_variants=()))
+    assert not (tiny_run.path / "train/fold_0/done").exists()

@@ -6,7 +6,7 @@ Two rules keep out-of-fold (OOF) predictions honest:
    grouped by ``patient_key``), so no model sees a patient it later scores.
 2. Early stopping and the learning-rate schedule look only at an *inner*
    validation split carved from the training folds, grouped by patient as
-   well; the held-out fold is never used for any decision.
+   well; the fold's out-of-fold rows are never used for any decision.
 
 Rows of a user-given split (``holdout_split``, a value of the manifest ``split``
 column such as ``"test"``) are kept out of the K folds and marked ``-1``.
@@ -25,13 +25,13 @@ __all__ = ["HOLDOUT_FOLD", "FoldSplit", "assign_folds", "fold_split", "inner_spl
 
 _log = logging.getLogger(__name__)
 
-#: Fold index of held-out rows (scored by the fold ensemble, not out-of-fold).
+#: Fold index of holdout-split rows (scored by the fold ensemble, not out-of-fold).
 HOLDOUT_FOLD = -1
 
 _TOO_FEW_PATIENTS = (
     "cannot make {folds} patient-grouped folds: class {cls!r} has only {n} patient(s) "
     "{where}; every class needs at least {folds} patients. Use fewer folds "
-    "(--folds {suggest}) or add patients of that class"
+    "(folds={suggest}) or add patients of that class"
 )
 
 
@@ -45,16 +45,18 @@ class FoldSplit:
         ``(n_train,)`` int64, rows the fold model is fitted on.
     inner_val : numpy.ndarray
         ``(n_inner,)`` int64, inner validation rows (early stopping), disjoint
-        from ``train`` and ``heldout`` by patient.
-    heldout : numpy.ndarray
-        ``(n_heldout,)`` int64, the fold's out-of-fold rows.
+        from ``train`` and ``oof`` by patient.
+    oof : numpy.ndarray
+        ``(n_oof,)`` int64, the fold's out-of-fold rows (the rows of fold ``k``,
+        scored by the model trained without them).
     holdout : numpy.ndarray
-        ``(n_holdout,)`` int64, rows of the user's holdout split (fold ``-1``).
+        ``(n_holdout,)`` int64, rows of the user's holdout split (fold ``-1``),
+        scored by every fold's model.
     """
 
     train: np.ndarray
     inner_val: np.ndarray
-    heldout: np.ndarray
+    oof: np.ndarray
     holdout: np.ndarray
 
 
@@ -65,7 +67,8 @@ def _holdout_mask(manifest: pd.DataFrame, holdout_split: str | None) -> np.ndarr
     if "split" not in manifest.columns:
         raise ValueError(
             f"holdout split {holdout_split!r} was requested but the manifest has no 'split' "
-            "column; add one at ingestion or drop --holdout-split"
+            "column; add one at ingestion or train without a holdout split "
+            "(holdout_split=None)"
         )
     split = manifest["split"].astype("string")
     mask = (split == holdout_split).fillna(False).to_numpy(dtype=bool)
@@ -122,7 +125,7 @@ def assign_folds(
     Returns
     -------
     numpy.ndarray
-        ``(N,)`` int16 fold index in ``[0, K)``, or ``-1`` for held-out rows.
+        ``(N,)`` int16 fold index in ``[0, K)``, or ``-1`` for holdout-split rows.
 
     Raises
     ------
@@ -212,7 +215,7 @@ def fold_split(
     inner_val_fraction: float,
     seed: int,
 ) -> FoldSplit:
-    """The train / inner-validation / held-out / holdout rows of fold ``fold``.
+    """The train / inner-validation / out-of-fold / holdout rows of fold ``fold``.
 
     Parameters
     ----------
@@ -239,10 +242,10 @@ def fold_split(
     k = int(folds_array.max()) + 1
     if not 0 <= fold < k:
         raise ValueError(f"fold must be in [0, {k}); got {fold}")
-    heldout = np.flatnonzero(folds_array == fold).astype(np.int64)
+    oof = np.flatnonzero(folds_array == fold).astype(np.int64)
     train_all = np.flatnonzero((folds_array != fold) & (folds_array != HOLDOUT_FOLD))
     fit, val = inner_split(
         train_all, labels, groups, fraction=inner_val_fraction, seed=seed + 7919 * (fold + 1)
     )
     holdout = np.flatnonzero(folds_array == HOLDOUT_FOLD).astype(np.int64)
-    return FoldSplit(train=fit, inner_val=val, heldout=heldout, holdout=holdout)
+    return FoldSplit(train=fit, inner_val=val, oof=oof, holdout=holdout)
