@@ -145,6 +145,10 @@ def read_csv_table(path: str | os.PathLike[str], *, what: str = "manifest") -> p
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{p}: the file is empty; expected a header row and data") from None
     df.columns = [str(c).strip() for c in df.columns]
+    dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dupes:
+        raise ManifestError(f"{p}: column(s) {dupes} appear more than once (spaces around names are "
+                            "ignored); keep one column of each name")
     if len(df.columns) == 1:
         header = df.columns[0]
         for sep, name in ((";", "a semicolon"), ("\t", "a tab"), ("|", "a vertical bar")):

@@ -13,15 +13,25 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "PARAMETER_FLAGS", "build_parser", "main", "to_cli_wording"]
+__all__ = [
+    "EXIT_AUDIT_INCOMPLETE",
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_FINDINGS_AT_FAIL_ON",
+    "EXIT_OK",
+    "PARAMETER_FLAGS",
+    "build_parser",
+    "main",
+    "to_cli_wording",
+]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-#: ``audit --fail-on SEVERITY`` found a finding at or above that severity.
-EXIT_FINDINGS_AT_FAIL_ON = 3
-#: Some audit checks failed: the audit is incomplete.
-EXIT_AUDIT_INCOMPLETE = 4
+from medaudit.exit_codes import (
+    EXIT_AUDIT_INCOMPLETE,
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_FINDINGS_AT_FAIL_ON,
+    EXIT_OK,
+)
 
 #: Library messages name parameters; on the command line they are flags. Longest first.
 PARAMETER_FLAGS: dict[str, str] = {
@@ -33,10 +43,17 @@ PARAMETER_FLAGS: dict[str, str] = {
 
 
 def to_cli_wording(message: str) -> str:
-    """``message`` with parameter names replaced by the flags that set them."""
+    """``message`` with parameter names replaced by the flags that set them.
+
+    Ingestion's parameters come from :data:`PARAMETER_FLAGS`, training's
+    (``TrainConfig.lr``, ``precision='fp32'``) from the training options
+    (:func:`medaudit.commands.train.reword_for_cli`).
+    """
+    from medaudit.commands.train import reword_for_cli
+
     for param, flag in sorted(PARAMETER_FLAGS.items(), key=lambda kv: -len(kv[0])):
         message = message.replace(param, flag)
-    return message
+    return reword_for_cli(message)
 
 
 def _command_modules() -> list[ModuleType]:

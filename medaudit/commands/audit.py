@@ -159,7 +159,7 @@ def print_audit_summary(run_dir: Any) -> None:
 def audit_exit_code(result: Any, fail_on: str | None) -> int:
     """The exit code of an audit (see the module docstring)."""
     from audit.findings import severity_rank
-    from medaudit.cli import EXIT_AUDIT_INCOMPLETE, EXIT_FINDINGS_AT_FAIL_ON, EXIT_OK
+    from medaudit.exit_codes import EXIT_AUDIT_INCOMPLETE, EXIT_FINDINGS_AT_FAIL_ON, EXIT_OK
 
     if result.errors:
         return EXIT_AUDIT_INCOMPLETE

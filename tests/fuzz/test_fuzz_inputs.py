@@ -239,7 +239,7 @@ _RUN: dict[str, Path] = {}
 
 def _shared_run(factory: pytest.TempPathFactory) -> Path:
     if "run" not in _RUN:
-        from conftest import build_tiny_run
+        from tests.conftest import build_tiny_run
 
         run = build_tiny_run(factory.mktemp("fuzz") / "run", n=40, size=8)
         y = run.read_manifest()["label"].to_numpy()
