@@ -23,7 +23,8 @@ PACKAGES = ("ingest", "training", "audit", "reports", "dashboard", "medaudit")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "audit": ("audit",),
     "ingest": ("ingest", "audit.rundir", "audit._schemas", "audit.validation"),
-    "training": ("training", "audit.rundir", "audit._schemas", "audit.stats", "audit.metrics"),
+    "training": ("training", "audit.rundir", "audit._schemas", "audit.stats", "audit.metrics",
+                 "audit.consistency", "audit.transaction"),
     "reports": ("reports", "audit"),
     "dashboard": ("dashboard", "reports", "audit"),
     "medaudit": PACKAGES,

@@ -29,16 +29,26 @@ import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audit.consistency import artifact_digests
 from audit.metrics import accuracy_with_ci, auc_score, auc_with_ci
-from audit.rundir import RunDir
+from audit.rundir import RunDir, stale_after
 from audit.stats import Estimate, finite_or_none
 from training.config import TrainConfig
-from training.fold_outputs import FoldResult, fold_is_done, load_fold_outputs, load_fold_result
+from training.fold_outputs import (
+    WORK_DIR,
+    FoldResult,
+    checkpoint_path,
+    fold_is_done,
+    load_fold_outputs,
+    load_fold_result,
+)
 from training.fold_training import train_fold
+from training.models import check_model_name
 from training.reproducibility import fold_seed
 from training.run_context import RunContext, load_context
 from training.splits import HOLDOUT_FOLD
@@ -130,25 +140,18 @@ def _run_fold_in_worker(run_path: str, fold: int, config: TrainConfig) -> FoldRe
 
 
 def _clean_stale(run: RunDir, config: TrainConfig) -> None:
-    """Remove fold outputs of folds beyond ``config.folds`` and stale masked variants."""
-    train = run.path / "train"
-    if train.is_dir():
-        for p in train.glob("fold_*"):
-            stem = p.name.split(".")[0]
-            try:
-                k = int(stem.split("_", 1)[1])
-            except ValueError:
-                continue
-            if k >= config.folds:
-                _log.info("removing stale %s (this run has %d folds)", p, config.folds)
-                if p.is_dir():
-                    shutil.rmtree(p)
-                else:
-                    p.unlink()
-    for v in run.masked_variants():
-        if v not in config.masked_variants:
-            _log.info("removing stale masked variant oof/masked/%s.npy", v)
-            run.file(f"oof/masked/{v}").unlink(missing_ok=True)
+    """Remove work-area fold folders beyond ``config.folds`` (from a run with more folds)."""
+    work = run.path / WORK_DIR
+    if not work.is_dir():
+        return
+    for p in work.glob("fold_*"):
+        try:
+            k = int(p.name.split("_", 1)[1])
+        except ValueError:
+            continue
+        if k >= config.folds:
+            _log.info("removing stale %s (this run has %d folds)", p, config.folds)
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _run_finetune_folds(run: RunDir, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
@@ -214,20 +217,33 @@ def train_run(run_dir: RunDir | str | os.PathLike[str], config: TrainConfig | No
     audit.rundir.RunArtifactMissingError
         When the run directory has not been ingested.
 
+    audit.transaction.RunDirBusyError
+        When another process is writing the run directory.
+
     Notes
     -----
-    Rerunning the same call after an interruption retrains only the folds
-    whose ``train/fold_<k>/done`` marker is missing or was written under
-    another config or other data; the final arrays equal those of an
-    uninterrupted run (same seed, data and CPU thread count).
+    The run directory changes as one transaction (:mod:`audit.transaction`): folds
+    work in ``.work/train/`` and the published ``oof/``, ``train/`` and
+    ``run.json['train']`` are replaced only when every fold has finished, so a
+    failed, interrupted or mistyped retrain leaves the previous results whole
+    (findings and reports made from them are removed when the new ones publish).
+    Rerunning the same call after an interruption retrains only the folds whose
+    ``done`` marker is missing or was written under another config or other
+    data; the final arrays equal those of an uninterrupted run (same seed, data
+    and CPU thread count).
     """
     t0 = time.perf_counter()
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    check_model_name(config.model)
+    with run.transaction("medaudit train") as staged:
+        return _train_and_publish(run, staged, config, t0)
+
+
+def _train_and_publish(run: RunDir, staged: RunDir, config: TrainConfig, t0: float) -> TrainSummary:
     ctx = load_context(run, config)
-    run.write_array("oof/folds", ctx.folds)
     _clean_stale(run, config)
 
     done_before = [k for k in range(config.folds) if fold_is_done(run, k, config, ctx.fingerprint)]
@@ -251,12 +267,22 @@ def train_run(run_dir: RunDir | str | os.PathLike[str], config: TrainConfig | No
         fold_results.append(res)
         histories.append(hist)
 
-    summary = _assemble(run, ctx, config, fold_results, histories, time.perf_counter() - t0)
-    return summary
+    stale, _ = stale_after("train")
+    staged.remove([p for p in stale if p != ".work"])  # the work area stays: resume state
+    return _assemble(run, staged, ctx, config, fold_results, histories, time.perf_counter() - t0)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)  # the work copy is replaced by rename, never written in place
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _assemble(
     run: RunDir,
+    staged: RunDir,
     ctx: RunContext,
     config: TrainConfig,
     fold_results: list[FoldResult],
@@ -282,8 +308,8 @@ def _assemble(
         for h in parts:
             if not np.array_equal(h.rows, hold):
                 raise ValueError(
-                    f"fold outputs in {run.path / 'train'} disagree on the holdout rows; delete "
-                    "the train/ folder and train again"
+                    f"fold outputs in {run.path / WORK_DIR} disagree on the holdout rows; delete "
+                    f"the {WORK_DIR}/ folder and train again"
                 )
         mean_probs = np.mean([h.probs for h in parts], axis=0)
         probs[hold] = mean_probs
@@ -295,14 +321,20 @@ def _assemble(
         missing = np.flatnonzero(np.isnan(probs).any(1))
         raise ValueError(
             f"{missing.size} row(s) of {run.path} got no prediction (first: row {missing[0]}); the "
-            "fold outputs are inconsistent with oof/folds.npy: delete train/ and train again"
+            f"fold outputs are inconsistent with the fold assignment: delete {WORK_DIR}/ and train "
+            "again"
         )
-    run.write_array("oof/pred_probs", probs)
-    run.write_array("oof/logits", logits)
-    run.write_array("oof/embeddings", emb)
+    staged.write_array("oof/folds", ctx.folds)
+    staged.write_array("oof/pred_probs", probs)
+    staged.write_array("oof/logits", logits)
+    staged.write_array("oof/embeddings", emb)
     for v in variants:
-        run.write_array(f"oof/masked/{v}", masked[v])
-    run.write_json("train/history.json", {"mode": config.mode, "folds": histories})
+        staged.write_array(f"oof/masked/{v}", masked[v])
+    staged.write_json("train/history.json", {"mode": config.mode, "folds": histories})
+    for f in range(config.folds):
+        _link_or_copy(checkpoint_path(run, f), staged.path / "train" / f"fold_{f}.pt")
+    consumed = ["oof/folds.npy", "oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy",
+                *(f"oof/masked/{v}.npy" for v in variants), "train/history.json"]
 
     labels, groups = ctx.labels, ctx.groups
     cv_rows = np.flatnonzero(ctx.folds != HOLDOUT_FOLD)
@@ -347,8 +379,10 @@ def _assemble(
         },
         "auc_definition": "binary ROC AUC" if k == 2 else "macro one-vs-rest ROC AUC",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "artifacts": artifact_digests(staged, consumed),
     }
-    run.update_run_json({"train": record})
+    _, drop = stale_after("train")
+    staged.update_run_json({"train": record}, drop=drop)
     text = _summary_text(run, config, ctx, fold_results, oof_auc, oof_acc, h_auc, h_acc,
                          masked_auc, seconds)
     return TrainSummary(

@@ -39,6 +39,7 @@ from training.config import TrainConfig
 __all__ = [
     "DONE",
     "FOLD_FORMAT",
+    "WORK_DIR",
     "FoldOutputs",
     "FoldResult",
     "ScoredRows",
@@ -48,6 +49,7 @@ __all__ = [
     "fold_marker",
     "load_fold_outputs",
     "load_fold_result",
+    "published_checkpoint",
     "write_fold_outputs",
 ]
 
@@ -171,13 +173,24 @@ class FoldOutputs:
     holdout: ScoredRows
 
 
+#: The training work area (resume state), relative to the run directory. Folds write
+#: here; :func:`training.train_run` publishes ``oof/`` and ``train/`` from it in one
+#: transaction, so a failed or interrupted retrain never touches the published run.
+WORK_DIR = ".work/train"
+
+
 def fold_dir(run: RunDir, fold: int) -> Path:
-    """``train/fold_<k>/`` of the run directory."""
-    return run.path / "train" / f"fold_{fold}"
+    """``.work/train/fold_<k>/``: one fold's outputs while a run trains (resume state)."""
+    return run.path / WORK_DIR / f"fold_{fold}"
 
 
 def checkpoint_path(run: RunDir, fold: int) -> Path:
-    """``train/fold_<k>.pt`` of the run directory."""
+    """``.work/train/fold_<k>/model.pt``: the fold's kept model(s) while a run trains."""
+    return fold_dir(run, fold) / "model.pt"
+
+
+def published_checkpoint(run: RunDir, fold: int) -> Path:
+    """``train/fold_<k>.pt``: the published checkpoint of fold ``fold`` (state dict only)."""
     return run.path / "train" / f"fold_{fold}.pt"
 
 

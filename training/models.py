@@ -8,6 +8,7 @@ from a file the user names.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,30 @@ _PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "backbone.")
 
 #: Largest input side for which ``stem_pool='auto'`` drops a stem max-pool.
 SMALL_INPUT_SIDE = 64
+
+
+def check_model_name(name: str) -> None:
+    """Raise when ``name`` is not a timm architecture, suggesting the closest names.
+
+    Raises
+    ------
+    ValueError
+        E.g. ``unknown timm architecture 'resnet10tt'; did you mean 'resnet10t'?``.
+    """
+    import difflib
+
+    import timm
+
+    if timm.is_model(name):
+        return
+    names = timm.list_models()
+    close = difflib.get_close_matches(name.lower(), names, n=5, cutoff=0.75)
+    if not close:
+        close = [n for n in names if name.lower().split("_")[0] in n][:5]
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+        "no similar name"
+    raise ValueError(f"unknown timm architecture {name!r}; {hint} (timm.list_models() lists "
+                     f"all {len(names)})")
 
 
 def create_model(
@@ -100,12 +125,7 @@ def create_model(
         raise ValueError(f"num_classes must be an int >= 2; got {num_classes!r}")
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ValueError(f"in_chans must be an int >= 1; got {in_chans!r}")
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
-        raise ValueError(
-            f"unknown timm architecture {name!r}; similar names: {close or 'none'} "
-            "(see timm.list_models())"
-        )
+    check_model_name(name)
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
     pretrained_file = pretrained_weights is not None
     if resolve_stem_pool(model, stem_pool, input_side, pretrained=pretrained_file) == "drop":
@@ -235,10 +255,15 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """
     check_not_a_download(str(path))
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(
             f"pretrained weights file {str(p)!r} does not exist; pass the path of a state "
             "dict or timm checkpoint saved on this machine (nothing is downloaded)"
+        )
+    if not p.is_file():
+        raise ValueError(
+            f"pretrained weights file {str(p)!r} is not a regular file (a folder, device or "
+            "pipe); pass the path of a state dict or timm checkpoint file"
         )
     if p.suffix == ".safetensors":
         try:
@@ -251,11 +276,22 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            # weights_only refused an object that is not tensors and plain containers:
+            # the file would run code when loaded. Never suggest weights_only=False.
+            found = re.search(r"GLOBAL ([\w.]+)", str(err))
+            what = f" (it refers to {found.group(1)})" if found else ""
+            raise ValueError(
+                f"weights file {str(p)!r} contains Python objects that would run code when "
+                f"loaded{what}, so it was not loaded; ask for a plain state dict saved with "
+                "torch.save(model.state_dict(), path)"
+            ) from None
         except Exception as err:
             raise ValueError(
-                f"cannot read weights file {str(p)!r} with torch.load(weights_only=True): {err}. "
-                "Save a plain state dict: torch.save(model.state_dict(), path)"
-            ) from err
+                f"cannot read weights file {str(p)!r} as a PyTorch checkpoint "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:160]}); save a plain "
+                "state dict: torch.save(model.state_dict(), path)"
+            ) from None
     models = split_model_states(_find_state_dict(obj, p))
     if len(models) > 1:
         _log.info("%s holds %d models (a medaudit fold ensemble); using the first", p, len(models))

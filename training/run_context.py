@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from audit.consistency import data_fingerprint
 from audit.rundir import RunDir
 from training.config import TrainConfig
 from training.splits import assign_folds
@@ -45,37 +44,6 @@ class RunContext:
     classes: list[str]
     folds: np.ndarray
     fingerprint: str
-
-
-def data_fingerprint(run: RunDir, manifest: pd.DataFrame | None = None) -> str:
-    """A cheap fingerprint of the training data of a run directory.
-
-    Hashes the manifest columns that define the task (``sample_id``, ``label``,
-    ``patient_key``, ``split``), the class names, the image cache's shape and
-    dtype and up to 64 evenly spaced cached images.
-
-    Parameters
-    ----------
-    run : RunDir
-    manifest : pandas.DataFrame, optional
-        The run's manifest when already read.
-
-    Returns
-    -------
-    str
-        16 hex digits.
-    """
-    if manifest is None:
-        manifest = run.read_manifest()
-    h = hashlib.sha256()
-    cols = [c for c in ("sample_id", "label", "patient_key", "split") if c in manifest.columns]
-    h.update(pd.util.hash_pandas_object(manifest[cols], index=False).to_numpy().tobytes())
-    h.update(json.dumps(run.read_run_json().get("classes")).encode())
-    images = run.read_array("images", mmap=True)
-    h.update(str((images.shape, images.dtype.str)).encode())
-    for i in np.unique(np.linspace(0, len(images) - 1, num=min(64, len(images))).astype(int)):
-        h.update(np.ascontiguousarray(images[i]).tobytes())
-    return h.hexdigest()[:16]
 
 
 def load_context(run: RunDir, config: TrainConfig) -> RunContext:

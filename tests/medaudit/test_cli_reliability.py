@@ -172,3 +172,69 @@ def test_inputs_are_never_modified(tmp_path: Path) -> None:
                  str(key), "--image-size", "8"]) == 0
     assert {p: p.read_bytes() for p in (tmp_path / "data").iterdir()} == before
     assert json.loads((tmp_path / "r" / "run.json").read_text())["classes"] == ["neg", "pos"]
+
+
+TINY_TRAIN = ["--model", "test_resnet", "--folds", "3", "--epochs", "1", "--batch-size", "32"]
+
+
+def _published(run: RunDir) -> dict[str, bytes]:
+    names = [p for p in sorted(run.path.rglob("*")) if p.is_file()
+             and p.relative_to(run.path).parts[0] in ("oof", "train")]
+    out = {p.relative_to(run.path).as_posix(): p.read_bytes() for p in names}
+    out["run.json:train"] = json.dumps(run.read_run_json().get("train", {}).get("config")).encode()
+    return out
+
+
+def test_a_failed_or_interrupted_retrain_keeps_the_published_run(
+    tiny_run: RunDir, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from training import fold_training
+
+    assert main(["train", str(tiny_run.path), *TINY_TRAIN]) == EXIT_OK
+    assert main(["audit", str(tiny_run.path), "--checks", "label_issues"]) == EXIT_OK
+    before = _published(tiny_run)
+    findings = tiny_run.read_json("findings.json")
+    capsys.readouterr()
+    # a typo in the model name: refused before anything is written
+    assert main(["train", str(tiny_run.path), *TINY_TRAIN, "--seed", "7", "--model",
+                 "resnet10tt"]) == EXIT_BAD_INPUT
+    assert "did you mean 'resnet10t'" in capsys.readouterr().err
+    assert _published(tiny_run) == before
+    # a retrain with another seed killed after its first fold
+    real = fold_training._train_fold
+
+    def killed_after_fold_0(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+        if fold == 1:
+            raise KeyboardInterrupt("kill")
+        return real(ctx, fold, config, position=position)
+
+    monkeypatch.setattr(fold_training, "_train_fold", killed_after_fold_0)
+    assert main(["train", str(tiny_run.path), *TINY_TRAIN, "--seed", "7"]) == 130
+    assert _published(tiny_run) == before
+    assert tiny_run.read_json("findings.json") == findings     # the audit of seed 0 stands
+    monkeypatch.setattr(fold_training, "_train_fold", real)
+    assert main(["train", str(tiny_run.path), *TINY_TRAIN, "--seed", "7"]) == EXIT_OK
+    assert _published(tiny_run) != before
+    assert not tiny_run.has("findings.json")                   # stale: made from seed 0's outputs
+    assert "audit" not in tiny_run.read_run_json()
+    assert tiny_run.read_run_json()["train"]["config"]["seed"] == 7
+
+
+def test_a_second_writer_fails_at_once(tiny_run: RunDir, capsys) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, time\nfrom audit.transaction import writer_lock\n"
+            "with writer_lock(sys.argv[1], 'medaudit train'):\n"
+            "    print('locked', flush=True)\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tiny_run.path)], text=True,
+                            stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        assert main(["train", str(tiny_run.path), *TINY_TRAIN]) == EXIT_BAD_INPUT
+        line = _one_line_error(capsys.readouterr().err)
+        assert f"in use by another medaudit process (medaudit train, pid {proc.pid}" in line
+        assert not tiny_run.has("oof/folds")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "kill-test-key-0123456789abcdef0123456789"
 #: Contract artifacts compared between states (run.json is compared by its stage keys).
 ARTIFACTS = ("manifest.parquet", "quarantine.csv", "images.npy", "image_properties.parquet",
-             "findings.json", "oof/pred_probs.npy")
+             "findings.json", "oof/pred_probs.npy", "oof/folds.npy", "train/history.json")
 
 
 def _pngs(folder: Path, n: int, seed: int) -> Path:
@@ -128,3 +128,44 @@ def test_killed_audit_leaves_old_or_new_findings(tmp_path: Path, env: dict[str, 
         assert _state(run.path) in (old, new)
     assert _cli("audit", str(run.path), env=env).wait() == 0
     assert _state(run.path) == new
+
+
+@pytest.mark.slow
+def test_killed_retrain_leaves_old_outputs_and_resumes(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.conftest import build_tiny_run
+
+    tiny = ["--model", "test_resnet", "--folds", "3", "--epochs", "2", "--batch-size", "32",
+            "--threads", "1"]
+    build_tiny_run(tmp_path / "ref", n=120, size=16)
+    t0 = time.perf_counter()
+    assert _cli("train", str(tmp_path / "ref"), *tiny, "--seed", "1", env=env).wait() == 0
+    duration = time.perf_counter() - t0
+    ref = _train_state(tmp_path / "ref")
+    run = build_tiny_run(tmp_path / "run", n=120, size=16).path
+    assert _cli("train", str(run), *tiny, "--seed", "0", env=env).wait() == 0
+    old = _train_state(run)
+    rng = np.random.default_rng(2)
+    for _ in range(2):
+        proc = _cli("train", str(run), *tiny, "--seed", "1", env=env)
+        _kill_at(proc, float(rng.uniform(0.4, 0.9)) * duration)
+        recover(run)
+        assert _train_state(run) in (old, ref)
+    assert _cli("train", str(run), *tiny, "--seed", "1", env=env).wait() == 0
+    assert _train_state(run) == ref  # resumed, bitwise the same as an uninterrupted run
+
+
+def _digest(path: Path) -> str:
+    """Digest of a checkpoint's tensors (torch.save's zip embeds the temporary file name)."""
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train_state(run: Path) -> dict[str, str]:
+    state = {k: v for k, v in _state(run).items() if k != "train/history.json"}  # has timings
+    return state | {"ckpt": _digest(run / "train" / "fold_2.pt")}

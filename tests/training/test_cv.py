@@ -94,8 +94,9 @@ def test_resume_after_a_crash_skips_finished_folds_and_matches(
     with pytest.raises(KeyboardInterrupt):
         train_run(run, cfg)
     assert calls == [0, 1]
-    assert (run.path / "train/fold_0/done").is_file()
-    assert not (run.path / "train/fold_1/done").exists()
+    assert (run.path / ".work/train/fold_0/done").is_file()
+    assert not (run.path / ".work/train/fold_1/done").exists()
+    assert not run.has("oof/folds") and not (run.path / "train").exists()  # nothing published
     assert not run.has("oof/pred_probs")
 
     calls.clear()

@@ -21,10 +21,10 @@ from training.splits import assign_folds
 
 def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: TrainConfig) -> None:
     res = train_fold(tiny_run, 1, fast_config)
-    d = tiny_run.path / "train" / "fold_1"
-    assert (tiny_run.path / "train" / "fold_1.pt").is_file()
+    d = tiny_run.path / ".work/train/fold_1"
+    assert (tiny_run.path / ".work/train/fold_1/model.pt").is_file()
     assert (d / "done").is_file()
-    assert not (tiny_run.path / "train" / "fold_0").exists()
+    assert not (tiny_run.path / ".work/train/fold_0").exists()
     assert not tiny_run.has("oof/pred_probs")
 
     manifest = tiny_run.read_manifest()
@@ -49,7 +49,7 @@ def test_train_fold_writes_only_its_own_outputs(tiny_run: RunDir, fast_config: T
     assert res.fold == 1 and not res.reused and res.n_oof == rows.size
     import torch
 
-    state = torch.load(tiny_run.path / "train" / "fold_1.pt", weights_only=True)
+    state = torch.load(tiny_run.path / ".work/train/fold_1/model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
@@ -83,7 +83,7 @@ def test_refit_uses_all_training_rows_for_the_selected_epochs_and_never_the_held
     )
     assert not set(refit["rows"]) & set(held)  # type: ignore[arg-type]
     assert res.refit and res.n_train == len(refit["rows"])  # type: ignore[arg-type]
-    hist = json.loads((tiny_run.path / "train/fold_0/history.json").read_text())
+    hist = json.loads((tiny_run.path / ".work/train/fold_0/history.json").read_text())
     assert hist["refit"]["n_rows"] == res.n_train
     assert len(hist["refit"]["epochs"]) == res.best_epoch
     assert "inner_val_loss" not in hist["refit"]["epochs"][0]
@@ -150,8 +150,8 @@ def test_stem_pool_setting_reaches_every_model_the_fold_trains(
     res = train_fold(tiny_run, 0, fast_config.replace(stem_pool="drop"))
     assert pools and all(p is torch.nn.Identity for p in pools)
     assert len(pools) == (2 if res.refit else 1)  # the selection pass and the refit
-    assert (tiny_run.path / "train" / "fold_0" / "done").is_file()
-    state = torch.load(tiny_run.path / "train" / "fold_0.pt", weights_only=True)
+    assert (tiny_run.path / ".work/train/fold_0" / "done").is_file()
+    state = torch.load(tiny_run.path / ".work/train/fold_0/model.pt", weights_only=True)
     for kept in split_model_states(state):
         real("test_resnet", 2, 1).load_state_dict(kept)  # same parameters as a kept-pool model
 
@@ -174,14 +174,14 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     assert pair.train_images > single.train_images  # both models were trained
 
     # model 0 of the pair is exactly the single model (same seed); model 1 has its own seed
-    solo = torch.load(one.path / "train/fold_1.pt", weights_only=True)
-    state = torch.load(two.path / "train/fold_1.pt", weights_only=True)
+    solo = torch.load(one.path / ".work/train/fold_1/model.pt", weights_only=True)
+    state = torch.load(two.path / ".work/train/fold_1/model.pt", weights_only=True)
     members = split_model_states(state)
     assert len(members) == 2
     assert set(members[0]) == set(members[1]) == set(solo)
     assert all(torch.equal(members[0][k], solo[k]) for k in solo)
     assert not all(torch.equal(members[0][k], members[1][k]) for k in solo)
-    hist = json.loads((two.path / "train/fold_1/history.json").read_text())
+    hist = json.loads((two.path / ".work/train/fold_1/history.json").read_text())
     assert hist["models"] == hist["kept_models"] == 2 and len(hist["other_models"]) == 1
     assert hist["other_models"][0]["seed"] == member_seed(cfg.seed, 1, 1) != hist["seed"]
     assert hist["seed"] == member_seed(cfg.seed, 1, 0) == fold_seed(cfg.seed, 1)
@@ -232,15 +232,15 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
         return scored.masked["border_only"] if field == "masked" else getattr(scored, field)
 
     # the same seed gives the same selection pass and refit as in the two single-model runs
-    kept = split_model_states(torch.load(runs["both"].path / "train/fold_0.pt", weights_only=True))
+    kept = split_model_states(torch.load(runs["both"].path / ".work/train/fold_0/model.pt", weights_only=True))
     for model, name in zip(kept, ("refit", "selected"), strict=True):
-        solo = torch.load(runs[name].path / "train/fold_0.pt", weights_only=True)
+        solo = torch.load(runs[name].path / ".work/train/fold_0/model.pt", weights_only=True)
         assert set(model) == set(solo) and all(torch.equal(model[k], v) for k, v in solo.items())
     for what in ("oof.probs", "holdout.probs", "oof.masked"):
         np.testing.assert_allclose(load("both", what), (load("refit", what) + load("selected", what)) / 2,
                                    atol=1e-6)
     np.testing.assert_array_equal(load("both", "oof.embeddings"), load("refit", "oof.embeddings"))
-    hist = json.loads((runs["both"].path / "train/fold_0/history.json").read_text())
+    hist = json.loads((runs["both"].path / ".work/train/fold_0/history.json").read_text())
     assert (hist["models"], hist["kept_models"]) == (1, 2)
     # without a refit there is only one model to keep
     alone_run = make_tiny_run("alone")
@@ -262,4 +262,4 @@ def test_non_finite_model_outputs_name_the_parameters_to_change(
     monkeypatch.setattr(fold_training, "predict_rows", diverged)
     with pytest.raises(ValueError, match=r"fold 0: .*non-finite.*TrainConfig\.lr.*precision='fp32'"):
         train_fold(tiny_run, 0, fast_config.replace(epochs=1, masked_variants=()))
-    assert not (tiny_run.path / "train/fold_0/done").exists()
+    assert not (tiny_run.path / ".work/train/fold_0/done").exists()
