@@ -171,6 +171,22 @@ class AuditResult:
             For an unknown check, a check without a table (listing those that
             have one), or a check that did not run here (skipped, failed or not
             asked for), with the reason.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 200)
+        >>> p1 = np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 200), 0.01, 0.99)
+        >>> man = pd.DataFrame({"sample_id": [f"s{i}" for i in range(200)], "label": y,
+        ...                     "patient_key": [f"p{i}" for i in range(200)]})
+        >>> ctx = AuditContext.from_arrays(man, ["neg", "pos"], pred_probs=np.c_[1 - p1, p1])
+        >>> res = audit_context(ctx, checks=["label_issues"], config={"label_issues": {"n_boot": 50}})
+        >>> table = res.table("label_issues")
+        >>> len(table), list(table.columns[:3])
+        (200, ['sample_id', 'patient_key', 'given_label_name'])
+        >>> print(res.summary().splitlines()[1])
+          PASS      label_issues: Estimated label noise 0.0% (95% CI 0.0% to 0.0%)
         """
         spec = get_check(check)
         if spec.table is None:

@@ -402,6 +402,25 @@ def prepare_predictions(
     ------
     FileNotFoundError, TypeError, ValueError
         See :func:`ingest_predictions` and :func:`check_images`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> labels = pd.DataFrame({"sample_id": ["a", "b", "c", "d"],
+    ...                        "label": ["benign", "malignant", "benign", "oops"],
+    ...                        "patient_id": ["P1", "P1", "P2", "P3"]})
+    >>> probs = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "benign": [0.9, 0.2, 0.7, 0.5],
+    ...                       "malignant": [0.1, 0.8, 0.3, 0.5]})
+    >>> prepared = prepare_predictions(labels, probs)
+    >>> prepared.manifest[["sample_id", "label", "label_name"]]
+      sample_id  label label_name
+    0         a      0     benign
+    1         b      1  malignant
+    2         c      0     benign
+    >>> prepared.quarantine["source"].tolist()
+    ['labels:d']
+    >>> bool(prepared.manifest["patient_key"].str.startswith("p-").all())  # pseudonymized
+    True
     """
     lab = _read_table(labels, "labels")
     if "label" not in lab.columns:
