@@ -10,14 +10,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.context import CORE_COLUMNS, EVIDENCE, AuditContext
 from audit.findings import Finding
 
-__all__ = ["CheckFunc", "CheckSpec"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["CheckFunc", "CheckSpec", "TableFunc"]
 
 CheckFunc = Callable[[AuditContext, Any], list[Finding]]
+#: ``table(ctx, config) -> DataFrame``: the full per-sample table behind a check's findings.
+TableFunc = Callable[[AuditContext, Any], "pd.DataFrame"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class CheckSpec:
         The check is skipped unless some manifest column starts with this
         prefix; the core columns (:data:`audit.context.CORE_COLUMNS`, e.g.
         ``label_name``) do not count.
+    table : callable, optional
+        ``table(ctx, config) -> pandas.DataFrame``: one row per sample (N rows,
+        manifest order, ``sample_id`` first) with every sample's scores and
+        flags, of which the findings list only the top. Pure, like ``func``;
+        computed on demand (:meth:`audit.engine.AuditResult.table`).
     """
 
     name: str
@@ -52,6 +62,7 @@ class CheckSpec:
     description: str = ""
     requires_columns: tuple[str, ...] = ()
     requires_any_column_prefix: str | None = None
+    table: TableFunc | None = None
 
     def __post_init__(self) -> None:
         bad = [e for e in self.requires if e not in EVIDENCE]

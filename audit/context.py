@@ -8,13 +8,21 @@ model trained elsewhere) with :meth:`AuditContext.from_arrays`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
+from pandera.errors import SchemaErrors
 
-from audit._schemas import ANNOTATOR_PREFIX, CORE_COLUMNS, annotator_columns
+from audit._schemas import (
+    ANNOTATOR_PREFIX,
+    CORE_COLUMNS,
+    RUN_MANIFEST_SCHEMA,
+    annotator_columns,
+    format_schema_errors,
+)
 from audit.rundir import HISTORY, RunArtifactMissingError, RunDir
 
 __all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "AuditContext", "Evidence",
@@ -32,6 +40,21 @@ Evidence = Literal[
 ]
 #: Evidence names a check may require (besides the manifest, always present).
 EVIDENCE: tuple[str, ...] = get_args(Evidence)
+
+#: Warning when :meth:`AuditContext.from_arrays` gets a manifest without ``patient_key``.
+MSG_NO_PATIENT_KEY = (
+    "manifest has no 'patient_key' column: each row is treated as its own patient, so the "
+    "checks cannot see several images of one patient; add patient_key (one value per patient) "
+    "or use medaudit.audit_predictions(..., patient_ids=...), which pseudonymizes them"
+)
+MSG_NO_SAMPLE_ID = (
+    "manifest has no 'sample_id' column: rows are named by their position ('0', '1', ...)"
+)
+MSG_BAD_MANIFEST = "manifest given to AuditContext.from_arrays is not a valid run manifest:\n{lines}"
+MSG_EVIDENCE_ROWS = (
+    "evidence {name!r} has {got} rows but the manifest has {n}; every array must have one row "
+    "per manifest row, in manifest order"
+)
 
 _ARRAY_NAMES = {
     "pred_probs": "oof/pred_probs",
@@ -89,8 +112,58 @@ class AuditContext:
         class_names: list[str],
         **evidence: Any,
     ) -> AuditContext:
-        """Context from in-memory evidence (no run directory)."""
-        return cls(manifest, class_names, evidence=evidence)
+        """Context from in-memory evidence (no run directory), validated once here.
+
+        Missing core columns are filled where a default is safe: ``sample_id``
+        (the row position) and ``patient_key`` (one patient per row) with a
+        warning, ``label_name`` from ``class_names``. The manifest is then
+        checked against the run-manifest schema (:mod:`audit._schemas`), labels
+        against ``class_names``, and every array's row count against the
+        manifest, so that a problem is one clear error here rather than a
+        failed check later.
+
+        Parameters
+        ----------
+        manifest : pandas.DataFrame
+            N rows; ``label`` (class index) required.
+        class_names : list of str
+            K names in label-index order.
+        **evidence
+            Arrays by evidence name (:data:`EVIDENCE`), N rows each.
+
+        Returns
+        -------
+        AuditContext
+
+        Raises
+        ------
+        ValueError
+            For a missing ``label`` column, a manifest that violates the schema
+            (every failure listed), a label outside ``[0, K)``, an unknown
+            evidence name or an array whose row count is not N.
+
+        Warns
+        -----
+        UserWarning
+            When ``sample_id`` or ``patient_key`` had to be filled.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> man = pd.DataFrame({"sample_id": ["a", "b", "c"], "label": [0, 1, 0],
+        ...                     "patient_key": ["p1", "p2", "p3"]})
+        >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+        >>> ctx = AuditContext.from_arrays(man, ["neg", "pos"], pred_probs=p)
+        >>> ctx.n, list(ctx.manifest["label_name"])
+        (3, ['neg', 'pos', 'neg'])
+        """
+        manifest = _complete_manifest(manifest, list(class_names))
+        ctx = cls(manifest, class_names, evidence=evidence)
+        for name, value in ctx._cache.items():
+            rows = _rows(value)
+            if rows is not None and rows != ctx.n:
+                raise ValueError(MSG_EVIDENCE_ROWS.format(name=name, got=rows, n=ctx.n))
+        return ctx
 
     # -- basic views --------------------------------------------------------------
     @property
@@ -171,3 +244,51 @@ class AuditContext:
             value = self.run.read_array(_ARRAY_NAMES[name], mmap=name == "images")
         self._cache[name] = value
         return value
+
+
+def _rows(value: Any) -> int | None:
+    """Row count of a piece of evidence (None for ``history``)."""
+    if isinstance(value, dict):
+        counts = {_rows(v) for v in value.values()} - {None}
+        return counts.pop() if len(counts) == 1 else None
+    if isinstance(value, (np.ndarray, pd.DataFrame)):
+        return int(value.shape[0])
+    return None
+
+
+def _complete_manifest(manifest: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """Fill safe defaults for missing core columns, then validate (see ``from_arrays``)."""
+    if not isinstance(manifest, pd.DataFrame):
+        raise TypeError(f"manifest must be a pandas DataFrame; got {type(manifest).__name__}")
+    m = manifest.reset_index(drop=True).copy()
+    if "label" not in m.columns:
+        raise ValueError(MSG_BAD_MANIFEST.format(
+            lines=f"no 'label' column (columns: {list(m.columns)}); add the given class index "
+            "of every row"))
+    if "sample_id" not in m.columns:
+        warnings.warn(MSG_NO_SAMPLE_ID, stacklevel=3)
+        m.insert(0, "sample_id", [str(i) for i in range(len(m))])
+    k = len(class_names)
+    label = pd.to_numeric(m["label"], errors="coerce")
+    bad = label.isna() | (label < 0) | (label >= k) | (label != label.round())
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        value = m["label"].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(MSG_BAD_MANIFEST.format(
+            lines=f"column 'label' must be class indices in [0, {k}) (class_names has {k} "
+            f"names); got {value!r} at row {i} (sample_id "
+            f"{str(m['sample_id'].iloc[i])!r}); {int(bad.sum())} such row(s)"))
+    m["label"] = label.astype(np.int64)
+    if "label_name" not in m.columns:
+        m.insert(list(m.columns).index("label") + 1, "label_name",
+                 [class_names[i] for i in m["label"]])
+    if "patient_key" not in m.columns:
+        warnings.warn(MSG_NO_PATIENT_KEY, stacklevel=3)
+        m.insert(list(m.columns).index("label_name") + 1, "patient_key",
+                 "row-" + m["sample_id"].astype(str))
+    try:
+        return RUN_MANIFEST_SCHEMA.validate(m, lazy=True)
+    except SchemaErrors as err:
+        raise ValueError(MSG_BAD_MANIFEST.format(
+            lines=format_schema_errors(err, source="manifest"))) from None

@@ -16,13 +16,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.consistency import verify_run
 from audit.context import AuditContext
 from audit.findings import Finding, sort_findings
-from audit.registry import build_config, get_check, list_checks
+from audit.registry import build_config, get_check, list_checks, registry
 from audit.rundir import FINDINGS, RunDir, stale_after
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = [
     "AuditIncompleteError",
@@ -44,6 +47,15 @@ REC_FAILED = (
     "audit again; until then treat this part of the audit as not done."
 )
 MSG_INCOMPLETE = "{n} check(s) failed and did not run to the end: {details}"
+MSG_NO_TABLE = "check {check!r} has no per-sample table; checks with one: {with_table}"
+MSG_TABLE_NOT_RUN = (
+    "check {check!r} did not run in this audit ({why}); audit again with it in checks=[...] "
+    "(checks run: {run})"
+)
+MSG_TABLE_NO_CONTEXT = (
+    "this AuditResult holds no evidence (it was not made by audit_context or audit_run), "
+    "so check tables cannot be computed; audit again"
+)
 
 
 class AuditIncompleteError(RuntimeError):
@@ -73,6 +85,18 @@ class AuditResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The evidence audited, kept so that per-sample tables are computed on demand.
+    context: AuditContext | None = field(default=None, repr=False, compare=False)
+    #: Config dataclass of every check asked for, in run order (skipped ones included).
+    check_configs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _tables: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{sum(f.severity == s for f in self.findings)} {s}"
+                           for s in ("critical", "warning", "info", "pass"))
+        return (f"AuditResult({len(self.findings)} findings: {counts}; "
+                f"skipped={[s['check'] for s in self.skipped]}, "
+                f"errors={[e['check'] for e in self.errors]})")
 
     @property
     def complete(self) -> bool:
@@ -90,6 +114,108 @@ class AuditResult:
         if self.errors:
             details = "; ".join(f"{e['check']}: {e['error']}" for e in self.errors)
             raise AuditIncompleteError(MSG_INCOMPLETE.format(n=len(self.errors), details=details))
+
+    # -- for notebooks and pandas ----------------------------------------------------
+    def findings_frame(self) -> pd.DataFrame:
+        """The findings as a table, one row per finding, most severe first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``check``, ``severity``, ``title``, ``message``,
+            ``n_samples``, ``sample_ids`` (list), ``recommendation``,
+            ``references`` (list) and ``evidence`` (dict).
+
+        Examples
+        --------
+        >>> from audit.findings import Finding
+        >>> res = AuditResult(findings=[Finding(check="outliers", severity="info",
+        ...     title="Unusual images", message="2 images stand out.",
+        ...     evidence={"method": "robust z"}, sample_ids=["a", "b"])])
+        >>> res.findings_frame()[["check", "severity", "n_samples"]]
+              check severity  n_samples
+        0  outliers     info          2
+        """
+        import pandas as pd
+
+        columns = ["check", "severity", "title", "message", "n_samples", "sample_ids",
+                   "recommendation", "references", "evidence"]
+        return pd.DataFrame(
+            [{"check": f.check, "severity": f.severity, "title": f.title, "message": f.message,
+              "n_samples": len(f.sample_ids), "sample_ids": list(f.sample_ids),
+              "recommendation": f.recommendation, "references": list(f.references),
+              "evidence": f.evidence} for f in self.findings],
+            columns=columns,
+        )
+
+    def table(self, check: str) -> pd.DataFrame:
+        """The full per-sample table of ``check`` (its findings list only the top samples).
+
+        Computed on demand from the audited evidence with the audit's settings,
+        then kept.
+
+        Parameters
+        ----------
+        check : str
+            A check that ran in this audit and has a table
+            (:attr:`audit.check_spec.CheckSpec.table`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per sample in manifest order, ``sample_id`` first (a copy).
+
+        Raises
+        ------
+        ValueError
+            For an unknown check, a check without a table (listing those that
+            have one), or a check that did not run here (skipped, failed or not
+            asked for), with the reason.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 200)
+        >>> p1 = np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 200), 0.01, 0.99)
+        >>> man = pd.DataFrame({"sample_id": [f"s{i}" for i in range(200)], "label": y,
+        ...                     "patient_key": [f"p{i}" for i in range(200)]})
+        >>> ctx = AuditContext.from_arrays(man, ["neg", "pos"], pred_probs=np.c_[1 - p1, p1])
+        >>> res = audit_context(ctx, checks=["label_issues"], config={"label_issues": {"n_boot": 50}})
+        >>> table = res.table("label_issues")
+        >>> len(table), list(table.columns[:3])
+        (200, ['sample_id', 'patient_key', 'given_label_name'])
+        >>> print(res.summary().splitlines()[1])
+          PASS      label_issues: Estimated label noise 0.0% (95% CI 0.0% to 0.0%)
+        """
+        spec = get_check(check)
+        if spec.table is None:
+            with_table = [n for n, s in registry().items() if s.table is not None]
+            raise ValueError(MSG_NO_TABLE.format(check=check, with_table=", ".join(with_table)))
+        if check not in self._tables:
+            errors = {e["check"]: e["error"] for e in self.errors}
+            skipped = {s["check"]: s["reason"] for s in self.skipped}
+            why = (f"it failed: {errors[check]}" if check in errors
+                   else f"skipped: {skipped[check]}" if check in skipped
+                   else None if check in self.check_configs else "it was not asked for")
+            if why is not None:
+                raise ValueError(MSG_TABLE_NOT_RUN.format(
+                    check=check, why=why, run=", ".join(self.configs) or "none"))
+            if self.context is None:
+                raise ValueError(MSG_TABLE_NO_CONTEXT)
+            self._tables[check] = spec.table(self.context, self.check_configs[check])
+        return self._tables[check].copy()
+
+    def summary(self) -> str:
+        """A traffic-light summary as text, one line per check (:mod:`audit.result_summary`)."""
+        from audit.result_summary import summary_text
+
+        return summary_text(self)
+
+    def _repr_html_(self) -> str:
+        from audit.result_summary import summary_html
+
+        return summary_html(self)
 
 
 def audit_context(
@@ -122,7 +248,7 @@ def audit_context(
     """
     configs = validate_audit_config(config, checks=checks)
     specs = [get_check(n) for n in configs]
-    result = AuditResult()
+    result = AuditResult(context=ctx, check_configs=dict(configs))
     for spec in specs:
         missing = spec.missing_evidence(ctx)
         if missing:

@@ -28,9 +28,24 @@ Inputs
 ``metadata``
     Optional CSV (or DataFrame) joined on ``sample_id``.
 
+``images``
+    Optional ``.npy`` (or ndarray) ``(N, S, S)``, ``(N, C, S, S)`` or
+    ``(N, S, S, C)`` (C = 1 or 3), uint8 or float in [0, 1], rows in labels
+    order; enables the image checks (duplicates, outliers).
+
 External predictions are assumed out-of-sample (the model never trained on
 these images). ``oof/folds.npy`` is written as all ``-1``, which here means
 "not from medaudit's K-fold: scored by an external model".
+
+One builder, two callers
+------------------------
+:func:`prepare_predictions` validates everything and builds the run manifest
+and the arrays in memory (nothing is written); :func:`write_predictions_run`
+publishes them as one transaction. :func:`ingest_predictions` (the
+``audit-predictions`` command) is the two in a row, and the notebook entry point
+:func:`medaudit.audit_predictions` calls the same two, with
+``invalid_rows="raise"``: a row that the file path would quarantine is an error
+there, because in-memory arrays are aligned by position.
 """
 
 from __future__ import annotations
@@ -39,21 +54,31 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from audit.rundir import MANIFEST, RunDir, stale_after
 from audit.validation import check_pred_probs
-from ingest.labels import parse_class_index
-from ingest.manifest import read_csv_table, validate_label_table
+from ingest.labels import integer_value, parse_class_index
+from ingest.manifest import MSG_NO_PATIENT, read_csv_table, validate_label_table
+from ingest.properties import compute_image_properties
 from ingest.pseudonymize import key_fingerprint, load_or_create_secret
 from ingest.run_manifest import build_run_manifest
 
-__all__ = ["EXTERNAL_FOLD", "ingest_predictions"]
+__all__ = [
+    "EXTERNAL_FOLD",
+    "InvalidRows",
+    "PreparedPredictions",
+    "check_images",
+    "ingest_predictions",
+    "prepare_predictions",
+    "write_predictions_run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +93,8 @@ STRING_LABELS_NEED_NAMES = (
     "class_names (the column order of pred_probs), e.g. {suggest}"
 )
 NPY_ROWS = (
-    "{what} has {got} rows but labels has {expected}; a .npy array must have one row per "
-    "labels row, in the same order"
+    "{what} has {got} rows but labels has {expected}; an array (or .npy file) must have one "
+    "row per labels row, in the same order"
 )
 NO_OVERLAP = "no sample_id is in both labels ({n_labels} rows) and pred_probs ({n_preds} rows)"
 EXISTING_RUN = (
@@ -87,6 +112,25 @@ NOT_A_NUMBER = (
 RESERVED = "{what} column {column!r} would overwrite a column the run defines; rename it"
 NO_PREDICTION = "no prediction for this sample_id in pred_probs"
 NO_LABEL = "prediction for a sample_id that is not in labels"
+INVALID_ROWS = (
+    "{args}: {n} of {total} rows are not valid (rows numbered from 1); every row must be valid "
+    "when the inputs are aligned by position:\n{reasons}"
+)
+IMAGES_SHAPE = (
+    "images must have shape (N, S, S), (N, C, S, S) or (N, S, S, C) with C = 1 or 3 and square "
+    "S x S images; got {shape}; resize or pad the images to a square"
+)
+IMAGES_DTYPE = (
+    "images must be uint8 (0-255) or float in [0, 1]; got {what}; convert them, e.g. "
+    "(images * 255).astype(numpy.uint8) for floats in [0, 1]"
+)
+
+#: What to do with a row the label validation refuses: ``"quarantine"`` it (file
+#: inputs, joined on ``sample_id``) or ``"raise"`` a ``ValueError`` listing every
+#: such row (in-memory inputs, aligned by position).
+InvalidRows = Literal["quarantine", "raise"]
+
+_ARGUMENT_OF_COLUMN = {"label": "labels", "sample_id": "sample_ids"}
 
 
 def _read_table(src: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
@@ -129,7 +173,7 @@ def _is_array_source(src: Any) -> bool:
 def _text_labels(raw: pd.Series) -> list[str]:
     """Label values that are not class indices (names)."""
     text = raw.dropna().astype(str).str.strip()
-    return [v for v in text.unique().tolist() if parse_class_index(v) is None]
+    return [v for v in text.unique().tolist() if integer_value(v) is None]
 
 
 def _resolve_classes(
@@ -205,63 +249,179 @@ def _join_metadata(lab: pd.DataFrame, metadata: str | os.PathLike[str] | pd.Data
     return lab.merge(meta, on="sample_id", how="left", validate="one_to_one")
 
 
-def ingest_predictions(
-    labels: str | os.PathLike[str] | pd.DataFrame,
-    pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
-    *,
-    out: str | os.PathLike[str],
-    embeddings: str | os.PathLike[str] | np.ndarray | None = None,
-    metadata: str | os.PathLike[str] | pd.DataFrame | None = None,
-    class_names: Sequence[str] | None = None,
-    secret_file: str | os.PathLike[str] | None = None,
-    overwrite: bool = False,
-) -> RunDir:
-    """Write a run directory from externally computed predictions.
+def check_images(images: Any, *, n_samples: int | None = None) -> np.ndarray:
+    """Check an image array and return it as the cache layout ``(N, C, S, S)``.
 
     Parameters
     ----------
-    labels : path or DataFrame
-        ``sample_id``, ``label`` (+ metadata columns).
-    pred_probs : path or DataFrame or ndarray
-        CSV/DataFrame with ``sample_id`` + one column per class (class names or
-        indices ``0..K-1``), or ``.npy``/ndarray ``(N, K)`` in labels row order.
-    out : path
-        Run directory to create.
-    embeddings : path or ndarray, optional
-        ``(N, D)`` in labels row order.
-    metadata : path or DataFrame, optional
-        Joined on ``sample_id`` (left join onto the labels).
-    class_names : sequence of str, optional
-        Class names in index order; needed when labels are names and
-        ``pred_probs`` has no column names.
-    secret_file : path, optional
-        Pseudonymisation key file (default: ``MEDAUDIT_SECRET`` or
-        ``~/.config/medaudit/secret.key``).
-    overwrite : bool
-        Replace a run already in ``out``.
+    images : array-like
+        ``(N, S, S)``, ``(N, C, S, S)`` or ``(N, S, S, C)`` with C = 1 or 3;
+        uint8, integers in ``[0, 255]`` or floats in ``[0, 1]``.
+    n_samples : int, optional
+        Expected N.
 
     Returns
     -------
-    RunDir
-        With ``manifest.parquet``, ``oof/pred_probs.npy`` (float32),
-        ``oof/folds.npy`` (all ``-1``), optional ``oof/embeddings.npy``,
-        ``quarantine.csv`` (rows refused: a bad label, sex or age, no join
-        partner) and ``run.json`` (``classes``, ``source: "external"``).
+    numpy.ndarray
+        ``(N, C, S, S)`` uint8 (integers) or float32 (floats).
 
     Raises
     ------
-    FileNotFoundError
-        When an input file does not exist.
+    TypeError
+        For a dtype that is not numeric.
     ValueError
-        One clear message for: a missing column, duplicated or empty
-        ``sample_id``, a probability that is not a number, NaN, outside [0, 1]
-        or in a row not summing to one, arrays whose shapes disagree with the
-        labels, no overlap between labels and predictions, fewer than two
-        classes among the accepted rows, an existing run in ``out``.
+        For a wrong shape or row count, a non-finite value or a value out of range.
     """
-    run = RunDir(out)
-    if run.has(MANIFEST) and not overwrite:  # checked again under the lock when publishing
-        raise ValueError(EXISTING_RUN.format(out=run.path))
+    arr = np.asarray(images)
+    if arr.dtype.kind not in "uif" or arr.dtype == np.bool_:
+        raise TypeError(IMAGES_DTYPE.format(what=f"dtype {arr.dtype}"))
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
+        arr = np.moveaxis(arr, -1, 1)
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3) or arr.shape[2] != arr.shape[3] \
+            or arr.shape[2] < 2:
+        raise ValueError(IMAGES_SHAPE.format(shape=np.shape(images)))
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(NPY_ROWS.format(what="images", got=arr.shape[0], expected=n_samples))
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind in "iu":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise ValueError(IMAGES_DTYPE.format(what=f"integers in [{lo}, {hi}]"))
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"images has a non-finite value in row {int(np.argwhere(bad)[0][0])}; "
+                         "fix or drop that image")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0 or hi > 1:
+        raise ValueError(IMAGES_DTYPE.format(what=f"floats in [{lo:.4g}, {hi:.4g}]"))
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+@dataclass
+class PreparedPredictions:
+    """A validated run of external predictions, in memory (nothing written yet).
+
+    Attributes
+    ----------
+    manifest : pandas.DataFrame
+        The run manifest, N rows (pseudonymized, identifier columns dropped).
+    class_names : list of str
+        K names in label-index order.
+    pred_probs : numpy.ndarray
+        ``(N, K)`` float32, rows summing to one.
+    folds : numpy.ndarray
+        ``(N,)`` int16, all :data:`EXTERNAL_FOLD`.
+    embeddings : numpy.ndarray or None
+        ``(N, D)`` float32.
+    images : numpy.ndarray or None
+        ``(N, C, S, S)`` uint8 or float32.
+    image_properties : pandas.DataFrame or None
+        N rows (:func:`ingest.properties.compute_image_properties`) when images are given.
+    quarantine : pandas.DataFrame
+        ``source``, ``reason`` of every refused row.
+    warnings : list of str
+        Messages for the user (dropped identifier columns, no patient ids ...).
+    run_json : dict
+        The ``classes``, ``source`` and ``external`` sections of ``run.json``.
+    """
+
+    manifest: pd.DataFrame
+    class_names: list[str]
+    pred_probs: np.ndarray
+    folds: np.ndarray
+    embeddings: np.ndarray | None = None
+    images: np.ndarray | None = None
+    image_properties: pd.DataFrame | None = None
+    quarantine: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["source", "reason"]))
+    warnings: list[str] = field(default_factory=list)
+    run_json: dict[str, Any] = field(default_factory=dict)
+
+    def evidence(self) -> dict[str, Any]:
+        """The arrays by evidence name (:data:`audit.context.EVIDENCE`), those present."""
+        ev: dict[str, Any] = {"pred_probs": self.pred_probs, "folds": self.folds}
+        if self.embeddings is not None:
+            ev["embeddings"] = self.embeddings
+        if self.images is not None:
+            ev["images"] = self.images
+        if self.image_properties is not None:
+            ev["image_properties"] = self.image_properties
+        return ev
+
+
+def _invalid_rows_error(refused: pd.DataFrame, total: int) -> ValueError:
+    """One error listing every refused row, naming the arguments they came from."""
+    import re
+
+    columns = {c for r in refused["reason"] for c in re.findall(r"column '([^']+)'", str(r))}
+    args = sorted({_ARGUMENT_OF_COLUMN.get(c, "metadata") for c in columns}) or ["labels"]
+    lines = [f"  - {r}" for r in refused["reason"].head(20)]
+    if len(refused) > 20:
+        lines.append(f"  ... and {len(refused) - 20} more")
+    return ValueError(INVALID_ROWS.format(args=", ".join(args), n=len(refused), total=total,
+                                          reasons="\n".join(lines)))
+
+
+def prepare_predictions(
+    labels: str | os.PathLike[str] | pd.DataFrame,
+    pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
+    *,
+    embeddings: str | os.PathLike[str] | np.ndarray | None = None,
+    metadata: str | os.PathLike[str] | pd.DataFrame | None = None,
+    images: str | os.PathLike[str] | np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    secret_file: str | os.PathLike[str] | None = None,
+    invalid_rows: InvalidRows = "quarantine",
+) -> PreparedPredictions:
+    """Validate external predictions and build the run manifest and arrays (no writes).
+
+    The one validation of external predictions, shared by the file path
+    (:func:`ingest_predictions`) and the in-memory path
+    (:func:`medaudit.audit_predictions`).
+
+    Parameters
+    ----------
+    labels, pred_probs, embeddings, metadata, class_names, secret_file
+        See :func:`ingest_predictions`.
+    images : path or ndarray, optional
+        See :func:`check_images`; rows in labels order.
+    invalid_rows : {'quarantine', 'raise'}
+        A row refused by the label validation (a label that is not a class, a
+        bad ``sex`` or ``age``) or without a prediction is quarantined, or
+        raises one ``ValueError`` listing every such row.
+
+    Returns
+    -------
+    PreparedPredictions
+
+    Raises
+    ------
+    FileNotFoundError, TypeError, ValueError
+        See :func:`ingest_predictions` and :func:`check_images`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> labels = pd.DataFrame({"sample_id": ["a", "b", "c", "d"],
+    ...                        "label": ["benign", "malignant", "benign", "oops"],
+    ...                        "patient_id": ["P1", "P1", "P2", "P3"]})
+    >>> probs = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "benign": [0.9, 0.2, 0.7, 0.5],
+    ...                       "malignant": [0.1, 0.8, 0.3, 0.5]})
+    >>> prepared = prepare_predictions(labels, probs)
+    >>> prepared.manifest[["sample_id", "label", "label_name"]]
+      sample_id  label label_name
+    0         a      0     benign
+    1         b      1  malignant
+    2         c      0     benign
+    >>> prepared.quarantine["source"].tolist()
+    ['labels:d']
+    >>> bool(prepared.manifest["patient_key"].str.startswith("p-").all())  # pseudonymized
+    True
+    """
     lab = _read_table(labels, "labels")
     if "label" not in lab.columns:
         raise ValueError(MISSING_COLUMN.format(what="labels", column="label",
@@ -277,6 +437,8 @@ def ingest_predictions(
         if arr.shape[0] != n_labels:
             raise ValueError(NPY_ROWS.format(what="pred_probs", got=arr.shape[0],
                                              expected=n_labels))
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"pred_probs must be numeric probabilities; got dtype {arr.dtype}")
         names, order = _resolve_classes(None, class_names, lab["label"], arr.shape[1])
         probs_by_row = np.asarray(arr, dtype=np.float64)[:, order]
     else:
@@ -308,7 +470,10 @@ def ingest_predictions(
             raise ValueError(NPY_ROWS.format(what="embeddings", got=emb_by_row.shape[0],
                                              expected=n_labels))
         if emb_by_row.dtype.kind not in "fiu":
-            raise ValueError(f"embeddings must be numeric; got dtype {emb_by_row.dtype}")
+            raise TypeError(f"embeddings must be numeric; got dtype {emb_by_row.dtype}")
+    img_by_row = None
+    if images is not None:
+        img_by_row = check_images(_read_array(images, "images"), n_samples=n_labels)
 
     # -- labels and metadata: the manifest's validation and identifier filter ---------------
     table_in = _join_metadata(lab, metadata) if metadata is not None else lab
@@ -319,14 +484,17 @@ def ingest_predictions(
         warnings.simplefilter("ignore")
         source = "labels" if metadata is None else "labels/metadata"
         table = validate_label_table(table_in, source=source, key_col="sample_id", classes=names)
+    if invalid_rows == "raise" and len(table.refused):
+        raise _invalid_rows_error(table.refused, n_labels)
     quarantine += [{"source": f"labels:{r.source}", "reason": r.reason}
                    for r in table.refused.itertuples()]
     rows = table.rows
     pos_in_labels = rows["_row"].to_numpy() - 1
-    no_pred = np.isnan(probs_by_row[pos_in_labels]).all(axis=1)
-    for sid in rows.loc[no_pred, "sample_id"]:
-        quarantine.append({"source": f"labels:{sid}", "reason": NO_PREDICTION})
-    rows, pos_in_labels = rows[~no_pred].reset_index(drop=True), pos_in_labels[~no_pred]
+    if invalid_rows == "quarantine":  # in memory a NaN row is an error of check_pred_probs
+        no_pred = np.isnan(probs_by_row[pos_in_labels]).all(axis=1)
+        for sid in rows.loc[no_pred, "sample_id"]:
+            quarantine.append({"source": f"labels:{sid}", "reason": NO_PREDICTION})
+        rows, pos_in_labels = rows[~no_pred].reset_index(drop=True), pos_in_labels[~no_pred]
     if rows["label"].nunique() < 2:
         raise ValueError(
             f"only one class among the {len(rows)} rows with a label and a prediction; an audit "
@@ -343,45 +511,169 @@ def ingest_predictions(
             r = int(np.argwhere(bad)[0][0])
             raise ValueError(f"embeddings has a non-finite value at row {int(pos_in_labels[r])} "
                              f"(sample_id {rows['sample_id'].iloc[r]!r})")
+    notes = list(table.warnings)
+    if "patient_id" not in rows.columns or rows["patient_id"].isna().all():
+        notes.append(MSG_NO_PATIENT)
 
     key = load_or_create_secret(secret_file)
     manifest = build_run_manifest(rows, key=key)
+    img = None if img_by_row is None else img_by_row[pos_in_labels]
+    props = None if img is None else compute_image_properties(img, manifest["sample_id"].tolist())
+    run_json = {
+        "classes": names,
+        "source": "external",
+        "external": {
+            "n_samples": len(manifest),
+            "n_quarantined": len(quarantine),
+            "warnings": notes,
+            "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
+            "external model assumed never to have trained on these samples",
+            "inputs": {
+                name: {"path": str(src), "sha256": _sha256(src)}
+                for name, src in (("labels", labels), ("pred_probs", pred_probs),
+                                  ("embeddings", embeddings), ("metadata", metadata),
+                                  ("images", images))
+                if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
+            },
+            "key_fingerprint": key_fingerprint(key),
+        },
+    }
+    return PreparedPredictions(
+        manifest=manifest, class_names=names, pred_probs=probs.astype(np.float32),
+        folds=np.full(len(manifest), EXTERNAL_FOLD, dtype=np.int16), embeddings=emb, images=img,
+        image_properties=props,
+        quarantine=pd.DataFrame(quarantine, columns=["source", "reason"]), warnings=notes,
+        run_json=run_json,
+    )
 
-    # -- publish as one transaction (the old run stays complete until this one is) ------------
-    with run.transaction("medaudit audit-predictions") as staged:
+
+def write_predictions_run(
+    prepared: PreparedPredictions,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    run_json: Mapping[str, Any] | None = None,
+    stage: str = "medaudit audit-predictions",
+) -> RunDir:
+    """Publish a :class:`PreparedPredictions` as a run directory, in one transaction.
+
+    The old run (with ``overwrite=True``) stays complete until the new one is;
+    every output of ingestion and of the later stages is replaced.
+
+    Parameters
+    ----------
+    prepared : PreparedPredictions
+        From :func:`prepare_predictions`.
+    out : path
+        Run directory to create.
+    overwrite : bool
+        Replace a run already in ``out``.
+    run_json : mapping, optional
+        Further top-level ``run.json`` sections (e.g. ``deployment``).
+    stage : str
+        Shown to a second writer while the lock is held.
+
+    Returns
+    -------
+    RunDir
+
+    Raises
+    ------
+    ValueError
+        When ``out`` already holds a run and ``overwrite`` is False.
+    audit.transaction.RunDirBusyError
+        When another process is writing ``out``.
+    """
+    run = RunDir(out)
+    with run.transaction(stage) as staged:
         if run.has(MANIFEST) and not overwrite:
             raise ValueError(EXISTING_RUN.format(out=run.path))
         stale_paths, _ = stale_after("ingest")
         staged.remove(stale_paths)
-        staged.write_manifest(manifest)
-        staged.write_array("oof/pred_probs", probs.astype(np.float32))
-        staged.write_array("oof/folds", np.full(len(manifest), EXTERNAL_FOLD, dtype=np.int16))
-        if emb is not None:
-            staged.write_array("oof/embeddings", emb)
-        staged.write_quarantine(pd.DataFrame(quarantine, columns=["source", "reason"]))
-        staged.update_run_json(
-            {
-                "classes": names,
-                "source": "external",
-                "external": {
-                    "n_samples": len(manifest),
-                    "n_quarantined": len(quarantine),
-                    "warnings": table.warnings,
-                    "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
-                    "external model assumed never to have trained on these samples",
-                    "inputs": {
-                        name: {"path": str(src), "sha256": _sha256(src)}
-                        for name, src in (("labels", labels), ("pred_probs", pred_probs),
-                                          ("embeddings", embeddings), ("metadata", metadata))
-                        if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
-                    },
-                    "key_fingerprint": key_fingerprint(key),
-                },
-            },
-            replace=True,
-        )
-    for w in table.warnings:
+        staged.write_manifest(prepared.manifest)
+        staged.write_array("oof/pred_probs", prepared.pred_probs)
+        staged.write_array("oof/folds", prepared.folds)
+        if prepared.embeddings is not None:
+            staged.write_array("oof/embeddings", prepared.embeddings)
+        if prepared.images is not None:
+            staged.write_array("images", prepared.images)
+        if prepared.image_properties is not None:
+            staged.write_image_properties(prepared.image_properties)
+        staged.write_quarantine(prepared.quarantine)
+        staged.update_run_json({**prepared.run_json, **dict(run_json or {})}, replace=True)
+    return run
+
+
+def ingest_predictions(
+    labels: str | os.PathLike[str] | pd.DataFrame,
+    pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
+    *,
+    out: str | os.PathLike[str],
+    embeddings: str | os.PathLike[str] | np.ndarray | None = None,
+    metadata: str | os.PathLike[str] | pd.DataFrame | None = None,
+    images: str | os.PathLike[str] | np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    secret_file: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> RunDir:
+    """Write a run directory from externally computed predictions.
+
+    Parameters
+    ----------
+    labels : path or DataFrame
+        ``sample_id``, ``label`` (+ metadata columns).
+    pred_probs : path or DataFrame or ndarray
+        CSV/DataFrame with ``sample_id`` + one column per class (class names or
+        indices ``0..K-1``), or ``.npy``/ndarray ``(N, K)`` in labels row order.
+    out : path
+        Run directory to create.
+    embeddings : path or ndarray, optional
+        ``(N, D)`` in labels row order.
+    metadata : path or DataFrame, optional
+        Joined on ``sample_id`` (left join onto the labels).
+    images : path or ndarray, optional
+        ``(N, S, S)``, ``(N, C, S, S)`` or ``(N, S, S, C)`` in labels row order
+        (see :func:`check_images`); written as ``images.npy`` with
+        ``image_properties.parquet``.
+    class_names : sequence of str, optional
+        Class names in index order; needed when labels are names and
+        ``pred_probs`` has no column names.
+    secret_file : path, optional
+        Pseudonymisation key file (default: ``MEDAUDIT_SECRET`` or
+        ``~/.config/medaudit/secret.key``).
+    overwrite : bool
+        Replace a run already in ``out``.
+
+    Returns
+    -------
+    RunDir
+        With ``manifest.parquet``, ``oof/pred_probs.npy`` (float32),
+        ``oof/folds.npy`` (all ``-1``), optional ``oof/embeddings.npy``,
+        ``quarantine.csv`` (rows refused: a bad label, sex or age, no join
+        partner) and ``run.json`` (``classes``, ``source: "external"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When an input file does not exist.
+    ValueError
+        One clear message for: a missing column, duplicated or empty
+        ``sample_id``, a probability that is not a number, NaN, outside [0, 1]
+        or in a row not summing to one, arrays whose shapes disagree with the
+        labels, no overlap between labels and predictions, fewer than two
+        classes among the accepted rows, an existing run in ``out``.
+    """
+    run = RunDir(out)
+    if run.has(MANIFEST) and not overwrite:  # checked again under the lock when publishing
+        raise ValueError(EXISTING_RUN.format(out=run.path))
+    prepared = prepare_predictions(
+        labels, pred_probs, embeddings=embeddings, metadata=metadata, images=images,
+        class_names=class_names, secret_file=secret_file,
+    )
+    run = write_predictions_run(prepared, out, overwrite=overwrite)
+    for w in prepared.warnings:
         warnings.warn(w, stacklevel=2)
-    if quarantine:
-        logger.warning("%d rows were refused (see %s)", len(quarantine), run.file("quarantine.csv"))
+    if len(prepared.quarantine):
+        logger.warning("%d rows were refused (see %s)", len(prepared.quarantine),
+                       run.file("quarantine.csv"))
     return run

@@ -756,11 +756,86 @@ def check_duplicates_and_leakage(
     return findings
 
 
+def sample_table(ctx: AuditContext, config: DuplicatesAndLeakageConfig) -> pd.DataFrame:
+    """The full per-image table behind the findings (they list the closest pairs only).
+
+    Runs the check with every pair and every affected image listed, so the
+    table and the findings come from one detection.
+
+    Parameters
+    ----------
+    ctx : AuditContext
+        As for :func:`check_duplicates_and_leakage`.
+    config : DuplicatesAndLeakageConfig
+        The settings of the audit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        N rows in manifest order: ``sample_id``, ``patient_key``,
+        ``duplicate_group`` (-1 = none), ``group_size``, ``n_patients_in_group``,
+        ``nearest_duplicate`` (sample id), ``nearest_duplicate_distance``
+        (``1 - correlation``; 0 for exact copies), ``is_exact_duplicate``,
+        ``is_near_duplicate``, ``is_cross_patient_duplicate``,
+        ``is_split_leakage``, ``is_fold_leakage``.
+    """
+    import dataclasses
+    import sys
+
+    full = dataclasses.replace(config, max_pairs_listed=sys.maxsize, max_sample_ids=sys.maxsize)
+    findings = check_duplicates_and_leakage(ctx, full)
+    n, sid = ctx.n, ctx.sample_ids
+    patient = ctx.manifest["patient_key"].astype(str).to_numpy(dtype=object)
+    row = {s: i for i, s in enumerate(sid)}
+    pairs: dict[tuple[int, int], tuple[float, bool]] = {}
+    flags = {c: np.zeros(n, bool) for c in ("is_cross_patient_duplicate", "is_split_leakage",
+                                            "is_fold_leakage")}
+    split_title = TITLE_SPLIT_LEAKAGE.split("{")[0]
+    for f in findings:
+        for pr in f.evidence.get("pairs", []) + f.evidence.get("duplicate_pairs", []):
+            i, j = sorted((row[pr["sample_id_a"]], row[pr["sample_id_b"]]))
+            pairs[(i, j)] = (float(pr["distance"]), pr["kind"] == "exact")
+        rows = [row[s] for s in f.sample_ids]
+        if f.title == TITLE_CROSS_PATIENT:
+            flags["is_cross_patient_duplicate"][rows] = True
+        elif f.title.startswith(split_title):
+            flags["is_split_leakage"][rows] = True
+        elif f.title in (TITLE_FOLD_LEAKAGE, TITLE_FOLD_LEAKAGE_DUPLICATES):
+            flags["is_fold_leakage"][rows] = True
+    a = np.array([k[0] for k in pairs], np.int64)
+    b = np.array([k[1] for k in pairs], np.int64)
+    d = np.array([v[0] for v in pairs.values()], np.float64)
+    exact = np.array([v[1] for v in pairs.values()], bool)
+    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    size = np.bincount(comp)[comp]
+    group = np.full(n, -1, np.int64)
+    grouped = size > 1
+    group[grouped] = pd.factorize(comp[grouped])[0]
+    n_pat = pd.Series(patient).groupby(comp).transform("nunique").to_numpy()
+    nearest = np.full(n, None, dtype=object)
+    dist = np.full(n, np.nan)
+    is_exact, is_near = np.zeros(n, bool), np.zeros(n, bool)
+    for x, y, dx, ex in zip(np.r_[a, b], np.r_[b, a], np.r_[d, d], np.r_[exact, exact],
+                            strict=True):
+        if not dx >= dist[x]:  # NaN (no partner yet) or closer
+            dist[x], nearest[x] = dx, sid[y]
+        is_exact[x] |= ex
+        is_near[x] |= not ex
+    return pd.DataFrame({
+        "sample_id": sid, "patient_key": patient, "duplicate_group": group,
+        "group_size": size, "n_patients_in_group": np.where(grouped, n_pat, 1),
+        "nearest_duplicate": nearest, "nearest_duplicate_distance": dist,
+        "is_exact_duplicate": is_exact, "is_near_duplicate": is_near, **flags,
+    })  # fmt: skip
+
+
 SPEC = CheckSpec(
     name=NAME,
     func=check_duplicates_and_leakage,
     config_cls=DuplicatesAndLeakageConfig,
     requires=("images",),
+    table=sample_table,
     description=(
         "exact (pixel hash) and near-duplicate images (calibrated nearest neighbours); "
         "duplicates across patient IDs; leakage across the split column and CV folds"

@@ -599,10 +599,47 @@ def _rollup_findings(
     ]
 
 
+def sample_table(ctx: AuditContext, config: LabelIssuesConfig) -> pd.DataFrame:
+    """The full per-image table behind the findings (they list the top ``max_listed``).
+
+    Parameters
+    ----------
+    ctx : AuditContext
+        Needs ``pred_probs`` ``(N, K)``.
+    config : LabelIssuesConfig
+        The filter and ranking settings of the audit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        N rows in manifest order: ``sample_id``, ``patient_key``, ``given_label_name``,
+        ``suggested_label_name``, then the columns of :func:`label_issue_table`
+        (``is_label_issue``, ``label_quality_score``, ``issue_rank`` ...).
+    """
+    k = ctx.n_classes
+    p = check_pred_probs(ctx.get("pred_probs"), n_samples=ctx.n, n_classes=k,
+                         row_names=ctx.sample_ids)
+    y = check_labels(ctx.labels, n_classes=k, name="manifest column 'label'")
+    table = label_issue_table(
+        y, p, filter_by=config.filter_by, rank_by=config.rank_by,
+        adjust_pred_probs=config.adjust_pred_probs,
+        min_examples_per_class=config.min_examples_per_class, n_jobs=config.n_jobs,
+    )
+    names = np.asarray(ctx.class_names, dtype=object)
+    front = pd.DataFrame({
+        "sample_id": ctx.sample_ids,
+        "patient_key": ctx.manifest["patient_key"].astype(str).to_numpy(),
+        "given_label_name": names[table["given_label"].to_numpy()],
+        "suggested_label_name": names[table["suggested_label"].to_numpy()],
+    })  # fmt: skip
+    return pd.concat([front, table], axis=1)
+
+
 SPEC = CheckSpec(
     name=NAME,
     func=check_label_issues,
     config_cls=LabelIssuesConfig,
     requires=("pred_probs",),
+    table=sample_table,
     description="likely mislabelled images and the label-noise rate (confident learning, cleanlab)",
 )

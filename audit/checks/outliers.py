@@ -460,11 +460,64 @@ def check_outliers(ctx: AuditContext, config: OutliersConfig) -> list[Finding]:
     return findings
 
 
+def sample_table(ctx: AuditContext, config: OutliersConfig) -> pd.DataFrame:
+    """The full per-image table behind the findings (they list the top ``top_n``).
+
+    Scores every image by the rules of :func:`check_outliers` (the module
+    docstring); ``tests/audit/test_tables.py`` checks that the flags agree
+    with the findings.
+
+    Parameters
+    ----------
+    ctx : AuditContext
+        As for :func:`check_outliers`.
+    config : OutliersConfig
+        The settings of the audit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        N rows in manifest order: ``sample_id``, ``outlier_score`` (1 or more =
+        flagged), ``outlier_rank`` (1 = listed first: blank and saturated
+        images, then by score), ``is_outlier``, ``is_blank``, ``is_saturated``,
+        ``is_out_of_distribution``, ``is_property_extreme``, ``ood_z``,
+        ``knn_distance`` (NaN without a feature-space score), ``worst_property``,
+        ``worst_property_z``.
+    """
+    n = ctx.n
+    table, _ = _property_table(ctx, config)
+    nan = np.full(n, np.nan)
+    std = table["std_intensity"].to_numpy(float) if "std_intensity" in table else nan
+    sat = table["saturated_fraction"].to_numpy(float) if "saturated_fraction" in table else nan
+    blank = np.nan_to_num(std, nan=np.inf) <= config.blank_std
+    saturated = ~blank & (np.nan_to_num(sat, nan=0.0) >= config.saturated_fraction)
+    pz, used_cols, _ = _property_z(table, config)
+    worst_col = np.abs(pz).argmax(axis=1) if pz.shape[1] else np.zeros(n, np.int64)
+    worst_pz = np.abs(pz).max(axis=1) if pz.shape[1] else np.zeros(n)
+    knn_score, ood_z, _ = _ood_scores(ctx, config)
+    oz = ood_z if ood_z is not None else np.zeros(n)
+    prop_flag, ood_flag = worst_pz > config.property_z, oz > config.ood_z
+    score = np.maximum(np.maximum(oz / config.ood_z, worst_pz / config.property_z), 0.0)
+    broken = blank | saturated
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((-score, ~broken))] = np.arange(1, n + 1)
+    return pd.DataFrame({
+        "sample_id": ctx.sample_ids, "outlier_score": score, "outlier_rank": rank,
+        "is_outlier": broken | prop_flag | ood_flag, "is_blank": blank, "is_saturated": saturated,
+        "is_out_of_distribution": ood_flag, "is_property_extreme": prop_flag, "ood_z": oz,
+        "knn_distance": knn_score if knn_score is not None else nan,
+        "worst_property": (np.asarray(used_cols, dtype=object)[worst_col] if used_cols
+                           else np.full(n, None, dtype=object)),
+        "worst_property_z": pz[np.arange(n), worst_col] if pz.shape[1] else nan,
+    })  # fmt: skip
+
+
 SPEC = CheckSpec(
     name=NAME,
     func=check_outliers,
     config_cls=OutliersConfig,
     requires=("images",),
+    table=sample_table,
     description=(
         "blank / saturated images, image-property extremes and out-of-distribution images "
         "(kNN distance in embedding or pixel space), ranked top-N"

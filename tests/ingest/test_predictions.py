@@ -228,3 +228,49 @@ def test_class_columns_must_match_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="do not match the class names"):
         ingest_predictions(f["labels"], f["preds"], out=tmp_path / "run",
                            class_names=["normal", "cancer"])
+
+
+# -- the shared builder: images, and invalid rows raised for inputs aligned by position -----------
+
+
+def test_images_are_validated_and_written_with_their_properties(tmp_path: Path) -> None:
+    f = _inputs(tmp_path)
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "img.npy", rng.random((N, 12, 12, 3)).astype(np.float32))  # channels-last
+    run = ingest_predictions(f["labels"], f["preds"], images=tmp_path / "img.npy",
+                             out=tmp_path / "run")
+    images = run.read_array("images")
+    assert images.shape == (N, 3, 12, 12) and images.dtype == np.float32
+    props = run.read_image_properties()
+    assert props["sample_id"].tolist() == run.read_manifest()["sample_id"].tolist()
+    assert run.read_run_json()["external"]["inputs"]["images"]["sha256"]
+    res = audit_context(AuditContext.from_run_dir(run), checks=["outliers"])
+    assert res.findings and not res.errors
+    np.save(tmp_path / "bad.npy", np.zeros((N, 12, 10), np.uint8))
+    with pytest.raises(ValueError, match=r"images must have shape .*got \(40, 12, 10\)"):
+        ingest_predictions(f["labels"], f["preds"], images=tmp_path / "bad.npy",
+                           out=tmp_path / "run2")
+
+
+def test_prepare_with_invalid_rows_raise_lists_every_bad_row(tmp_path: Path) -> None:
+    from ingest.predictions import prepare_predictions
+
+    f = _inputs(tmp_path)
+    lab = pd.read_csv(f["labels"])
+    lab["label"] = lab["label"].astype(object)
+    lab.loc[[7, 8], "label"] = "maybe"
+    prepared = prepare_predictions(lab, f["preds"])  # the file behaviour: quarantined
+    assert len(prepared.manifest) == N - 2 and len(prepared.quarantine) == 2
+    with pytest.raises(ValueError, match=r"(?s)labels: 2 of 40 rows are not valid.*row 8.*row 9"):
+        prepare_predictions(lab, f["preds"], invalid_rows="raise")
+
+
+def test_negative_integer_labels_are_out_of_range_not_class_names(tmp_path: Path) -> None:
+    f = _inputs(tmp_path)
+    lab = pd.read_csv(f["labels"])
+    lab["label"] = (lab["label"] == "malignant").astype(int)
+    lab.loc[4, "label"] = -1
+    lab.to_csv(f["labels"], index=False)
+    run = ingest_predictions(f["labels"], f["npy"], out=tmp_path / "run")
+    q = run.read_quarantine()
+    assert len(q) == 1 and "got '-1' at row 5" in q["reason"].iloc[0]
