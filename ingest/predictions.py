@@ -62,6 +62,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audit.consistency import artifact_digests
 from audit.rundir import MANIFEST, RunDir, stale_after
 from audit.validation import check_pred_probs
 from ingest.labels import integer_value, parse_class_index
@@ -600,7 +601,12 @@ def write_predictions_run(
         if prepared.image_properties is not None:
             staged.write_image_properties(prepared.image_properties)
         staged.write_quarantine(prepared.quarantine)
-        staged.update_run_json({**prepared.run_json, **dict(run_json or {})}, replace=True)
+        record = {**prepared.run_json, **dict(run_json or {})}
+        consumed = [f"oof/{n}.npy" for n in ("pred_probs", "folds", "embeddings")]
+        if "external" in record:  # digests let `audit` refuse predictions edited afterwards
+            record["external"] = {**record["external"],
+                                  "artifacts": artifact_digests(staged, consumed)}
+        staged.update_run_json(record, replace=True)
     return run
 
 

@@ -22,7 +22,8 @@ PACKAGES = ("ingest", "training", "audit", "reports", "dashboard", "medaudit")
 #: What each package may import of ours, as module-name prefixes.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "audit": ("audit",),
-    "ingest": ("ingest", "audit.rundir", "audit._schemas", "audit.validation"),
+    "ingest": ("ingest", "audit.rundir", "audit._schemas", "audit.validation", "audit.consistency",
+               "audit.transaction"),
     "training": ("training", "audit.rundir", "audit._schemas", "audit.stats", "audit.metrics",
                  "audit.consistency", "audit.transaction"),
     "reports": ("reports", "audit"),

@@ -274,3 +274,17 @@ def test_negative_integer_labels_are_out_of_range_not_class_names(tmp_path: Path
     run = ingest_predictions(f["labels"], f["npy"], out=tmp_path / "run")
     q = run.read_quarantine()
     assert len(q) == 1 and "got '-1' at row 5" in q["reason"].iloc[0]
+
+
+def test_predictions_edited_after_ingestion_are_refused(tmp_path: Path) -> None:
+    from audit.engine import run_audit
+    from audit.rundir import RunDirMismatchError
+
+    f = _inputs(tmp_path)
+    run = ingest_predictions(f["labels"], f["preds"], out=tmp_path / "run")
+    assert set(run.read_run_json()["external"]["artifacts"]) >= {"oof/pred_probs.npy"}
+    probs = run.read_array("oof/pred_probs").copy()
+    probs[:, [0, 1]] = probs[:, [1, 0]]
+    np.save(run.file("oof/pred_probs"), probs)
+    with pytest.raises(RunDirMismatchError, match="changed after medaudit audit-predictions"):
+        run_audit(run, checks=["label_issues"])
