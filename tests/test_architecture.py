@@ -24,7 +24,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "audit": ("audit",),
     "ingest": ("ingest", "audit.rundir", "audit._schemas", "audit.validation"),
     "training": ("training", "audit.rundir", "audit._schemas", "audit.stats", "audit.metrics",
-                 "audit.consistency", "audit.transaction"),
+                 "audit.consistency", "audit.transaction", "audit.masking"),
     "reports": ("reports", "audit"),
     "dashboard": ("dashboard", "reports", "audit"),
     "medaudit": PACKAGES,
