@@ -347,6 +347,12 @@ def ingest_predictions(
     key = load_or_create_secret(secret_file)
     manifest = build_run_manifest(rows, key=key)
 
+    inputs = {
+        name: {"path": str(src), "sha256": _sha256(src)}
+        for name, src in (("labels", labels), ("pred_probs", pred_probs),
+                          ("embeddings", embeddings), ("metadata", metadata))
+        if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
+    }
     # -- publish as one transaction (the old run stays complete until this one is) ------------
     with run.transaction("medaudit audit-predictions") as staged:
         if run.has(MANIFEST) and not overwrite:
@@ -369,12 +375,10 @@ def ingest_predictions(
                     "warnings": table.warnings,
                     "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
                     "external model assumed never to have trained on these samples",
-                    "inputs": {
-                        name: {"path": str(src), "sha256": _sha256(src)}
-                        for name, src in (("labels", labels), ("pred_probs", pred_probs),
-                                          ("embeddings", embeddings), ("metadata", metadata))
-                        if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
-                    },
+                    "inputs": inputs,
+                    "input_files": {"algorithm": "SHA-256",
+                                    "files": {Path(v["path"]).name: v["sha256"]
+                                              for v in inputs.values()}},
                     "key_fingerprint": key_fingerprint(key),
                 },
             },
