@@ -16,6 +16,7 @@ is refused.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 __all__ = ["MSG_NO_PDF_BACKEND", "PdfBackendUnavailable", "pdf_backend", "render_pdf"]
@@ -80,12 +81,17 @@ def render_pdf(html: str) -> bytes:
         When WeasyPrint or Pango is not installed.
     """
     weasyprint = pdf_backend()
+    # Font subsetting logs a line per font table, and WeasyPrint warns about every SVG
+    # presentation attribute it reads from a style attribute (it draws them all the same):
+    # noise for a user, so only errors are let through while the PDF is laid out.
     quiet = [logging.getLogger(n) for n in ("fontTools", "weasyprint")]
     levels = [lg.level for lg in quiet]
-    for lg in quiet:  # font subsetting logs a line per table at INFO
-        lg.setLevel(max(lg.level, logging.WARNING))
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
     try:
-        return weasyprint.HTML(string=html, url_fetcher=_fetcher(weasyprint)).write_pdf()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return weasyprint.HTML(string=html, url_fetcher=_fetcher(weasyprint)).write_pdf()
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)

@@ -20,7 +20,7 @@ from reports.model import Reproducibility, Table
 __all__ = ["RUN_ARTIFACTS", "build_reproducibility", "sha256_file"]
 
 #: Artifacts of the run directory whose SHA-256 the report records (what it was built from).
-RUN_ARTIFACTS = (MANIFEST, QUARANTINE, IMAGES + ".npy", IMAGE_PROPERTIES, FINDINGS)
+RUN_ARTIFACTS = (MANIFEST, QUARANTINE, IMAGES, IMAGE_PROPERTIES, FINDINGS)
 
 
 def sha256_file(path: Any) -> str:
