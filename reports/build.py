@@ -81,7 +81,9 @@ def build_report(run_dir: str | os.PathLike[str] | RunDir,
     if "model" in wanted:
         report.model = model
     if "findings" in wanted:
-        report.findings = build_findings(data, options)
+        used = sum(len(g) for gal in (model.galleries if model and "model" in wanted else [])
+                   for g in gal.groups)
+        report.findings = build_findings(data, options, reserved=used)
     if "regulatory" in wanted:
         report.regulatory = build_regulatory(data, model)
     if "reproducibility" in wanted:

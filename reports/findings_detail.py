@@ -159,10 +159,14 @@ def _galleries(f: Any, data: RunData, rows: dict[str, int], options: ReportOptio
     return out
 
 
-def build_findings(data: RunData, options: ReportOptions) -> FindingsSection:
-    """Build section 4 from a loaded run (pure)."""
+def build_findings(data: RunData, options: ReportOptions, *, reserved: int = 0) -> FindingsSection:
+    """Build section 4 from a loaded run (pure).
+
+    ``reserved`` images of :attr:`ReportOptions.max_thumbnails` are already used elsewhere
+    in the report (the model card's masked examples).
+    """
     rows = {str(s): i for i, s in enumerate(data.manifest["sample_id"].astype(str))}
-    budget = _Budget(options.max_thumbnails)
+    budget = _Budget(max(0, options.max_thumbnails - reserved))
     views = []
     for fid, f in zip(data.finding_ids, data.findings or []):
         views.append(FindingView(

@@ -143,6 +143,8 @@ class ModelCard:
         For each model check (subgroups, calibration, prevalence, overfitting, masking):
         ``check``, ``what``, ``status`` ('evaluated' / 'not evaluated by this run'),
         ``finding_ids``.
+    galleries : list of Gallery
+        An image of each class next to its masked variants (when the run has them).
     """
 
     kind: str
@@ -152,6 +154,7 @@ class ModelCard:
     prevalences: dict[str, Any]
     evaluated: list[dict[str, Any]]
     figures: list[FigureSpec] = field(default_factory=list)
+    galleries: list[Gallery] = field(default_factory=list)
 
 
 @dataclass

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from audit.masking import MASKED_VARIANTS
 from audit.metrics import accuracy_with_ci, auc_with_ci
 from audit.operating_point import choose_operating_points, predictive_values
 from audit.stats import Estimate, finite_or_none, wilson_ci
 from reports._rundata import RunData
 from reports.evidence import iter_records
-from reports.model import FigureSpec, ModelCard, Table
+from reports.model import FigureSpec, Gallery, ModelCard, Table, Thumb
 from reports.options import ReportOptions
 
 __all__ = ["MODEL_CHECKS", "NOT_EVALUATED", "build_model_card"]
@@ -292,6 +293,26 @@ def _evaluated(data: RunData) -> list[dict[str, Any]]:
     return out
 
 
+def _masked_examples(data: RunData, rows: np.ndarray, options: ReportOptions) -> list[Gallery]:
+    """One image per class next to the masked variants the model was re-scored on."""
+    variants = [v for v in MASKED_VARIANTS if v in set(data.run.masked_variants())]
+    if not variants or not data.run.has("images") or options.max_thumbnails == 0:
+        return []
+    labels = data.manifest["label"].to_numpy()
+    ids = data.manifest["sample_id"].astype(str).to_numpy()
+    groups, captions = [], []
+    for c, name in enumerate(data.classes):
+        hits = rows[labels[rows] == c]
+        if hits.size == 0 or (len(groups) + 1) * (1 + len(variants)) > options.max_thumbnails:
+            continue
+        r = int(hits[0])
+        groups.append([Thumb(ids[r], r, "original"),
+                       *(Thumb(ids[r], r, v, variant=v) for v in variants)])
+        captions.append(f"{ids[r]} ({name}): the image and what each masked variant hides")
+    return [Gallery("masked", "Masked variants the out-of-fold rows were re-scored on", groups,
+                    captions, len(groups))] if groups else []
+
+
 def build_model_card(data: RunData, options: ReportOptions) -> ModelCard:
     """Build section 3 from a loaded run (pure; the bootstrap is seeded by ``options.seed``)."""
     info = data.info
@@ -374,5 +395,7 @@ def build_model_card(data: RunData, options: ReportOptions) -> ModelCard:
             id="fig-learning", kind="learning_curves", title="Learning curves per fold",
             caption="Training loss and inner-validation AUC per epoch; the marker is the epoch "
             "chosen.", data=curves))
+    galleries = _masked_examples(data, rows, options) if kind == "trained" else []
     return ModelCard(kind=kind, note=note, tables=tables, operating_points=op_dicts,
-                     prevalences=prevalences, evaluated=_evaluated(data), figures=figures)
+                     prevalences=prevalences, evaluated=_evaluated(data), figures=figures,
+                     galleries=galleries)

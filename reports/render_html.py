@@ -168,18 +168,19 @@ def render_assets(report: Report, run: RunDir | None) -> Assets:
     assets = Assets()
     for spec in _figures(report):
         assets.figures[spec.id] = render_figure(spec)
-    if run is None or report.findings is None or not run.has("images"):
+    galleries = [g for f in (report.findings.findings if report.findings else [])
+                 for g in f.galleries] + (report.model.galleries if report.model else [])
+    if run is None or not galleries or not run.has("images"):
         return assets
     images = run.read_array("images", mmap=True)
     max_px = int(report.options.get("thumbnail_px", ReportOptions.thumbnail_px))
-    for f in report.findings.findings:
-        for g in f.galleries:
-            for group in g.groups:
-                for t in group:
-                    key = thumb_key(t.row, t.variant)
-                    if key not in assets.thumbs:
-                        assets.thumbs[key] = thumbnail_uri(np.asarray(images[t.row]),
-                                                           max_px=max_px, variant=t.variant)
+    for g in galleries:
+        for group in g.groups:
+            for t in group:
+                key = thumb_key(t.row, t.variant)
+                if key not in assets.thumbs:
+                    assets.thumbs[key] = thumbnail_uri(np.asarray(images[t.row]), max_px=max_px,
+                                                       variant=t.variant)
     return assets
 
 

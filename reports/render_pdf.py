@@ -41,7 +41,9 @@ def pdf_backend() -> Any:
         Naming what to install.
     """
     try:
-        import weasyprint
+        with warnings.catch_warnings():  # "HarfBuzz-Subset will be required by future versions"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import weasyprint
     except (ImportError, OSError) as err:  # OSError: the Pango shared library is missing
         raise PdfBackendUnavailable(MSG_NO_PDF_BACKEND.format(
             error=" ".join(f"{type(err).__name__}: {err}".split())[:300])) from None
