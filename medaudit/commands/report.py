@@ -10,6 +10,7 @@ PDF asked for without WeasyPrint).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def report_and_print(run_dir: Path, *, formats: list[str], options: Any = None,
         try:
             pdf_backend()
         except PdfBackendUnavailable as err:
-            print(f"report: no PDF ({err})")
+            print(f"report: no PDF ({err})", file=sys.stderr)
             formats = [f for f in formats if f != "pdf"]
     written = write_reports(run_dir, formats=formats, options=options, out=out)
     for fmt, path in written.paths.items():
@@ -103,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
         return report_and_print(args.run_dir, formats=args.formats, options=options_from_args(args),
                                 out=args.out)
     except PdfBackendUnavailable as err:
-        print(f"medaudit report: error: {err}")
+        print(f"medaudit report: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
