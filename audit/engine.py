@@ -391,6 +391,19 @@ def audit_run(
     return result
 
 
+def _versions() -> dict[str, str]:
+    """Versions of the libraries the checks compute with (for the reproducibility record)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("medaudit", "numpy", "scipy", "pandas", "scikit-learn", "cleanlab", "netcal"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover - not installed
+            out[pkg] = "not installed"
+    return out
+
+
 def write_audit_result(run: RunDir, result: AuditResult, *, seconds: float | None = None) -> None:
     """Write ``findings.json`` and the ``audit`` section of ``run.json``.
 
@@ -415,6 +428,7 @@ def write_audit_result(run: RunDir, result: AuditResult, *, seconds: float | Non
                 "seconds": None if seconds is None else round(seconds, 3),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "config": result.configs,
+                "versions": _versions(),
             }
         },
         drop=drop,

@@ -32,6 +32,9 @@ REFERENCES: dict[str, str] = {
     "CLAIM:sample-size": "CLAIM 2024: intended sample size and how it was determined",
     "CLAIM:case-flow": "CLAIM 2024: flow of cases, inclusions and exclusions",
     "CLAIM:demographics": "CLAIM 2024: demographic and clinical characteristics of cases per partition",
+    "CLAIM:model": "CLAIM 2024: detailed description of the model, its training and hyperparameters",
+    "CLAIM:evaluation": "CLAIM 2024: performance metrics with measures of uncertainty (confidence intervals)",
+    "CLAIM:failure-analysis": "CLAIM 2024: failure analysis of incorrectly classified cases",
     "TRIPOD+AI:data-preparation": "TRIPOD+AI: data preparation, quality checking, harmonisation",
     "TRIPOD+AI:outcome": "TRIPOD+AI: outcome definition and how it was assessed",
     "TRIPOD+AI:sample-size": "TRIPOD+AI: how the study size was arrived at",
@@ -40,9 +43,12 @@ REFERENCES: dict[str, str] = {
     "GMLP-3": "GMLP principle 3: data sets represent the intended patient population",
     "GMLP-4": "GMLP principle 4: training data sets are independent of test sets",
     "GMLP-5": "GMLP principle 5: reference datasets are based upon best available methods",
+    "GMLP-8": "GMLP principle 8: testing demonstrates device performance during clinically relevant conditions",
     "EU-AI-Act-10(2)(f)": "EU AI Act Art. 10(2)(f): examination in view of possible biases",
     "EU-AI-Act-10(2)(g)": "EU AI Act Art. 10(2)(g): measures to detect, prevent and mitigate biases",
+    "EU-AI-Act-10(2)(h)": "EU AI Act Art. 10(2)(h): identification of data gaps or shortcomings, and how to address them",
     "EU-AI-Act-10(3)": "EU AI Act Art. 10(3): data relevant, representative, free of errors, complete",
+    "EU-AI-Act-10(4)": "EU AI Act Art. 10(4): data reflect the geographical, contextual, behavioural or functional setting of intended use",
 }
 
 

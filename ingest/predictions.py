@@ -520,6 +520,12 @@ def prepare_predictions(
     manifest = build_run_manifest(rows, key=key)
     img = None if img_by_row is None else img_by_row[pos_in_labels]
     props = None if img is None else compute_image_properties(img, manifest["sample_id"].tolist())
+    inputs = {
+        name: {"path": str(src), "sha256": _sha256(src)}
+        for name, src in (("labels", labels), ("pred_probs", pred_probs),
+                          ("embeddings", embeddings), ("metadata", metadata), ("images", images))
+        if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
+    }
     run_json = {
         "classes": names,
         "source": "external",
@@ -529,13 +535,9 @@ def prepare_predictions(
             "warnings": notes,
             "folds_note": "-1 = not out-of-fold from medaudit's K-fold; scored by an "
             "external model assumed never to have trained on these samples",
-            "inputs": {
-                name: {"path": str(src), "sha256": _sha256(src)}
-                for name, src in (("labels", labels), ("pred_probs", pred_probs),
-                                  ("embeddings", embeddings), ("metadata", metadata),
-                                  ("images", images))
-                if src is not None and not isinstance(src, (pd.DataFrame, np.ndarray))
-            },
+            "inputs": inputs,
+            "input_files": {"algorithm": "SHA-256",
+                            "files": {Path(v["path"]).name: v["sha256"] for v in inputs.values()}},
             "key_fingerprint": key_fingerprint(key),
         },
     }

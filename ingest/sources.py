@@ -224,13 +224,21 @@ class _Plan:
     source: dict[str, Any]
 
 
+#: Name of the digest recorded per input file in ``run.json['ingest']['input_files']``.
+INPUT_DIGEST_ALGORITHM = "BLAKE2b-128"
+
+
 def _run_ingest(
     plan_fn: Callable[[], _Plan],
-    key_parts: Callable[[], list[str]],
+    key_parts: Callable[[], tuple[list[str], dict[str, str]]],
     out: str | os.PathLike[str],
     options: IngestOptions,
 ) -> IngestSummary:
     """Ingest as one transaction of the run directory (see :mod:`audit.transaction`).
+
+    ``key_parts`` returns the parts of the cache key and the content digest of each
+    input file (``{name: digest}``, the label table first), recorded in ``run.json``
+    under ``ingest.input_files`` so that a report can name every file a run was made of.
 
     Nothing of a run directory that already holds other inputs changes unless
     ``options.overwrite``; with it, the old run stays complete until the new one
@@ -241,7 +249,8 @@ def _run_ingest(
     run = RunDir(out)
     secret = load_or_create_secret(options.secret_file)
     with run.transaction("medaudit ingest") as staged:
-        cache_key = inputs_key(key_parts(), options.cache_fields(), key_fingerprint(secret))
+        parts, digests = key_parts()
+        cache_key = inputs_key(parts, options.cache_fields(), key_fingerprint(secret))
         t_hash = time.perf_counter() - t0
         previous = run.read_run_json().get("ingest", {})
         if previous.get("cache_key") == cache_key and run.has(MANIFEST) and run.has("images"):
@@ -267,7 +276,8 @@ def _run_ingest(
         info.update({"cache_key": cache_key, "cache_hit": hit, "hash_seconds": round(t_hash, 3),
                      "seconds": round(time.perf_counter() - t0, 3),
                      "options": _jsonable(asdict(options)),
-                     "key_fingerprint": key_fingerprint(secret), "versions": _versions()})
+                     "key_fingerprint": key_fingerprint(secret), "versions": _versions(),
+                     "input_files": {"algorithm": INPUT_DIGEST_ALGORITHM, "files": digests}})
         staged.update_run_json({"classes": info["classes"], "ingest": info}, replace=True)
     for w in info.get("warnings", []):
         warnings.warn(w, stacklevel=3)
@@ -444,12 +454,15 @@ def ingest_manifest(
 
     parsed: list[ParsedTable] = []
 
-    def key_parts() -> list[str]:
+    def key_parts() -> tuple[list[str], dict[str, str]]:
         table = parse()
         parsed.append(table)
-        parts = [file_digest(csv)]
-        parts += [f"{r}:{file_digest(Path(a))}" for r, a in zip(table.rows["rel_path"], table.rows["abs_path"])]
-        return parts
+        digests = {csv.name: file_digest(csv)}
+        parts = [digests[csv.name]]
+        for r, a in zip(table.rows["rel_path"], table.rows["abs_path"]):
+            digests[str(r)] = file_digest(Path(a))
+            parts.append(f"{r}:{digests[str(r)]}")
+        return parts, digests
 
     def plan() -> _Plan:
         table = parsed[0] if parsed else parse()
@@ -523,10 +536,14 @@ def ingest_dicom_dir(
     key_col = keys[0]
     files = _walk_files(root)
 
-    def key_parts() -> list[str]:
-        return [file_digest(csv), key_col] + [
-            f"{f.relative_to(root).as_posix()}:{file_digest(f)}" for f in files
-        ]
+    def key_parts() -> tuple[list[str], dict[str, str]]:
+        digests = {csv.name: file_digest(csv)}
+        parts = [digests[csv.name], key_col]
+        for f in files:
+            rel = f.relative_to(root).as_posix()
+            digests[rel] = file_digest(f)
+            parts.append(f"{rel}:{digests[rel]}")
+        return parts, digests
 
     def plan() -> _Plan:
         raw = raw_labels
@@ -644,4 +661,8 @@ def ingest_npz(
         return _Plan(rows, load, table.refused.to_dict("records"), list(table.classes.names),
                      [], {"kind": "npz", "path": str(p)})
 
-    return _run_ingest(plan, lambda: [file_digest(p)], out, options)
+    def key_parts() -> tuple[list[str], dict[str, str]]:
+        digest = file_digest(p)
+        return [digest], {p.name: digest}
+
+    return _run_ingest(plan, key_parts, out, options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["EXIT_AUDIT_INCOMPLETE", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_FINDINGS_AT_FAIL_ON",
-           "EXIT_OK"]
+           "EXIT_OK", "EXIT_REPORT_MISMATCH"]
 
 #: Success.
 EXIT_OK = 0
@@ -15,3 +15,5 @@ EXIT_BAD_INPUT = 2
 EXIT_FINDINGS_AT_FAIL_ON = 3
 #: Some audit checks failed: the audit is incomplete.
 EXIT_AUDIT_INCOMPLETE = 4
+#: ``verify``: the report does not match its run directory (or was edited).
+EXIT_REPORT_MISMATCH = 5

@@ -25,7 +25,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest", "audit.rundir", "audit._schemas", "audit.validation", "audit.consistency",
                "audit.transaction"),
     "training": ("training", "audit.rundir", "audit._schemas", "audit.stats", "audit.metrics",
-                 "audit.consistency", "audit.transaction"),
+                 "audit.consistency", "audit.transaction", "audit.masking"),
     "reports": ("reports", "audit"),
     "dashboard": ("dashboard", "reports", "audit"),
     "medaudit": PACKAGES,

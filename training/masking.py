@@ -6,20 +6,10 @@ classes when the anatomy is hidden (``center_masked``) or from the frame alone
 (``border_only``), it is reading something other than the anatomy (burnt-in
 text, markers, collimation, scanner borders).
 
-Geometry, for an ``H x W`` image (fractions of the side, rounded to pixels):
-
-``center_masked``
-    The central box from 20 % to 80 % of the height and of the width (60 % of
-    each side, 36 % of the area) is replaced by the image mean.
-``border_only``
-    Only a frame 12 % of the side wide is kept; the interior (12 % to 88 %,
-    58 % of the area) is replaced by the image mean.
-``corners_masked``
-    Four corner squares with a side of 15 % of the image side (where scanners
-    and technologists put text and markers) are replaced by the image mean.
-
-The mean is per image and per channel, over all pixels of the unmasked image,
-so a variant changes no global intensity statistic a model could latch onto.
+The geometry (which box each variant hides) and its fractions are defined once,
+in :mod:`audit.masking` (the numpy version that reports and the dashboard use to
+show what was hidden); this module imports the fractions from there, so the two
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -27,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from audit.masking import BORDER_FRACTION, CENTER_FRACTION, CORNER_FRACTION
 
 __all__ = [
     "BORDER_FRACTION",
@@ -38,13 +30,6 @@ __all__ = [
     "center_masked",
     "corners_masked",
 ]
-
-#: Side fraction of the central box hidden by :func:`center_masked`.
-CENTER_FRACTION = 0.60
-#: Width of the frame kept by :func:`border_only`, as a fraction of the side.
-BORDER_FRACTION = 0.12
-#: Side of each corner square hidden by :func:`corners_masked`, as a fraction.
-CORNER_FRACTION = 0.15
 
 
 def _check(x: torch.Tensor) -> None:

@@ -2,7 +2,8 @@
 
 ``demo-data`` writes the dataset (DICOM files, ``labels.csv`` and the
 ``ground_truth.json`` of planted problems). ``demo`` generates it when needed,
-then runs every stage (ingest, train, audit) on it.
+then runs every stage (ingest, train, audit, report) on it and prints where the
+reports are.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def run_demo_data(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``medaudit demo``: demo data, then ingest -> train -> audit into ``--out``."""
+    """``medaudit demo``: demo data, then ingest -> train -> audit -> report into ``--out``."""
     data = ensure_demo_data(args.data_dir, _demo_config(args))
     print(f"demo data: {data} (planted problems: {data / 'ground_truth.json'})")
     args.dicom_dir, args.labels, args.manifest, args.npz = data / "dicom", data / "labels.csv", None, None

@@ -1,4 +1,4 @@
-"""``medaudit run``: ingest, train and audit in one go."""
+"""``medaudit run``: ingest, train, audit and report in one go."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     stages = parser.add_argument_group("stages")
     stages.add_argument("--no-train", action="store_true", help="stop after ingestion")
     stages.add_argument("--no-audit", action="store_true", help="do not run the audit checks")
+    stages.add_argument("--no-report", action="store_true",
+                        help="do not write report.html / report.json / report.pdf at the end")
     stages.add_argument("--checks", help="comma-separated audit checks (default: all)")
     stages.add_argument("--audit-config", dest="config", type=Path,
                         help="TOML file of audit settings, one [section] per check")
 
 
 def run_stages(args: argparse.Namespace, out: Path) -> int:
-    """Ingest (from ``args``), then train and audit unless switched off."""
+    """Ingest (from ``args``), then train, audit and write the reports unless switched off."""
     summary = ingest_from_args(args, out)
     print_ingest_summary(summary)
     if not args.no_train:
@@ -34,12 +36,17 @@ def run_stages(args: argparse.Namespace, out: Path) -> int:
         with flag_words():
             trained = train_run(summary.run, train_config_from_args(args))
         print(trained.text)
+    code = 0
     if not args.no_audit:
         from medaudit.commands.audit import audit_and_print
 
-        audit_and_print(summary.run.path, args)
+        code = audit_and_print(summary.run.path, args)  # 3 (--fail-on) or 4 (incomplete) pass on
+    if not args.no_report:
+        from medaudit.commands.report import report_and_print
+
+        report_and_print(summary.run.path, formats=["html", "json", "pdf"], pdf_optional=True)
     print(f"run directory: {summary.run.path}")
-    return 0
+    return code
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
