@@ -17,13 +17,15 @@ Contents
 :func:`wilson_half_width`              half-width achievable with n at a planning value
 :func:`n_for_wilson_half_width`        smallest n that reaches a target half-width
 :func:`auc_ci`, :func:`delong_auc`     AUC with DeLong's variance
-:func:`cohen_kappa`,                   Cohen's kappa with the large-sample standard
-:func:`cohen_kappa_ci`                 error of Fleiss, Cohen & Everitt (1969)
+:func:`cohen_kappa_ci`                 Cohen's kappa (scikit-learn) with the large-sample
+                                       standard error of Fleiss, Cohen & Everitt (1969)
 :func:`ratings_to_counts`,             Fleiss' kappa (items with any number >= 2 of
 :func:`fleiss_kappa`,                  ratings) with a bootstrap interval over items
 :func:`fleiss_kappa_ci`
 :func:`interpret_kappa`                verbal bands of Landis & Koch (1977) and McHugh
                                        (2012)
+:func:`robust_center_scale`            median and normal-consistent MAD (scipy), with a
+                                       mean-deviation fallback when the MAD is 0
 =====================================  ==============================================
 """
 
@@ -41,7 +43,6 @@ __all__ = [
     "auc_ci",
     "bootstrap_category_totals",
     "bootstrap_ci",
-    "cohen_kappa",
     "cohen_kappa_ci",
     "delong_auc",
     "finite_or_none",
@@ -50,6 +51,7 @@ __all__ = [
     "interpret_kappa",
     "n_for_wilson_half_width",
     "ratings_to_counts",
+    "robust_center_scale",
     "wilson_ci",
     "wilson_half_width",
 ]
@@ -539,37 +541,11 @@ def _pair_table(a: np.ndarray, b: np.ndarray, n_classes: int | None) -> np.ndarr
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"ratings must be 1-d of equal length; got {a.shape} and {b.shape}")
     if a.size == 0:
-        raise ValueError("Cohen's kappa needs at least one item rated by both raters")
+        raise ValueError("Cohen's kappa needs at least one item rated by both raters; got none")
     k = int(max(a.max(), b.max()) + 1) if n_classes is None else n_classes
     if min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= k:
         raise ValueError(f"ratings must be class indices in [0, {k})")
     return np.bincount(a * k + b, minlength=k * k).reshape(k, k) / a.size
-
-
-def cohen_kappa(a: np.ndarray, b: np.ndarray, *, n_classes: int | None = None) -> float:
-    """Cohen's (1960) unweighted kappa between two raters.
-
-    Parameters
-    ----------
-    a, b : numpy.ndarray
-        Shape ``(N,)`` class indices given by each rater to the same N items.
-    n_classes : int, optional
-        K; inferred from the data when omitted.
-
-    Returns
-    -------
-    float
-        ``(p_o - p_e) / (1 - p_e)``; ``1.0`` when both raters use one and the
-        same class for every item (``p_e = 1``), matching the convention that
-        perfect agreement is perfect; equals
-        ``sklearn.metrics.cohen_kappa_score`` otherwise.
-    """
-    p = _pair_table(a, b, n_classes)
-    po = np.trace(p)
-    pe = float(p.sum(1) @ p.sum(0))
-    if pe >= 1:
-        return 1.0 if po >= 1 else 0.0
-    return float((po - pe) / (1 - pe))
 
 
 def cohen_kappa_ci(
@@ -597,16 +573,27 @@ def cohen_kappa_ci(
     Returns
     -------
     Estimate
-        Bounds clipped to ``[-1, 1]``.
+        Kappa from ``sklearn.metrics.cohen_kappa_score`` (Cohen 1960,
+        unweighted), except ``1.0`` with no interval when both raters use one
+        and the same class for every item (chance agreement 1, where
+        scikit-learn returns ``nan``); bounds clipped to ``[-1, 1]``.
+
+    Raises
+    ------
+    ValueError
+        When ``a`` and ``b`` differ in shape, are empty, or hold values
+        outside ``[0, n_classes)``.
     """
+    from sklearn.metrics import cohen_kappa_score
+
     p = _pair_table(a, b, n_classes)
     n = len(np.asarray(a))
-    kappa = cohen_kappa(a, b, n_classes=p.shape[0])
     rows, cols = p.sum(1), p.sum(0)
     pe = float(rows @ cols)
     method = "Wald interval, Fleiss-Cohen-Everitt (1969) standard error"
-    if pe >= 1:
-        return Estimate(kappa, np.nan, np.nan, 1 - alpha, method)
+    if pe >= 1:  # both raters always use the same single class: perfect agreement
+        return Estimate(1.0, np.nan, np.nan, 1 - alpha, method)
+    kappa = float(cohen_kappa_score(a, b, labels=np.arange(p.shape[0])))
     diag = np.diag(p)
     term_a = float(np.sum(diag * (1 - (rows + cols) * (1 - kappa)) ** 2))
     off = p.copy()
@@ -753,3 +740,34 @@ def interpret_kappa(kappa: float, *, scale: Literal["mchugh", "landis-koch"] = "
         if kappa >= lower:
             return label
     return bands[-1][1]  # pragma: no cover
+
+
+# -- robust location and scale ----------------------------------------------------------
+
+
+def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
+    """Median and a robust standard deviation of ``values``.
+
+    The scale is the normal-consistent median absolute deviation
+    (``scipy.stats.median_abs_deviation(scale="normal")``, MAD / 0.6745;
+    Rousseeuw & Croux 1993). When the MAD is zero (more than half the values
+    equal) it falls back to ``sqrt(pi / 2)`` times the mean absolute deviation
+    from the median (consistent with the standard deviation for normal data;
+    Iglewicz & Hoaglin 1993), and is ``0`` only for a constant sample.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(M,)`` finite values, ``M >= 1``.
+
+    Returns
+    -------
+    (float, float)
+        Median and scale.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    med = float(np.median(v))
+    mad = float(_sps.median_abs_deviation(v, scale="normal"))
+    if mad > 0:
+        return med, mad
+    return med, float(np.sqrt(np.pi / 2) * np.abs(v - med).mean())

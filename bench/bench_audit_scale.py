@@ -22,6 +22,12 @@ Synthetic data (seeded, generated in chunks):
 Peak memory includes the synthetic arrays themselves (reported separately as
 ``rss_after_data_gib``).
 
+A ``neighbours`` configuration per N times :func:`audit._neighbors.knn` alone on
+the two feature spaces the checks search (the duplicate check's centred 8 x 8
+pixel thumbnails, all rows together; the 512-d embeddings per fold, as the
+outlier check searches them) and reports its recall@10 against exact search
+for 2,000 sampled rows.
+
 Usage::
 
     python bench/bench_audit_scale.py                      # N = 1e5, 1e6; K = 2, 14
@@ -54,6 +60,12 @@ def _rss_gib() -> float:
     """Peak resident set size of this process in GiB (Linux reports KiB)."""
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_data(n: int, k: int, *, dim: int = 512, seed: int = 0) -> dict[str, Any]:
@@ -135,8 +147,49 @@ def _recall(findings: list[Any], data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _exact_neighbours(feats: np.ndarray, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The 10 nearest other rows (cosine) of ``queries`` among ``rows``, exactly."""
+    from sklearn.neighbors import NearestNeighbors
+
+    unit = feats[rows] / np.maximum(np.linalg.norm(feats[rows], axis=1, keepdims=True), 1e-30)
+    nn = NearestNeighbors(n_neighbors=11, algorithm="brute").fit(unit)
+    pos = np.searchsorted(rows, queries)
+    got = rows[nn.kneighbors(unit[pos], return_distance=False)]
+    return np.stack([g[g != q][:10] for g, q in zip(got, queries)])
+
+
+def knn_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time the neighbour search alone and measure its recall@10 against exact search."""
+    from audit._neighbors import knn
+    from audit.checks.duplicates_and_leakage import _coarse_pixels
+
+    data = make_data(spec["n"], spec["k"], dim=spec["dim"])
+    folds = data["folds"].astype(np.int64)
+    spaces = {
+        "pixels (8 x 8, all rows)": (_coarse_pixels(data["images"], 16), np.zeros_like(folds)),
+        "embeddings (512-d, per fold)": (data["embeddings"], folds),
+    }
+    queries = np.sort(np.random.default_rng(1).choice(spec["n"], 2000, replace=False))
+    out: dict[str, Any] = {**spec, "spaces": {}}
+    for name, (feats, groups) in spaces.items():
+        t0, c0 = time.perf_counter(), _cpu_s()
+        nb = knn(feats, 10, metric="cosine", groups=None if not groups.any() else groups)
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+        found = 0.0
+        for g in np.unique(groups[queries]):
+            q = queries[groups[queries] == g]
+            exact = _exact_neighbours(feats, np.flatnonzero(groups == g), q)
+            found += sum(np.isin(nb.indices[i], e).mean() for i, e in zip(q, exact))
+        out["spaces"][name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "recall_at_10": round(found / queries.size, 4),
+                               "method": nb.describe(), "params": nb.params}  # fmt: skip
+    out["peak_rss_gib"] = round(_rss_gib(), 2)
+    return out
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration in this (fresh) process and return its figures."""
+    if spec.get("kind") == "knn":
+        return knn_worker(spec)
     from audit.context import AuditContext
     from audit.engine import audit_context
     from audit.registry import list_checks
@@ -150,9 +203,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         data["manifest"], data["class_names"], pred_probs=data["pred_probs"],
         embeddings=data["embeddings"], folds=data["folds"], images=data["images"],
     )  # fmt: skip
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), _cpu_s()
     result = audit_context(ctx, checks=checks, config=spec.get("config") or {})
-    wall = time.perf_counter() - t1
+    wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     return {
         **spec,
         "checks_run": checks,
@@ -160,6 +213,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "data_gen_s": round(gen_s, 1),
         "rss_after_data_gib": round(rss_data, 2),
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
         "peak_rss_gib": round(_rss_gib(), 2),
         "timings_s": result.timings,
         "errors": result.errors,
@@ -170,8 +224,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _configs(sizes: list[int], classes: list[int], dim: int) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for n in sizes:
+        out.append({"n": n, "k": classes[0], "dim": dim, "kind": "knn",
+                    "label": "neighbours (recall@10 vs exact)", "checks": []})
         for k in classes:
             out.append({"n": n, "k": k, "dim": dim, "label": "label_issues", "checks": ["label_issues"]})
         # the duplicate and outlier checks do not use K: run them once per N
@@ -201,16 +257,23 @@ def _run_sub(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'N':>9} {'K':>3}  {'configuration':<52} {'wall s':>7} {'peak GiB':>8} {'data GiB':>8}  per-check s"
+    head = (f"{'N':>9} {'K':>3}  {'configuration':<52} {'wall s':>7} {'cpu s':>7} {'peak GiB':>8} "
+            f"{'data GiB':>8}  per-check s")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.get("failed"):
             lines.append(f"{r['n']:>9} {r['k']:>3}  {r['label']:<52} FAILED rc={r['returncode']}")
             continue
+        if r.get("kind") == "knn":
+            for name, v in r["spaces"].items():
+                lines.append(f"{r['n']:>9} {r['k']:>3}  {'knn: ' + name:<52} {v['wall_s']:>7.1f} "
+                             f"{v['cpu_s']:>7.1f} {r['peak_rss_gib']:>8.2f} {'':>8}  "
+                             f"recall@10 = {v['recall_at_10']:.3f}")
+            continue
         per = ", ".join(f"{c}={t:.1f}" for c, t in r["timings_s"].items())
         miss = f" (not available: {r['missing_checks']})" if r["missing_checks"] else ""
         lines.append(
-            f"{r['n']:>9} {r['k']:>3}  {r['label']:<52} {r['wall_s']:>7.1f} "
+            f"{r['n']:>9} {r['k']:>3}  {r['label']:<52} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} "
             f"{r['peak_rss_gib']:>8.2f} {r['rss_after_data_gib']:>8.2f}  {per}{miss}"
         )
     return "\n".join(lines)

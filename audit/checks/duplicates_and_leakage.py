@@ -27,7 +27,7 @@ For every image ``i`` let ``r_i`` be the distance to its nearest candidate
 filed under a *different* patient (among its ``n_neighbors`` candidates). On
 ``log r`` (distances are skewed and bounded by zero; the log spreads the lower
 tail) take the median ``m`` and the robust standard deviation ``s``
-(:func:`audit._neighbors.robust_center_scale`). A pair is a near-duplicate when
+(:func:`audit.stats.robust_center_scale`). A pair is a near-duplicate when
 its distance is at most::
 
     threshold = min(exp(m - threshold_z * s), threshold_max_ratio * exp(m))
@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -54,10 +54,11 @@ from scipy.ndimage import gaussian_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
+from audit._neighbors import Backend, knn, pixel_embedding, rows_per_chunk
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
+from audit.stats import robust_center_scale
 
 __all__ = [
     "SPEC",
@@ -188,13 +189,14 @@ class DuplicatesAndLeakageConfig:
     split_column : str, default 'split'
         Manifest column naming the partition (train/val/test); leakage across
         it is checked when present.
-    neighbors_backend : {'auto', 'exact', 'ivf', 'hnswlib'}, default 'auto'
+    neighbors_backend : {'auto', 'exact', 'ivf'}, default 'auto'
         See :func:`audit._neighbors.knn`.
     exact_limit : int or None, default None
-        Rows searched by brute force under ``auto``, an approximate inverted
-        file above; ``None``: as many as keep the work ``N**2 * D`` under
-        :data:`audit._neighbors.EXACT_MAX_WORK` (about 10,000 rows of 512-d
-        embeddings or 14,000 of 256-d pixel features: seconds on two cores).
+        Rows searched by brute force (scikit-learn) under ``auto``, an
+        approximate inverted file (faiss) above; ``None``: as many as keep the
+        work ``N**2 * D`` under :data:`audit._neighbors.EXACT_MAX_WORK`
+        (about 10,000 rows of 512-d embeddings or 14,000 of 256-d pixel
+        features: seconds on two cores).
     max_pairs_listed : int, default 50
         Pairs listed in evidence (closest first); counts are always complete.
     max_sample_ids : int, default 2000
@@ -224,6 +226,11 @@ class DuplicatesAndLeakageConfig:
             raise ValueError(
                 "near_duplicate_space must be one of 'pixels', 'embeddings', 'both', 'none'; "
                 f"got {self.near_duplicate_space!r}"
+            )
+        if self.neighbors_backend not in get_args(Backend):
+            raise ValueError(
+                f"neighbors_backend must be one of {list(get_args(Backend))}; "
+                f"got {self.neighbors_backend!r}"
             )
         if self.align_max_shift < 0 or self.align_blur < 0:
             raise ValueError("align_max_shift and align_blur must be >= 0")

@@ -12,7 +12,7 @@ Three kinds of evidence, each used when present:
   fractions, the Jensen-Shannon distance of the grey-level histogram to the
   median histogram, and a roughness ratio that is high for noise) gets a robust
   z-score ``(value - median) / max(robust_sd, min_property_scale)``
-  (:func:`audit._neighbors.robust_center_scale`).
+  (:func:`audit.stats.robust_center_scale`).
   A column in which more than ``max_column_flag_fraction`` of the images (and
   more than 10) exceed ``property_z`` describes a subgroup (a site, a scanner) rather than a few
   odd images; it is left to the shortcut and subgroup checks and listed as
@@ -36,16 +36,16 @@ images; *pass* otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from audit._neighbors import Backend, knn, pixel_embedding, robust_center_scale, rows_per_chunk
+from audit._neighbors import Backend, knn, pixel_embedding, rows_per_chunk
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.stats import finite_or_none, wilson_ci
+from audit.stats import finite_or_none, robust_center_scale, wilson_ci
 
 __all__ = [
     "CACHE_STAT_COLUMNS",
@@ -154,7 +154,7 @@ class OutliersConfig:
         Set when all embeddings come from one model (frozen backbone, external).
     min_group_size : int, default 20
         Fewest rows of one fold model needed for its kNN score and robust scale.
-    neighbors_backend : {'auto', 'exact', 'ivf', 'hnswlib'}, default 'auto'
+    neighbors_backend : {'auto', 'exact', 'ivf'}, default 'auto'
         See :func:`audit._neighbors.knn`.
     exact_limit : int or None, default None
         Rows searched by brute force under ``auto``; ``None``: as many as keep
@@ -190,6 +190,11 @@ class OutliersConfig:
         if self.image_stats not in ("auto", "properties", "cache"):
             raise ValueError(
                 f"image_stats must be one of 'auto', 'properties', 'cache'; got {self.image_stats!r}"
+            )
+        if self.neighbors_backend not in get_args(Backend):
+            raise ValueError(
+                f"neighbors_backend must be one of {list(get_args(Backend))}; "
+                f"got {self.neighbors_backend!r}"
             )
         for name in ("ood_z", "property_z"):
             if not getattr(self, name) > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import rankdata
+from scipy.stats import median_abs_deviation, rankdata
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from audit.stats import (
@@ -12,7 +12,6 @@ from audit.stats import (
     auc_ci,
     bootstrap_category_totals,
     bootstrap_ci,
-    cohen_kappa,
     cohen_kappa_ci,
     delong_auc,
     fleiss_kappa,
@@ -20,6 +19,7 @@ from audit.stats import (
     interpret_kappa,
     n_for_wilson_half_width,
     ratings_to_counts,
+    robust_center_scale,
     wilson_ci,
     wilson_half_width,
 )
@@ -99,13 +99,15 @@ def test_wilson_half_width_and_required_n_agree() -> None:
     assert np.isinf(wilson_half_width(0.8, 0))
 
 
-def test_cohen_kappa_equals_sklearn_and_ci_matches_bootstrap() -> None:
+def test_cohen_kappa_is_sklearns_and_ci_matches_bootstrap() -> None:
     rng = np.random.default_rng(3)
     a = rng.integers(0, 3, 250)
     b = np.where(rng.random(250) < 0.7, a, rng.integers(0, 3, 250))
-    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
     est = cohen_kappa_ci(a, b)
-    boot = bootstrap_ci(cohen_kappa, a, b, n_boot=1500, seed=1)
+    assert est.estimate == cohen_kappa_score(a, b)
+    # a class neither rater used changes nothing
+    assert cohen_kappa_ci(a, b, n_classes=5).estimate == pytest.approx(est.estimate, abs=1e-12)
+    boot = bootstrap_ci(cohen_kappa_score, a, b, n_boot=1500, seed=1)
     se_fce = (est.high - est.low) / (2 * 1.959964)
     se_boot = (boot.high - boot.low) / (2 * 1.959964)
     assert se_fce == pytest.approx(se_boot, rel=0.2)
@@ -113,9 +115,23 @@ def test_cohen_kappa_equals_sklearn_and_ci_matches_bootstrap() -> None:
 
 
 def test_cohen_kappa_degenerate() -> None:
-    assert cohen_kappa(np.zeros(5, int), np.zeros(5, int)) == 1.0
+    # one class for every item by both raters: perfect agreement (scikit-learn says nan)
+    est = cohen_kappa_ci(np.zeros(5, int), np.zeros(5, int))
+    assert est.estimate == 1.0 and np.isnan(est.low) and np.isnan(est.high)
     with pytest.raises(ValueError, match="at least one item"):
-        cohen_kappa(np.array([], int), np.array([], int))
+        cohen_kappa_ci(np.array([], int), np.array([], int))
+    with pytest.raises(ValueError, match=r"class indices in \[0, 2\)"):
+        cohen_kappa_ci(np.array([0, 1, 2]), np.array([0, 1, 1]), n_classes=2)
+
+
+def test_robust_center_scale_is_scipys_normal_mad() -> None:
+    v = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    med, s = robust_center_scale(v)
+    assert med == 3.0 and s == median_abs_deviation(v, scale="normal")
+    assert s == pytest.approx(1.4826, rel=1e-4)
+    med, s = robust_center_scale(np.array([0.0] * 8 + [1.0, 3.0]))
+    assert med == 0.0 and s == pytest.approx(np.sqrt(np.pi / 2) * 0.4)  # MAD 0: mean deviation
+    assert robust_center_scale(np.ones(4)) == (1.0, 0.0)
 
 
 def test_fleiss_kappa_textbook_example() -> None:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import cohen_kappa_score
 
 from audit.checks.annotator_agreement import (
     TITLE_NOT_ESTIMABLE,
@@ -47,7 +48,12 @@ def test_weak_agreement_is_warned(manifest_for) -> None:  # type: ignore[no-unty
     kappa = main.evidence["fleiss_kappa"]
     assert kappa["estimate"] < 0.6
     assert kappa["ci_low"] < kappa["estimate"] < kappa["ci_high"]
-    assert len(main.evidence["pairwise_cohen_kappa"]) == 3
+    pairs = main.evidence["pairwise_cohen_kappa"]
+    assert len(pairs) == 3
+    r0, r1 = ctx.manifest["label_r0"].to_numpy(), ctx.manifest["label_r1"].to_numpy()
+    both = ~np.isnan(r0) & ~np.isnan(r1)
+    ref = cohen_kappa_score(r0[both].astype(int), r1[both].astype(int))
+    assert pairs[0]["annotator_b"] == "r1" and pairs[0]["kappa"] == pytest.approx(ref, abs=1e-4)
     assert main.sample_ids  # images with differing reads, to adjudicate
     assert "majority vote" in main.evidence["consensus_method"]
     json.dumps([f.to_dict() for f in findings], allow_nan=False)

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit._neighbors import clear_cache
 from audit.checks.duplicates_and_leakage import (
     SPEC,
     TITLE_CROSS_PATIENT,
@@ -42,7 +41,6 @@ class Planted:
     pairs: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def context(self, **evidence: object) -> AuditContext:
-        clear_cache()
         return AuditContext.from_arrays(
             self.manifest, ["a", "b"], images=self.images, folds=self.folds, **evidence
         )
@@ -249,7 +247,6 @@ def test_runs_from_a_run_directory(tmp_path: Path) -> None:
     run.write_array("images", data.images)
     run.write_array("oof/folds", data.folds)
     run.update_run_json({"classes": ["a", "b"]})
-    clear_cache()
     result = audit_context(AuditContext.from_run_dir(run), checks=[SPEC.name])
     assert not result.errors
     assert TITLE_CROSS_PATIENT in {f.title for f in result.findings}
@@ -296,7 +293,6 @@ def test_shifted_copies_at_64px() -> None:
         "sample_id": [f"s{i:03d}" for i in range(n)], "label": 0, "label_name": "x",
         "patient_key": [f"p{i:03d}" for i in range(n)],
     })  # fmt: skip
-    clear_cache()
     ctx = AuditContext.from_arrays(manifest, ["x"], images=img[:, None].astype(np.uint8))
     findings = check_duplicates_and_leakage(ctx, DuplicatesAndLeakageConfig())
     assert _found_pairs(findings) == _ids(pairs)
@@ -312,3 +308,5 @@ def test_config_validation() -> None:
         DuplicatesAndLeakageConfig(n_neighbors=0)
     with pytest.raises(ValueError, match="align_max_shift"):
         DuplicatesAndLeakageConfig(align_max_shift=-1)
+    with pytest.raises(ValueError, match="neighbors_backend must be one of"):
+        DuplicatesAndLeakageConfig(neighbors_backend="hnswlib")  # type: ignore[arg-type]

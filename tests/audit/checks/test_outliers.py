@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from audit._neighbors import clear_cache
 from audit.checks.outliers import (
     CACHE_STAT_COLUMNS,
     SPEC,
@@ -38,7 +37,6 @@ def _manifest(n: int = N) -> pd.DataFrame:
 
 
 def _ctx(images: np.ndarray, **evidence: object) -> AuditContext:
-    clear_cache()
     return AuditContext.from_arrays(_manifest(len(images)), ["a", "b"], images=images, **evidence)
 
 
@@ -122,6 +120,12 @@ def test_embedding_ood_per_fold_model() -> None:
     assert set(unusual.sample_ids) == {f"s{i:03d}" for i in far}
     ood = unusual.evidence["method"]["ood"]
     assert ood["space"] == "embeddings" and "per fold model" in ood["method"]
+    # the approximate inverted file (faiss) flags the same images
+    approx = check_outliers(_ctx(clean_images(), embeddings=emb, folds=folds),
+                            OutliersConfig(exact_limit=20))  # fmt: skip
+    unusual = _by_title(approx)[TITLE_UNUSUAL]
+    assert set(unusual.sample_ids) == {f"s{i:03d}" for i in far}
+    assert "inverted-file" in unusual.evidence["method"]["ood"]["method"]
 
 
 def test_knn_score_ranks_like_cleanlab_out_of_distribution() -> None:
@@ -190,4 +194,6 @@ def test_config_validation() -> None:
         OutliersConfig(image_stats="both")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ood_z"):
         OutliersConfig(ood_z=0)
+    with pytest.raises(ValueError, match=r"neighbors_backend must be one of \['auto', 'exact', 'ivf'\]"):
+        OutliersConfig(neighbors_backend="hnswlib")  # type: ignore[arg-type]
     assert OutliersConfig(exclude_property_columns=["a"]).exclude_property_columns == ("a",)  # type: ignore[arg-type]
