@@ -53,6 +53,11 @@ class CheckSpec:
         manifest order, ``sample_id`` first) with every sample's scores and
         flags, of which the findings list only the top. Pure, like ``func``;
         computed on demand (:meth:`audit.engine.AuditResult.table`).
+    model_based : bool
+        The findings rest on the model's predictions (probabilities, embeddings
+        or errors), so they are only as good as the model: the engine attaches
+        the model's out-of-fold quality to them and applies the model-quality
+        rule (see ``docs/audit-checks.md``).
     """
 
     name: str
@@ -63,6 +68,7 @@ class CheckSpec:
     requires_columns: tuple[str, ...] = ()
     requires_any_column_prefix: str | None = None
     table: TableFunc | None = None
+    model_based: bool = False
 
     def __post_init__(self) -> None:
         bad = [e for e in self.requires if e not in EVIDENCE]

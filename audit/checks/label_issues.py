@@ -641,5 +641,6 @@ SPEC = CheckSpec(
     config_cls=LabelIssuesConfig,
     requires=("pred_probs",),
     table=sample_table,
+    model_based=True,
     description="likely mislabelled images and the label-noise rate (confident learning, cleanlab)",
 )
