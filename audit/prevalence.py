@@ -1,0 +1,246 @@
+"""Prior (label) shift: adjust probabilities to a new prevalence, and estimate it.
+
+A model's probabilities carry the class prior of the data it was trained and
+calibrated on. Where the model is used, the prior differs (a 25 % training set, a
+5 % screening programme). Under label shift (``p(x | y)`` unchanged) Bayes' rule
+moves calibrated probabilities to the new prior exactly:
+
+``q_k(x) = p_k(x) w_k / sum_j p_j(x) w_j``, with ``w_k = target_k / source_k``.
+
+The adjustment assumes calibrated probabilities: calibrate first, then adjust
+(Godau, Kalinowski, Christodoulou et al., "Deployment of image analysis algorithms
+under prevalence shifts", MICCAI 2023).
+
+When the deployment prevalence is not known it is estimated from unlabeled
+deployment predictions:
+
+* :func:`em_prior`: the EM algorithm of Saerens, Latinne & Decaestecker (Neural
+  Computation 2002): alternate adjusting the posteriors to the current prior and
+  re-estimating the prior as their mean;
+* :func:`bbse_prior`: black-box shift estimation (Lipton, Wang & Smola, ICML 2018):
+  solve ``C w = mu`` where ``C[i, j] = P(yhat = i, y = j)`` on labeled source data
+  and ``mu[i] = P(yhat = i)`` on the deployment data; the prior is ``w * source``.
+
+:func:`estimate_prevalence` adds bootstrap intervals (deployment rows resampled
+by patient; for BBSE the source rows too, since ``C`` is estimated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from audit.stats import Estimate, bootstrap_ci, two_sample_bootstrap_ci
+
+__all__ = [
+    "ESTIMATORS",
+    "adjust_to_prevalence",
+    "as_prior",
+    "bbse_prior",
+    "em_prior",
+    "estimate_prevalence",
+]
+
+Estimator = Literal["em", "bbse"]
+#: Prevalence estimators of :func:`estimate_prevalence`.
+ESTIMATORS: tuple[str, ...] = ("em", "bbse")
+MSG_PRIOR = (
+    "{name} must be a prevalence in (0, 1) (the share of class 1) for two classes, or K "
+    "positive numbers summing to 1; got {value!r}"
+)
+
+
+def as_prior(value: float | Sequence[float] | np.ndarray, k: int, *, name: str = "prior") -> np.ndarray:
+    """A class prior ``(K,)`` from a number (share of class 1, K = 2) or K shares.
+
+    Raises
+    ------
+    ValueError
+        When the value is not a valid prior for K classes.
+    """
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if arr.shape == (1,) and k == 2:
+        arr = np.array([1 - arr[0], arr[0]])
+    if arr.shape != (k,) or not np.isfinite(arr).all() or (arr <= 0).any() or (arr >= 1).any() \
+            or abs(arr.sum() - 1) > 1e-6:
+        raise ValueError(MSG_PRIOR.format(name=name, value=value))
+    return arr / arr.sum()
+
+
+def adjust_to_prevalence(
+    probs: np.ndarray,
+    source_prior: float | Sequence[float] | np.ndarray,
+    target_prior: float | Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Probabilities moved from ``source_prior`` to ``target_prior`` by Bayes' rule.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        ``(N, K)`` calibrated probabilities, or ``(N,)`` probabilities of class 1
+        of a binary model.
+    source_prior : float or sequence
+        The class prior the probabilities are calibrated to (the training data's):
+        for two classes a number (the share of class 1) or two shares; else K shares.
+    target_prior : float or sequence
+        The prior where the model is used, in the same form.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``probs``: ``q_k = p_k w_k / sum_j p_j w_j`` with
+        ``w = target / source`` (Saerens et al. 2002, eq. 2.4).
+
+    Raises
+    ------
+    ValueError
+        For priors that are not in (0, 1) or do not sum to one, or a shape mismatch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjust_to_prevalence(np.array([0.5]), 0.25, 0.05).round(3)
+    array([0.136])
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    one_d = p.ndim == 1
+    if one_d:
+        p = np.column_stack([1 - p, p])
+    if p.ndim != 2:
+        raise ValueError(f"probs must have shape (N,) or (N, K); got {np.shape(probs)}")
+    k = p.shape[1]
+    w = as_prior(target_prior, k, name="target_prior") / as_prior(source_prior, k, name="source_prior")
+    q = p * w
+    q /= np.clip(q.sum(axis=1, keepdims=True), 1e-300, None)
+    return q[:, 1] if one_d else q
+
+
+def em_prior(
+    probs: np.ndarray,
+    source_prior: float | Sequence[float] | np.ndarray,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+) -> np.ndarray:
+    """Deployment prior by EM (Saerens, Latinne & Decaestecker, Neural Comput 2002).
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        ``(M, K)`` calibrated probabilities of the deployment rows.
+    source_prior : float or sequence
+        Prior the probabilities are calibrated to.
+    tol : float
+        Stop when no class's prior moves by more than this.
+    max_iter : int
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,)`` estimated prior.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    src = as_prior(source_prior, p.shape[1], name="source_prior")
+    prior = src.copy()
+    for _ in range(max_iter):
+        q = p * (prior / src)
+        q /= np.clip(q.sum(axis=1, keepdims=True), 1e-300, None)
+        new = q.mean(axis=0)
+        if np.max(np.abs(new - prior)) < tol:
+            prior = new
+            break
+        prior = np.clip(new, 1e-9, None)
+        prior /= prior.sum()
+    return prior
+
+
+def bbse_prior(
+    source_labels: np.ndarray,
+    source_probs: np.ndarray,
+    target_probs: np.ndarray,
+) -> np.ndarray:
+    """Deployment prior by black-box shift estimation (Lipton, Wang & Smola, ICML 2018).
+
+    Parameters
+    ----------
+    source_labels : numpy.ndarray
+        ``(N,)`` labels of held-out source rows (out-of-fold).
+    source_probs : numpy.ndarray
+        ``(N, K)`` their predicted probabilities (hard predictions are the arg-max).
+    target_probs : numpy.ndarray
+        ``(M, K)`` predicted probabilities of the deployment rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,)`` estimated prior: ``w = C^+ mu`` clipped at 0, times the source
+        prior, renormalised. NaN when ``C`` is singular (a class never predicted).
+    """
+    y = np.asarray(source_labels).astype(np.int64)
+    ps, pt = np.asarray(source_probs), np.asarray(target_probs)
+    k = ps.shape[1]
+    yhat_s, yhat_t = ps.argmax(axis=1), pt.argmax(axis=1)
+    joint = np.zeros((k, k))
+    np.add.at(joint, (yhat_s, y), 1.0)
+    joint /= len(y)
+    mu = np.bincount(yhat_t, minlength=k) / len(yhat_t)
+    if np.linalg.matrix_rank(joint) < k:
+        return np.full(k, np.nan)
+    w = np.clip(np.linalg.solve(joint, mu), 0.0, None)
+    prior = w * np.bincount(y, minlength=k) / len(y)
+    total = prior.sum()
+    return prior / total if total > 0 else np.full(k, np.nan)
+
+
+def estimate_prevalence(
+    target_probs: np.ndarray,
+    *,
+    method: Estimator,
+    source_prior: float | Sequence[float] | np.ndarray | None = None,
+    source_labels: np.ndarray | None = None,
+    source_probs: np.ndarray | None = None,
+    target_groups: np.ndarray | None = None,
+    source_groups: np.ndarray | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> list[Estimate]:
+    """Deployment prevalence of every class with a bootstrap interval.
+
+    Parameters
+    ----------
+    target_probs : numpy.ndarray
+        ``(M, K)`` calibrated probabilities of the deployment rows.
+    method : {'em', 'bbse'}
+    source_prior : float or sequence, optional
+        Needed for ``'em'``.
+    source_labels, source_probs : numpy.ndarray, optional
+        ``(N,)``, ``(N, K)`` labeled source rows; needed for ``'bbse'``.
+    target_groups, source_groups : numpy.ndarray, optional
+        Patient keys: patients are resampled.
+    n_boot, seed : int
+
+    Returns
+    -------
+    list of Estimate
+        One per class, in class order.
+    """
+    pt = np.asarray(target_probs, dtype=np.float64)
+    k = pt.shape[1]
+    if method == "em":
+        if source_prior is None:
+            raise ValueError("method 'em' needs source_prior")
+        src = as_prior(source_prior, k, name="source_prior")
+        return [bootstrap_ci(lambda p, c=c: float(em_prior(p, src)[c]), pt, groups=target_groups,
+                             n_boot=n_boot, seed=seed) for c in range(k)]
+    if method == "bbse":
+        if source_labels is None or source_probs is None:
+            raise ValueError("method 'bbse' needs source_labels and source_probs")
+        ys = np.asarray(source_labels).astype(np.int64)
+        ps = np.asarray(source_probs, dtype=np.float64)
+        return [two_sample_bootstrap_ci(
+            lambda a, b, c=c: float(bbse_prior(a[0], a[1], b[0])[c]), (ys, ps), (pt,),
+            groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, seed=seed)
+            for c in range(k)]
+    raise ValueError(f"method must be one of {list(ESTIMATORS)}; got {method!r}")
