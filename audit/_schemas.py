@@ -18,6 +18,8 @@ __all__ = [
     "CORE_COLUMNS",
     "RUN_MANIFEST_SCHEMA",
     "SEX_VALUES",
+    "UNLABELED",
+    "UNLABELED_NAME",
     "annotator_columns",
     "format_schema_errors",
     "validate_run_manifest",
@@ -26,6 +28,11 @@ __all__ = [
 #: Manifest columns every run has; never annotator columns even when they match
 #: :data:`ANNOTATOR_PREFIX`.
 CORE_COLUMNS: tuple[str, ...] = ("sample_id", "label", "label_name", "patient_key")
+#: ``label`` of a row without a label: runs of ``medaudit predict`` on unlabeled images
+#: (then ``run.json['has_labels']`` is false and every row is unlabeled).
+UNLABELED = -1
+#: ``label_name`` of an unlabeled row.
+UNLABELED_NAME = "(unlabeled)"
 #: Columns ``label_<annotator>`` hold one rater's label each (``label_name`` is not one).
 ANNOTATOR_PREFIX = "label_"
 
@@ -49,7 +56,7 @@ _OPTIONAL_STR = ("site", "scanner", "view", "split", "study_key", "path")
 RUN_MANIFEST_SCHEMA = pa.DataFrameSchema(
     {
         "sample_id": pa.Column(str, nullable=False, unique=True, coerce=True),
-        "label": pa.Column("int64", pa.Check.ge(0), nullable=False, coerce=True),
+        "label": pa.Column("int64", pa.Check.ge(UNLABELED), nullable=False, coerce=True),
         "label_name": pa.Column(str, nullable=False, coerce=True),
         "patient_key": pa.Column(str, nullable=False, coerce=True),
         "sex": pa.Column(str, pa.Check.isin(SEX_VALUES), nullable=True, required=False),

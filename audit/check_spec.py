@@ -18,7 +18,10 @@ from audit.findings import Finding
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["CheckFunc", "CheckSpec", "TableFunc"]
+__all__ = ["SKIP_UNLABELED", "CheckFunc", "CheckSpec", "TableFunc"]
+
+#: Why a check that needs labels is skipped on an unlabeled run.
+SKIP_UNLABELED = "no labels (an unlabeled run, e.g. from medaudit predict without labels)"
 
 CheckFunc = Callable[[AuditContext, Any], list[Finding]]
 #: ``table(ctx, config) -> DataFrame``: the full per-sample table behind a check's findings.
@@ -58,6 +61,11 @@ class CheckSpec:
         or errors), so they are only as good as the model: the engine attaches
         the model's out-of-fold quality to them and applies the model-quality
         rule (see ``docs/audit-checks.md``).
+    needs_labels : bool
+        The check needs every row labeled; on an unlabeled run (``medaudit
+        predict`` without labels) it is skipped with :data:`SKIP_UNLABELED` as
+        the reason. Checks that compare an unlabeled batch with a reference run
+        set it to False.
     """
 
     name: str
@@ -69,6 +77,7 @@ class CheckSpec:
     requires_any_column_prefix: str | None = None
     table: TableFunc | None = None
     model_based: bool = False
+    needs_labels: bool = True
 
     def __post_init__(self) -> None:
         bad = [e for e in self.requires if e not in EVIDENCE]
@@ -81,7 +90,8 @@ class CheckSpec:
 
     def missing_evidence(self, ctx: AuditContext) -> list[str]:
         """Why the check cannot run on ``ctx`` (empty when it can)."""
-        reasons = [f"no {e}" for e in self.requires if not ctx.has(e)]
+        reasons = [SKIP_UNLABELED] if self.needs_labels and not ctx.has_labels else []
+        reasons += [f"no {e}" for e in self.requires if not ctx.has(e)]
         reasons += [
             f"no manifest column {c!r}" for c in self.requires_columns if c not in ctx.manifest
         ]

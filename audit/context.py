@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -20,13 +21,68 @@ from audit._schemas import (
     ANNOTATOR_PREFIX,
     CORE_COLUMNS,
     RUN_MANIFEST_SCHEMA,
+    UNLABELED,
+    UNLABELED_NAME,
     annotator_columns,
     format_schema_errors,
 )
 from audit.rundir import HISTORY, RunArtifactMissingError, RunDir
 
-__all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "AuditContext", "Evidence",
-           "annotator_columns"]
+__all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "REFERENCE_KEY", "UNLABELED",
+           "AuditContext", "Evidence", "ReferenceRun", "annotator_columns", "load_reference"]
+
+#: ``run.json`` section naming the reference run of a deployment batch (``{"path": ...}``).
+REFERENCE_KEY = "reference"
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """The evidence of a reference (training) run, for checks that compare two runs.
+
+    Attributes
+    ----------
+    manifest : pandas.DataFrame
+        The reference run's manifest (R rows).
+    class_names : list of str
+    pred_probs : numpy.ndarray or None
+        ``(R, K)`` out-of-fold (or held-out) probabilities.
+    folds : numpy.ndarray or None
+        ``(R,)`` fold of each row (``-1``: not out-of-fold, e.g. a held-out split).
+    embeddings : numpy.ndarray or None
+        ``(R, D)``.
+    image_properties : pandas.DataFrame or None
+    name : str
+        The reference run's folder name (for messages).
+    """
+
+    manifest: pd.DataFrame
+    class_names: list[str]
+    pred_probs: np.ndarray | None = None
+    folds: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    image_properties: pd.DataFrame | None = None
+    name: str = "reference"
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(R,)`` int64 labels (``UNLABELED`` where none)."""
+        return self.manifest["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """``(R,)`` patient keys."""
+        return self.manifest["patient_key"].astype(str).to_numpy()
+
+
+def load_reference(run: RunDir) -> ReferenceRun:
+    """The :class:`ReferenceRun` of a run directory (arrays it lacks are None)."""
+
+    def arr(name: str) -> np.ndarray | None:
+        return run.read_array(name) if run.has(name) else None
+
+    props = run.read_image_properties() if run.has("image_properties.parquet") else None
+    return ReferenceRun(run.read_manifest(), run.class_names(), arr("oof/pred_probs"),
+                        arr("oof/folds"), arr("oof/embeddings"), props, run.path.name)
 
 Evidence = Literal[
     "pred_probs",
@@ -37,6 +93,7 @@ Evidence = Literal[
     "image_properties",
     "history",
     "masked",
+    "reference",
 ]
 #: Evidence names a check may require (besides the manifest, always present).
 EVIDENCE: tuple[str, ...] = get_args(Evidence)
@@ -182,6 +239,11 @@ class AuditContext:
         return self.manifest["label"].to_numpy(dtype=np.int64)
 
     @property
+    def has_labels(self) -> bool:
+        """Whether every row has a label (False for unlabeled deployment batches)."""
+        return bool(self.n) and bool((self.labels >= 0).all())
+
+    @property
     def annotator_columns(self) -> list[str]:
         """Manifest columns ``label_<annotator>`` holding individual annotators' labels."""
         return annotator_columns(self.manifest.columns)
@@ -208,6 +270,9 @@ class AuditContext:
             return self.run.has(HISTORY)
         if name == "masked":
             return bool(self.run.masked_variants())
+        if name == "reference":
+            path = self.run.read_run_json().get(REFERENCE_KEY, {}).get("path")
+            return bool(path) and RunDir(path).has("manifest.parquet")
         return self.run.has(_ARRAY_NAMES[name])
 
     def get(self, name: str) -> Any:
@@ -240,6 +305,8 @@ class AuditContext:
             value = self.run.read_json(HISTORY)
         elif name == "masked":
             value = {v: self.run.read_array(f"oof/masked/{v}") for v in self.run.masked_variants()}
+        elif name == "reference":
+            value = load_reference(RunDir(self.run.read_run_json()[REFERENCE_KEY]["path"]))
         else:
             value = self.run.read_array(_ARRAY_NAMES[name], mmap=name == "images")
         self._cache[name] = value
@@ -270,7 +337,7 @@ def _complete_manifest(manifest: pd.DataFrame, class_names: list[str]) -> pd.Dat
         m.insert(0, "sample_id", [str(i) for i in range(len(m))])
     k = len(class_names)
     label = pd.to_numeric(m["label"], errors="coerce")
-    bad = label.isna() | (label < 0) | (label >= k) | (label != label.round())
+    bad = label.isna() | ((label < 0) & (label != UNLABELED)) | (label >= k) | (label != label.round())
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         value = m["label"].iloc[i]
@@ -282,7 +349,7 @@ def _complete_manifest(manifest: pd.DataFrame, class_names: list[str]) -> pd.Dat
     m["label"] = label.astype(np.int64)
     if "label_name" not in m.columns:
         m.insert(list(m.columns).index("label") + 1, "label_name",
-                 [class_names[i] for i in m["label"]])
+                 [class_names[i] if i >= 0 else UNLABELED_NAME for i in m["label"]])
     if "patient_key" not in m.columns:
         warnings.warn(MSG_NO_PATIENT_KEY, stacklevel=3)
         m.insert(list(m.columns).index("label_name") + 1, "patient_key",

@@ -42,6 +42,8 @@ __all__ = [
     "BINARY_ONLY",
     "CALIBRATORS",
     "apply_calibrator",
+    "candidates_for",
+    "choose_calibrator",
     "cross_fit",
     "fit_calibrator",
 ]
@@ -239,3 +241,51 @@ def cross_fit(
     return out, fitted
 
 
+
+
+def candidates_for(names: tuple[str, ...] | list[str], k: int) -> list[str]:
+    """The calibrators of ``names`` defined for ``k`` classes (order kept)."""
+    for n in names:
+        _check_name(n, 2)
+    return [n for n in names if k == 2 or n not in BINARY_ONLY]
+
+
+def choose_calibrator(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    candidates: tuple[str, ...] | list[str] = CALIBRATORS,
+    groups: np.ndarray | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+    n_bins: int = 10,
+) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """Cross-fit every candidate; choose the one with the lowest cross-fitted Brier score.
+
+    The Brier score is a proper scoring rule (it rewards calibration and
+    discrimination together); the choice is made on cross-fitted probabilities,
+    so the chosen calibrator's "after" numbers carry a small optimism of selecting
+    one of a few candidates, not of fitting on the rows it is scored on.
+
+    Returns
+    -------
+    name : str
+        The chosen calibrator.
+    cross_fitted : dict
+        Candidate -> ``(N, K)`` cross-fitted probabilities.
+    final : dict
+        The chosen calibrator refitted on all rows (``{"name", "params"}``): the one
+        to apply to new data.
+    """
+    from audit.calibration import brier_score
+
+    p = _probs(probs)
+    y = np.asarray(labels).astype(np.int64)
+    names = candidates_for(candidates, p.shape[1])
+    if not names:
+        raise ValueError(f"no calibrator of {list(candidates)} is defined for {p.shape[1]} classes; "
+                         "add 'temperature'")
+    cross = {n: cross_fit(n, y, p, groups=groups, n_splits=n_splits, seed=seed, n_bins=n_bins)[0]
+             for n in names}
+    best = min(names, key=lambda n: brier_score(y, cross[n]))
+    return best, cross, fit_calibrator(best, y, p, n_bins=n_bins)  # type: ignore[arg-type]

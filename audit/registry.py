@@ -22,10 +22,12 @@ __all__ = ["CheckSpec", "build_config", "get_check", "list_checks", "registry"]
 def _specs() -> list[CheckSpec]:
     from audit.checks import (
         annotator_agreement,
+        calibration,
         class_balance_and_size,
         duplicates_and_leakage,
         label_issues,
         outliers,
+        prevalence_shift,
     )
 
     return [
@@ -34,6 +36,8 @@ def _specs() -> list[CheckSpec]:
         duplicates_and_leakage.SPEC,
         outliers.SPEC,
         class_balance_and_size.SPEC,
+        calibration.SPEC,
+        prevalence_shift.SPEC,
     ]
 
 

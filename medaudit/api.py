@@ -43,6 +43,8 @@ __all__ = [
     "DEPLOYMENT_SETTING",
     "MSG_DEPLOYMENT_UNUSED",
     "audit_predictions",
+    "deployment_value",
+    "with_deployment",
 ]
 
 #: The check setting that receives ``deployment_prevalence`` (the ``prevalence_shift``
@@ -50,9 +52,9 @@ __all__ = [
 DEPLOYMENT_SETTING = "deployment_prevalence"
 
 MSG_DEPLOYMENT_UNUSED = (
-    "deployment_prevalence={value!r} was given but no registered check reads it yet (no check "
-    "has a 'deployment_prevalence' setting); it is recorded in run.json['deployment'] when "
-    "out= is given, and this audit does not use it"
+    "deployment_prevalence={value!r} was given but none of the checks run reads it (the "
+    "prevalence_shift check does; it is not among checks=...); it is recorded in "
+    "run.json['deployment'] when out= is given"
 )
 MSG_NOT_1D = (
     "{name} must be a 1-D sequence of length N (a list, numpy array or pandas Series); got "
@@ -182,8 +184,14 @@ def _sample_ids(sample_ids: Any, meta: pd.DataFrame | None, n: int) -> list[str]
     return out
 
 
-def _deployment_value(value: Any, class_names: list[str]) -> float | tuple[float, ...]:
-    """A prevalence for binary problems (of class 1), one per class otherwise."""
+def deployment_value(value: Any, class_names: list[str]) -> float | tuple[float, ...]:
+    """A prevalence for binary problems (of class 1), one per class otherwise.
+
+    Raises
+    ------
+    ValueError
+        When the value is not in (0, 1) or the K shares do not sum to 1.
+    """
     k = len(class_names)
     if k == 2 and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         p = float(value)
@@ -210,12 +218,18 @@ def _deployment_value(value: Any, class_names: list[str]) -> float | tuple[float
     return float(arr[1]) if k == 2 else tuple(float(v) for v in arr)
 
 
-def _with_deployment(
+def with_deployment(
     config: Mapping[str, Mapping[str, Any]] | None,
     value: float | tuple[float, ...],
     checks: Sequence[str] | None,
 ) -> dict[str, dict[str, Any]]:
-    """``config`` with the deployment prevalence given to every check that has the setting."""
+    """``config`` with the deployment prevalence given to every check that has the setting.
+
+    Raises
+    ------
+    ValueError
+        When ``config`` already states a different value for such a check.
+    """
     out = {k: dict(v) for k, v in (config or {}).items()}
     consumers = [name for name in list_checks()
                  if DEPLOYMENT_SETTING in {f.name for f in
@@ -403,8 +417,8 @@ def audit_predictions(
 
     run_json: dict[str, Any] = {}
     if deployment_prevalence is not None:
-        value = _deployment_value(deployment_prevalence, prepared.class_names)
-        config = _with_deployment(config, value, checks)
+        value = deployment_value(deployment_prevalence, prepared.class_names)
+        config = with_deployment(config, value, checks)
         run_json["deployment"] = {"prevalence": value, "classes": prepared.class_names,
                                   "source": "medaudit.audit_predictions"}
     if run is None:

@@ -54,6 +54,63 @@ def _add_audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-on", choices=["critical", "warning"], default=None,
                    help="exit with code 3 when a finding of this severity or worse exists "
                    "(for CI pipelines that gate on data quality)")
+    add_deployment_argument(p)
+
+
+def add_deployment_argument(p: argparse.ArgumentParser) -> None:
+    """``--deployment-prevalence`` (``audit``, ``audit-predictions``, ``run``, ``demo``)."""
+    p.add_argument("--deployment-prevalence", metavar="P",
+                   help="prevalence where the model is used: the share of the positive class "
+                   "(e.g. 0.05), or one share per class, comma-separated; stored in run.json "
+                   "and used by the prevalence_shift check (default: the value stored in "
+                   "run.json, if any)")
+
+
+def _parse_prevalence(text: str) -> float | list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--deployment-prevalence must be a number or comma-separated numbers; "
+                         f"got {text!r}") from None
+    if not values:
+        raise ValueError("--deployment-prevalence is empty")
+    return values[0] if len(values) == 1 else values
+
+
+def resolve_deployment(
+    run_dir: Path, args: argparse.Namespace, config: dict[str, Any] | None,
+    checks: list[str] | None,
+) -> dict[str, Any] | None:
+    """Settings with the deployment prevalence, which is also stored in ``run.json``.
+
+    The flag wins, then ``[prevalence_shift] deployment_prevalence`` of the TOML, then
+    the value stored in ``run.json['deployment']`` by an earlier audit. A value given
+    here is written to ``run.json['deployment']`` so that reports and the dashboard
+    use the same one.
+    """
+    from audit.rundir import RunDir
+    from medaudit.api import DEPLOYMENT_SETTING, deployment_value, with_deployment
+
+    run = RunDir(run_dir)
+    classes = run.class_names()
+    flag = getattr(args, "deployment_prevalence", None)
+    toml = (config or {}).get("prevalence_shift", {}).get(DEPLOYMENT_SETTING)
+    stored = run.read_run_json().get("deployment", {}).get("prevalence")
+    given = _parse_prevalence(flag) if flag is not None else toml
+    if given is None and stored is None:
+        return config
+    value = deployment_value(given if given is not None else stored, classes)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # checks=... without prevalence_shift: stored anyway
+        config = with_deployment(config, value, checks)
+    if given is not None:
+        source = "--deployment-prevalence" if flag is not None else "audit config"
+        with run.transaction("medaudit audit") as staged:
+            staged.update_run_json({"deployment": {"prevalence": value, "classes": classes,
+                                                   "source": source}})
+    return config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -178,6 +235,7 @@ def audit_and_print(run_dir: Path, args: argparse.Namespace) -> int:
 
     checks = _checks_arg(args.checks)
     config = _load_config(args.config, checks)
+    config = resolve_deployment(run_dir, args, config, checks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the summary lists failed checks
         result = audit_run(run_dir, checks=checks, config=config)

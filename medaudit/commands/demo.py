@@ -96,7 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     _add_demo_data_arguments(p)
     add_ingest_arguments(p)
     add_stage_arguments(p)
-    p.set_defaults(func=run_demo, epochs=DEMO_EPOCHS, model=DEMO_MODEL, mixup=DEMO_MIXUP)
+    p.set_defaults(func=run_demo, epochs=DEMO_EPOCHS, model=DEMO_MODEL, mixup=DEMO_MIXUP,
+                   deployment_prevalence=None)
 
 
 def run_demo_data(args: argparse.Namespace) -> int:
@@ -114,5 +115,7 @@ def run_demo(args: argparse.Namespace) -> int:
     args.dicom_dir, args.labels, args.manifest, args.npz = data / "dicom", data / "labels.csv", None, None
     if args.classes is None:
         args.classes = ",".join(CLASS_NAMES)
+    if args.deployment_prevalence is None:  # the demo's documented screening prevalence
+        args.deployment_prevalence = str(_demo_config(args).screening_prevalence)
     args.overwrite = True
     return run_stages(args, args.out)

@@ -23,6 +23,9 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     stages.add_argument("--checks", help="comma-separated audit checks (default: all)")
     stages.add_argument("--audit-config", dest="config", type=Path,
                         help="TOML file of audit settings, one [section] per check")
+    from medaudit.commands.audit import add_deployment_argument
+
+    add_deployment_argument(stages)
 
 
 def run_stages(args: argparse.Namespace, out: Path) -> int:

@@ -1,0 +1,85 @@
+"""Check ``prevalence_shift``: PPV at the deployment prevalence, estimated prevalence of a batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.checks.prevalence_shift import PrevalenceShiftConfig, check_prevalence_shift
+from audit.context import UNLABELED, AuditContext, ReferenceRun
+from audit.operating_point import predictive_values
+
+FAST = PrevalenceShiftConfig(n_boot=50, calibrator="temperature")
+SHIFT = 1.8
+
+
+def _data(n: int, prevalence: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y = (rng.random(n) < prevalence).astype(int)
+    s = rng.normal(0, 1, n) + SHIFT * y
+    return y, s
+
+
+def _probs(s: np.ndarray, prior: float) -> np.ndarray:
+    z = SHIFT * s - SHIFT**2 / 2 + np.log(prior / (1 - prior))
+    p = 1 / (1 + np.exp(-z))
+    return np.column_stack([1 - p, p]).astype(np.float32)
+
+
+def _manifest(y: np.ndarray, prefix: str) -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": [f"{prefix}{i}" for i in range(len(y))], "label": y,
+                         "patient_key": [f"{prefix}p{i}" for i in range(len(y))]})
+
+
+def test_stated_screening_prevalence_lowers_ppv_and_says_so() -> None:
+    rng = np.random.default_rng(0)
+    y, s = _data(1500, 0.25, rng)
+    ctx = AuditContext.from_arrays(_manifest(y, "s"), ["benign", "malignant"],
+                                   pred_probs=_probs(s, 0.25))
+    [f] = check_prevalence_shift(ctx, PrevalenceShiftConfig(
+        n_boot=50, calibrator="temperature", deployment_prevalence=0.05))
+    train, dep = f.evidence["table"]
+    assert train["prevalence"] == pytest.approx(y.mean(), abs=1e-3) and dep["prevalence"] == 0.05
+    # Youden's cut does not depend on prevalence: same sensitivity, lower PPV
+    assert dep["sensitivity"]["estimate"] == pytest.approx(train["sensitivity"]["estimate"], abs=0.02)
+    assert dep["ppv"]["estimate"] < train["ppv"]["estimate"] - 0.2
+    se, sp = dep["sensitivity"]["estimate"], dep["specificity"]["estimate"]
+    assert dep["ppv"]["estimate"] == pytest.approx(predictive_values(se, sp, 0.05)[0], abs=1e-3)
+    assert dep["ppv"]["ci_low"] <= dep["ppv"]["estimate"] <= dep["ppv"]["ci_high"]
+    assert dep["false_alarms_per_1000"]["estimate"] == pytest.approx(1000 * (1 - sp) * 0.95, abs=1)
+    assert f.severity == "warning" and "of every 10 positive calls would be false alarms" in f.title
+    assert f.evidence["order"].startswith("calibrated")
+
+
+def test_unlabeled_batch_prevalence_is_estimated_from_the_reference() -> None:
+    rng = np.random.default_rng(1)
+    yr, sr = _data(2000, 0.3, rng)
+    yt, st = _data(1200, 0.08, rng)
+    ref = ReferenceRun(_manifest(yr, "r"), ["benign", "malignant"], pred_probs=_probs(sr, 0.3))
+    batch = _manifest(np.full(len(yt), UNLABELED), "t")
+    ctx = AuditContext.from_arrays(batch, ["benign", "malignant"], pred_probs=_probs(st, 0.3),
+                                   reference=ref)
+    assert not ctx.has_labels
+    [f] = check_prevalence_shift(ctx, FAST)
+    est = f.evidence["estimated_prevalence"]
+    assert est["ci_low"] <= yt.mean() <= est["ci_high"]
+    assert abs(est["estimate"] - yt.mean()) < 0.03
+    bbse = f.evidence["estimates"]["bbse"][1]
+    assert abs(bbse["estimate"] - yt.mean()) < 0.05
+    assert f.evidence["deployment_prevalence_source"] == "estimated (em)"
+    # a stated prevalence far from what the batch shows is questioned
+    found = check_prevalence_shift(ctx, PrevalenceShiftConfig(n_boot=50, calibrator="temperature",
+                                                              deployment_prevalence=0.4))
+    assert any("disagrees" in g.title for g in found)
+
+
+def test_nothing_stated_and_nothing_to_estimate_is_an_info() -> None:
+    rng = np.random.default_rng(2)
+    y, s = _data(300, 0.3, rng)
+    ctx = AuditContext.from_arrays(_manifest(y, "s"), ["a", "b"], pred_probs=_probs(s, 0.3))
+    [f] = check_prevalence_shift(ctx, FAST)
+    assert f.severity == "info" and "--deployment-prevalence" in f.message
+    unlabeled = AuditContext.from_arrays(_manifest(np.full(300, UNLABELED), "s"), ["a", "b"],
+                                         pred_probs=_probs(s, 0.3))
+    [g] = check_prevalence_shift(unlabeled, FAST)
+    assert g.severity == "info" and "no labels" in g.message
