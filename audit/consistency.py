@@ -134,6 +134,7 @@ def verify_run(run: RunDir) -> None:
             )
     problems += _recorded_digests(run, "train", "train")
     problems += _recorded_digests(run, "external", "audit-predictions")
+    problems += _recorded_digests(run, "predict", "predict")
     if problems:
         raise RunDirMismatchError(MSG_INCONSISTENT.format(
             run=run.path, problems="\n".join(f"  - {p}" for p in problems)))

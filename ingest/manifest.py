@@ -35,7 +35,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from audit._schemas import ANNOTATOR_PREFIX, annotator_columns
+from audit._schemas import ANNOTATOR_PREFIX, UNLABELED, UNLABELED_NAME, annotator_columns
 from ingest.errors import ManifestError
 from ingest.identifiers import drop_identifier_columns
 from ingest.labels import ClassMap, resolve_classes
@@ -170,6 +170,7 @@ def validate_label_table(
     key_col: str,
     classes: Sequence[str] | None = None,
     quote_key: bool = True,
+    require_labels: bool = True,
 ) -> ParsedTable:
     """Validate a label table lazily and map labels to class indices.
 
@@ -198,6 +199,13 @@ def validate_label_table(
         Listing every table-level problem.
     """
     problems = []
+    unlabeled = not require_labels and "label" not in df.columns
+    if unlabeled:
+        if not classes:
+            raise ManifestError(f"{source}: unlabeled data needs the class list of the model "
+                                "(pass classes)")
+        df = df.copy()
+        df["label"] = "0"  # placeholder: validated like a label, replaced below
     if "label" not in df.columns:
         problems.append(f"{source}: no 'label' column; columns are {list(df.columns)}")
     if key_col not in df.columns:
@@ -291,15 +299,18 @@ def validate_label_table(
         ok["sex"] = ok["sex"].map(lambda v: _SEX_ALIASES.get(str(v).strip().lower()) if isinstance(v, str) else None)
     if "age" in ok.columns:
         ok["age"] = pd.to_numeric(ok["age"], errors="coerce")
+    if unlabeled:
+        ok["label"] = np.int64(UNLABELED)
+        ok["label_name"] = UNLABELED_NAME
     present = sorted(set(ok["label"]))
-    if len(present) < 2:
+    if len(present) < 2 and require_labels:
         raise ManifestError(
             f"{source}: only one class among the accepted rows ({[cmap.names[i] for i in present]}); "
             f"an audit needs at least two classes ({len(refused)} rows were refused)"
         )
     notes = []
     counts = ok["label"].value_counts()
-    for i, cnt in counts[counts < MIN_CLASS_IMAGES].items() if not classes else ():
+    for i, cnt in counts[counts < MIN_CLASS_IMAGES].items() if not classes and not unlabeled else ():
         notes.append(MSG_RARE_CLASS.format(name=cmap.names[int(i)], n=int(cnt)))
     ok, dropped = drop_identifier_columns(ok, source=source, keep=[key_col, "_row", *ann_cols])
     notes += dropped
@@ -307,10 +318,12 @@ def validate_label_table(
 
 
 def read_manifest_csv(
-    path: str | os.PathLike[str], *, classes: Sequence[str] | None = None
+    path: str | os.PathLike[str], *, classes: Sequence[str] | None = None,
+    require_labels: bool = True,
 ) -> ParsedTable:
     """Read and validate a manifest CSV (``path`` + ``label`` + optional columns).
 
+    ``require_labels=False`` makes ``label`` optional (see :func:`validate_label_table`).
     Adds ``abs_path`` (the resolved file) and ``rel_path`` (as written, POSIX).
 
     Raises
@@ -321,7 +334,8 @@ def read_manifest_csv(
         For table-level problems (see the module docstring).
     """
     p = Path(path)
-    table = validate_label_table(read_csv_table(p), source=p.name, key_col="path", classes=classes)
+    table = validate_label_table(read_csv_table(p), source=p.name, key_col="path", classes=classes,
+                                 require_labels=require_labels)
     base = p.resolve().parent
     rows = table.rows
     rows["rel_path"] = rows["path"].str.strip().map(lambda s: Path(s).as_posix())

@@ -107,6 +107,10 @@ class IngestOptions:
         decoding it (see :mod:`ingest.limits`).
     overwrite : bool
         Replace a run directory that holds the results of other inputs.
+    require_labels : bool
+        False for new data to be scored by a trained model (``medaudit predict``):
+        labels become optional (``run.json['has_labels']`` says whether there are
+        any) and a single class is allowed; ``classes`` must then be given.
     """
 
     image_size: int = 64
@@ -118,6 +122,7 @@ class IngestOptions:
     use_cache: bool = True
     overwrite: bool = False
     max_image_mib: float = DEFAULT_MAX_IMAGE_MIB
+    require_labels: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
@@ -133,7 +138,8 @@ class IngestOptions:
     def cache_fields(self) -> dict[str, Any]:
         """The options that change the artifacts (part of the cache key)."""
         return {"image_size": self.image_size, "channels": self.channels,
-                "frame_policy": self.frame_policy, "classes": list(self.classes or [])}
+                "frame_policy": self.frame_policy, "classes": list(self.classes or []),
+                "require_labels": self.require_labels}
 
 
 @dataclass
@@ -278,7 +284,8 @@ def _run_ingest(
                      "options": _jsonable(asdict(options)),
                      "key_fingerprint": key_fingerprint(secret), "versions": _versions(),
                      "input_files": {"algorithm": INPUT_DIGEST_ALGORITHM, "files": digests}})
-        staged.update_run_json({"classes": info["classes"], "ingest": info}, replace=True)
+        staged.update_run_json({"classes": info["classes"], "ingest": info,
+                                "has_labels": info.get("has_labels", True)}, replace=True)
     for w in info.get("warnings", []):
         warnings.warn(w, stacklevel=3)
     return IngestSummary(run, info["n_accepted"], info["n_refused"], hit,
@@ -336,7 +343,7 @@ def _decode_all(plan: _Plan, run: RunDir, options: IngestOptions, *, key: bytes)
     warn = list(plan.warnings)
     if len(rows) == 0:
         raise ManifestError(f"no image could be ingested: all {n} inputs were refused ({refused[:3]} ...)")
-    if rows["label"].nunique() < 2:
+    if options.require_labels and rows["label"].nunique() < 2:
         raise ManifestError(
             f"only one class among the {len(rows)} images that could be decoded; an audit needs two "
             f"({len(refused)} inputs were refused: see their reasons in quarantine.csv)"
@@ -363,6 +370,7 @@ def _decode_all(plan: _Plan, run: RunDir, options: IngestOptions, *, key: bytes)
         "n_accepted": len(manifest),
         "n_refused": len(refused),
         "class_counts": {k: int(v) for k, v in counts.items()},
+        "has_labels": bool((manifest["label"] >= 0).all()),
         "n_patients": int(manifest["patient_key"].nunique()),
         "image_shape": list(images_kept.shape[1:]),
         "decode_seconds": round(t_decode, 3),
@@ -450,7 +458,8 @@ def ingest_manifest(
     def parse() -> ParsedTable:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return read_manifest_csv(csv, classes=options.classes)
+            return read_manifest_csv(csv, classes=options.classes,
+                                     require_labels=options.require_labels)
 
     parsed: list[ParsedTable] = []
 
@@ -495,7 +504,7 @@ def _walk_files(root: Path) -> list[Path]:
 
 def ingest_dicom_dir(
     dicom_dir: str | os.PathLike[str],
-    labels_csv: str | os.PathLike[str],
+    labels_csv: str | os.PathLike[str] | None,
     out: str | os.PathLike[str],
     options: IngestOptions = IngestOptions(),
 ) -> IngestSummary:
@@ -505,7 +514,8 @@ def ingest_dicom_dir(
     ``sop_instance_uid`` (one image), ``study_instance_uid`` (every image of the
     study) or ``path`` (relative to ``dicom_dir``). Patient ID, institution
     (hashed into ``site``), scanner, sex, age, view and acquisition fields come
-    from the headers.
+    from the headers. With ``options.require_labels=False`` the labels CSV may be
+    None: every file of the folder is a row without a label.
 
     Raises
     ------
@@ -514,6 +524,10 @@ def ingest_dicom_dir(
     FileNotFoundError
         When the folder or the CSV does not exist.
     """
+    if labels_csv is None:
+        if options.require_labels:
+            raise ValueError("labels_csv is needed unless options.require_labels is False")
+        return _ingest_unlabeled_dicom_dir(Path(dicom_dir), out, options)
     root, csv = Path(dicom_dir), Path(labels_csv)
     if not root.is_dir():
         raise FileNotFoundError(f"DICOM folder {root} not found")
@@ -590,6 +604,37 @@ def ingest_dicom_dir(
     return _run_ingest(plan, key_parts, out, options)
 
 
+def _ingest_unlabeled_dicom_dir(root: Path, out: str | os.PathLike[str],
+                                options: IngestOptions) -> IngestSummary:
+    """Every file under ``root`` as an unlabeled row (``medaudit predict --dicom-dir``)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"DICOM folder {root} not found")
+    files = _walk_files(root)
+    if not files:
+        raise ManifestError(f"no files under {root}")
+
+    def key_parts() -> tuple[list[str], dict[str, str]]:
+        digests = {f.relative_to(root).as_posix(): file_digest(f) for f in files}
+        return ["unlabeled", *(f"{r}:{d}" for r, d in digests.items())], digests
+
+    def plan() -> _Plan:
+        raw = pd.DataFrame({"path": [f.relative_to(root).as_posix() for f in files]})
+        table = validate_label_table(raw, source=root.name, key_col="path",
+                                     classes=options.classes, require_labels=False)
+        rows = table.rows
+        rows["rel_path"] = rows["path"]
+        rows["abs_path"] = [str(root / r) for r in rows["path"]]
+        rows["sample_id"] = rows["path"]
+        rows["_source"] = rows["path"]
+        rows = rows.drop(columns=["path"])
+        paths = [Path(a) for a in rows["abs_path"]]
+        return _Plan(rows, lambda i: _load_path(paths[i], options), table.refused.to_dict("records"),
+                     list(table.classes.names), table.warnings,
+                     {"kind": "dicom-dir", "path": str(root), "labels": None})
+
+    return _run_ingest(plan, key_parts, out, options)
+
+
 #: Class names of the MedMNIST BreastMNIST npz (label index order).
 NPZ_SPLITS = ("train", "val", "test")
 
@@ -625,13 +670,18 @@ def ingest_npz(
             ) from None
         imgs, records = [], []
         present = [s for s in NPZ_SPLITS if f"{s}_images" in data and f"{s}_labels" in data]
+        with_images = [s for s in NPZ_SPLITS if f"{s}_images" in data]
+        unlabeled = not options.require_labels and len(present) < len(with_images)
+        if unlabeled:  # new data to score: labels are ignored unless every split has them
+            present = with_images
         if not present:
             raise ManifestError(
                 f"{p.name}: expected MedMNIST arrays like 'train_images' and 'train_labels'; "
                 f"found {sorted(files)}"
             )
         for s in present:
-            x, y = data[f"{s}_images"], np.asarray(data[f"{s}_labels"])
+            x = data[f"{s}_images"]
+            y = np.zeros(len(x), np.int64) if unlabeled else np.asarray(data[f"{s}_labels"])
             if y.ndim == 2 and y.shape[1] > 1:
                 raise ManifestError(
                     f"{p.name}: '{s}_labels' has shape {y.shape} (multi-label); "
@@ -645,8 +695,10 @@ def ingest_npz(
                 records.append({"sample_id": f"{s}-{i:05d}", "label": str(int(y[i])), "split": s,
                                 "_source": f"{p.name}:{s}_images[{i}]"})
         raw = pd.DataFrame.from_records(records)
-        table = validate_label_table(raw.drop(columns="_source"), source=p.name,
-                                     key_col="sample_id", classes=options.classes)
+        table_in = raw.drop(columns=["_source", *(["label"] if unlabeled else [])])
+        table = validate_label_table(table_in, source=p.name, key_col="sample_id",
+                                     classes=options.classes,
+                                     require_labels=options.require_labels)
         rows = table.rows
         rows["_source"] = raw["_source"].to_numpy()[rows["_row"].to_numpy() - 1]
         pos = rows["_row"].to_numpy() - 1

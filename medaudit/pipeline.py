@@ -49,7 +49,7 @@ def run_ingest(source: IngestSource, out: Path, options: IngestOptions) -> Inges
     """
     if source.manifest is not None:
         return ingest_manifest(source.manifest, out, options)
-    if source.dicom_dir is not None and source.labels is not None:
+    if source.dicom_dir is not None and (source.labels is not None or not options.require_labels):
         return ingest_dicom_dir(source.dicom_dir, source.labels, out, options)
     if source.npz is not None:
         return ingest_npz(source.npz, out, options)

@@ -1,0 +1,110 @@
+"""``medaudit predict``: fold-ensemble scores of new images equal training's held-out scores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from audit.consistency import verify_run
+from audit.context import UNLABELED, AuditContext
+from audit.engine import audit_context
+from audit.rundir import RunDir
+from medaudit.cli import main
+
+SIZE = 28
+TINY = ["--model", "test_resnet", "--folds", "3", "--epochs", "1", "--batch-size", "32"]
+
+
+def _images(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
+    x = rng.normal(100, 20, (len(y), SIZE, SIZE))
+    for i, label in enumerate(y):
+        r, c = rng.integers(2, SIZE - 9, 2)
+        x[i, r : r + 7, c : c + 7] += 90 * label
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    base = tmp_path_factory.mktemp("deploy")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        mp.setenv("MEDAUDIT_CACHE_DIR", str(base / "cache"))
+        rng = np.random.default_rng(0)
+        ytr, yte = rng.integers(0, 2, 120), rng.integers(0, 2, 30)
+        data = base / "data.npz"
+        np.savez(data, train_images=_images(rng, ytr), train_labels=ytr[:, None],
+                 test_images=_images(rng, yte), test_labels=yte[:, None])
+        run = base / "trained"
+        assert main(["ingest", "--npz", str(data), "--out", str(run), "--image-size", "28"]) == 0
+        assert main(["train", str(run), *TINY, "--holdout-split", "test"]) == 0
+        yield base, run
+
+
+def test_predict_reproduces_the_held_out_scores(trained: tuple[Path, Path]) -> None:
+    base, run = trained
+    src = np.load(base / "data.npz")
+    new_npz = base / "new.npz"
+    np.savez(new_npz, test_images=src["test_images"])  # no labels
+    out = base / "new"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(out)]) == 0
+    ref, new = RunDir(run), RunDir(out)
+    verify_run(new)
+    folds = ref.read_array("oof/folds")
+    hold = np.flatnonzero(folds == -1)
+    assert len(hold) == 30
+    assert np.allclose(new.read_array("oof/pred_probs"), ref.read_array("oof/pred_probs")[hold],
+                       atol=1e-5)
+    assert np.allclose(new.read_array("oof/embeddings"), ref.read_array("oof/embeddings")[hold],
+                       atol=1e-4)
+    assert (new.read_array("oof/folds") == -1).all()
+    info = new.read_run_json()
+    assert info["has_labels"] is False and info["predict"]["folds"] == 3
+    assert info["reference"]["path"] == str(run.resolve())
+    assert (new.read_manifest()["label"] == UNLABELED).all()
+    assert new.has("image_properties.parquet")
+    # checks that need labels skip with a reason; none crashes
+    ctx = AuditContext.from_run_dir(new)
+    res = audit_context(ctx)
+    assert not res.errors, res.errors
+    reasons = {s["check"]: s["reason"] for s in res.skipped}
+    assert "label_issues" in reasons and "no labels" in reasons["label_issues"]
+    assert "calibration" in reasons
+
+
+def test_predict_from_an_unlabeled_manifest_keeps_ingestion_guarantees(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, run = trained
+    rng = np.random.default_rng(5)
+    folder = base / "pngs"
+    folder.mkdir()
+    rows = []
+    for i, img in enumerate(_images(rng, rng.integers(0, 2, 12))):
+        Image.fromarray(img).save(folder / f"img{i}.png")
+        rows.append({"path": f"img{i}.png", "patient_id": f"MRN-{i:04d}",
+                     "patient_name": "DOE^JANE"})
+    (folder / "broken.png").write_bytes(b"not a png")
+    rows.append({"path": "broken.png", "patient_id": "MRN-9999", "patient_name": "DOE^JOHN"})
+    csv = folder / "new.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    out = base / "new_manifest"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        assert main(["predict", str(run), "--manifest", str(csv), "--out", str(out)]) == 0
+    new = RunDir(out)
+    assert new.n_samples() == 12 and len(new.read_quarantine()) == 1
+    assert new.read_array("oof/pred_probs").shape == (12, 2)
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert b"MRN-" not in data and b"DOE^" not in data, p
+    assert "drift" in capsys.readouterr().out
+    # a run that was never trained is refused in one line
+    assert main(["predict", str(folder), "--manifest", str(csv), "--out", str(base / "x")]) == 2

@@ -1,0 +1,305 @@
+"""Scoring new data with a trained run's fold ensemble (``medaudit predict``).
+
+A trained run keeps one checkpoint per fold (``train/fold_<k>.pt``, loaded with
+``torch.load(..., weights_only=True)`` and split by :func:`training.models.split_model_states`),
+the input normalisation of each fold (``train/history.json``) and its training
+configuration (``run.json['train']['config']``). :func:`predict_run` rebuilds each
+fold's model(s), adds back the log class prior of the rows each was fitted on (the
+logit adjustment of class weighting, as training does), and scores every image of
+an ingested run directory exactly as training scores a held-out split:
+
+* ``oof/pred_probs.npy``: the mean of the folds' probabilities (the fold ensemble);
+* ``oof/logits.npy``: its logarithm;
+* ``oof/embeddings.npy``: the penultimate features of fold ``embedding_fold``'s
+  first model (the same model embeds the reference run's rows of that fold and its
+  held-out rows, so ``medaudit drift`` compares like with like);
+* ``oof/folds.npy``: ``-1`` everywhere (no row is out-of-fold from the K-fold).
+
+``run.json`` gets a ``predict`` section (the trained run, folds, models, timing,
+artifact digests) and ``reference`` (``{"path": trained run}``), which the drift
+and prevalence checks read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audit.consistency import artifact_digests, data_fingerprint
+from audit.rundir import HISTORY, RunDir, stale_after
+from training.config import TrainConfig
+from training.dataset import ImageCache, Normalization
+from training.device import DeviceSetup, resolve_device_setup
+from training.loop import class_prior
+from training.models import build_model, split_model_states
+from training.predict import predict_rows, softmax
+from training.reproducibility import torch_threads
+from training.run_context import load_context
+from training.splits import fold_split
+
+__all__ = ["FoldModels", "PredictSummary", "load_fold_models", "predict_run", "score_with_folds"]
+
+_log = logging.getLogger(__name__)
+
+MSG_NOT_TRAINED = ("{run} has no trained fold models (run.json['train'] or train/fold_<k>.pt "
+                   "missing); train it first: medaudit train {run}")
+MSG_MODE = ("{run} was trained with mode={mode!r}; medaudit predict scores fine-tuned runs "
+            "(mode='finetune') only")
+MSG_CLASSES = ("the new data's classes {new} differ from the trained run's {old}; ingest it with "
+               "the trained run's class list")
+MSG_IMAGES = ("the new data's image cache is {new} but the trained run's is {old}; ingest it "
+              "with the trained run's image size and channels")
+
+
+@dataclass
+class FoldModels:
+    """The kept model(s) of one fold, ready to score.
+
+    Attributes
+    ----------
+    fold : int
+    nets : list of (torch.nn.Module, numpy.ndarray)
+        Each model with the log class prior ``(K,)`` added to its logits.
+    norm : Normalization
+        The fold's input normalisation.
+    """
+
+    fold: int
+    nets: list[tuple[torch.nn.Module, np.ndarray]]
+    norm: Normalization
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_run` did."""
+
+    run: RunDir
+    n_rows: int
+    folds: int
+    models: int
+    seconds: float
+    images_per_second: float
+    record: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """A short human-readable summary."""
+        return (f"scored {self.n_rows} images with {self.folds} folds ({self.models} models) in "
+                f"{self.seconds:.1f} s ({self.images_per_second:.0f} images/s)\n"
+                f"run directory: {self.run.path}")
+
+
+def _train_config(trained: RunDir) -> TrainConfig:
+    info = trained.read_run_json().get("train")
+    if not info or "config" not in info:
+        raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    config = TrainConfig.from_dict(info["config"])
+    if config.mode != "finetune":
+        raise ValueError(MSG_MODE.format(run=trained.path, mode=config.mode))
+    # the fold checkpoints hold every weight: no pretrained file is needed to rebuild them
+    return dataclasses.replace(config, pretrained_weights=None)
+
+
+def _setup(trained: RunDir, device: str, precision: str | None) -> DeviceSetup:
+    """The device setup to score with: the trained run's recorded precision by default."""
+    if precision is None:
+        recorded = (trained.read_run_json().get("train") or {}).get("setup") or {}
+        same_device = str(recorded.get("device", "")).split(":")[0] == device or device == "auto"
+        precision = str(recorded.get("precision", "auto")) if same_device else "auto"
+    return resolve_device_setup(device=device, precision=precision)  # type: ignore[arg-type]
+
+
+def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) -> list[FoldModels]:
+    """Rebuild every fold's kept models from a trained run (weights-only loading).
+
+    Parameters
+    ----------
+    trained : RunDir
+        A run trained with ``mode='finetune'``.
+    cache : ImageCache
+        The images to score (gives channels and side).
+    setup : DeviceSetup
+        Device and precision.
+
+    Returns
+    -------
+    list of FoldModels
+        In fold order.
+
+    Raises
+    ------
+    ValueError
+        When the run is not trained, or trained as a linear probe.
+    """
+    config = _train_config(trained)
+    history = trained.read_json(HISTORY)
+    ctx = load_context(trained, config)
+    k = len(ctx.classes)
+    out = []
+    for f in range(config.folds):
+        path = trained.file(f"train/fold_{f}.pt")
+        if not path.is_file():
+            raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+        states = split_model_states(torch.load(path, map_location="cpu", weights_only=True))
+        split = fold_split(ctx.folds, f, ctx.labels, ctx.groups,
+                           inner_val_fraction=config.inner_val_fraction, seed=config.seed)
+
+        def log_prior(rows: np.ndarray) -> np.ndarray:
+            if config.class_weighting == "none":
+                return np.zeros(k, np.float32)
+            return np.log(class_prior(ctx.labels[rows], k)).astype(np.float32)
+
+        fit_rows = np.sort(np.concatenate([split.train, split.inner_val])) if config.refit \
+            else split.train
+        member = [log_prior(fit_rows)]
+        if config.keep_selected and config.refit:
+            member.append(log_prior(split.train))
+        priors = member * config.models_per_fold
+        if len(priors) != len(states):
+            raise ValueError(f"{path} holds {len(states)} model(s) but the training config "
+                             f"implies {len(priors)}; the run directory is inconsistent")
+        nets = []
+        for state, lp in zip(states, priors, strict=True):
+            net = build_model(config, k, cache, setup)
+            net.load_state_dict(state)
+            net.eval()
+            nets.append((net, lp))
+        fh = history["folds"][f]
+        norm = Normalization(tuple(fh["normalization"]["mean"]), tuple(fh["normalization"]["std"]))
+        out.append(FoldModels(f, nets, norm))
+    return out
+
+
+def score_with_folds(
+    folds: list[FoldModels],
+    cache: ImageCache,
+    rows: np.ndarray,
+    *,
+    image_size: int | None,
+    setup: DeviceSetup,
+    batch_size: int = 128,
+    embedding_fold: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold-ensemble probabilities and one fold's embeddings of ``rows``.
+
+    Returns
+    -------
+    probs : numpy.ndarray
+        ``(M, K)`` mean over folds of each fold's probabilities (a fold with several
+        models: the mean of theirs), as training scores a held-out split.
+    embeddings : numpy.ndarray
+        ``(M, D)`` from the first model of fold ``embedding_fold``.
+    """
+    per_fold = []
+    emb = None
+    for fm in folds:
+        outs = [predict_rows(net, cache, rows, setup=setup, norm=fm.norm, image_size=image_size,
+                             batch_size=batch_size) for net, _ in fm.nets]
+        probs = np.mean([softmax(lg + lp) for (lg, _), (_, lp) in zip(outs, fm.nets, strict=True)],
+                        axis=0)
+        per_fold.append(probs)
+        if fm.fold == embedding_fold:
+            emb = outs[0][1]
+    if emb is None:
+        raise ValueError(f"embedding_fold {embedding_fold} is not among the folds "
+                         f"{[fm.fold for fm in folds]}")
+    return np.mean(per_fold, axis=0).astype(np.float32), emb.astype(np.float32)
+
+
+def predict_run(
+    trained_dir: RunDir | str | os.PathLike[str],
+    new_dir: RunDir | str | os.PathLike[str],
+    *,
+    batch_size: int = 128,
+    embedding_fold: int = 0,
+    device: str = "cpu",
+    precision: str | None = None,
+    threads: int | None = None,
+) -> PredictSummary:
+    """Score an ingested run directory with a trained run's fold ensemble.
+
+    Parameters
+    ----------
+    trained_dir : RunDir or path
+        The trained run (``train/fold_<k>.pt``, ``train/history.json``, ``run.json``).
+    new_dir : RunDir or path
+        An ingested run (labels optional) with the trained run's classes, image
+        size and channels.
+    batch_size : int
+    embedding_fold : int
+        Fold whose first model writes ``oof/embeddings.npy``.
+    device : {'cpu', 'cuda', 'auto'}
+    precision : {'fp32', 'bf16', 'fp16', 'auto'}, optional
+        Default: the precision the trained run was scored with (so that the same
+        image gets the same score as in training), on the same kind of device.
+    threads : int, optional
+        CPU threads for torch.
+
+    Returns
+    -------
+    PredictSummary
+
+    Raises
+    ------
+    ValueError
+        Untrained or linear-probe runs, classes or image caches that disagree.
+    """
+    trained = trained_dir if isinstance(trained_dir, RunDir) else RunDir(trained_dir)
+    new = new_dir if isinstance(new_dir, RunDir) else RunDir(new_dir)
+    config = _train_config(trained)
+    if new.class_names() != trained.class_names():
+        raise ValueError(MSG_CLASSES.format(new=new.class_names(), old=trained.class_names()))
+    t0 = time.perf_counter()
+    with torch_threads(threads), new.transaction("medaudit predict") as staged:
+        cache = ImageCache(new)
+        old_shape = tuple(trained.read_array("images", mmap=True).shape[1:])
+        if tuple(cache.shape[1:]) != old_shape:
+            raise ValueError(MSG_IMAGES.format(new=tuple(cache.shape[1:]), old=old_shape))
+        setup = _setup(trained, device, precision)
+        folds = load_fold_models(trained, cache, setup=setup)
+        t1 = time.perf_counter()
+        rows = np.arange(new.n_samples())
+        probs, emb = score_with_folds(folds, cache, rows, image_size=config.image_size,
+                                      setup=setup, batch_size=batch_size,
+                                      embedding_fold=embedding_fold)
+        score_s = time.perf_counter() - t1
+        stale, drop = stale_after("train")
+        staged.remove(stale)
+        staged.write_array("oof/pred_probs", probs)
+        staged.write_array("oof/logits", np.log(np.clip(probs, 1e-12, None)).astype(np.float32))
+        staged.write_array("oof/embeddings", emb)
+        staged.write_array("oof/folds", np.full(len(rows), -1, np.int16))
+        names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy"]
+        seconds = time.perf_counter() - t0
+        n_models = sum(len(fm.nets) for fm in folds)
+        record = {
+            "trained_run": trained.path.name,
+            "folds": len(folds),
+            "models": n_models,
+            "scored_by": f"mean of {len(folds)} folds' probabilities",
+            "embedding_fold": embedding_fold,
+            "n_rows": int(len(rows)),
+            "has_labels": bool(new.read_run_json().get("has_labels", True)),
+            "seconds": round(seconds, 3),
+            "score_seconds": round(score_s, 3),
+            "images_per_second": round(len(rows) / max(score_s, 1e-9), 1),
+            "model": config.model,
+            "setup": setup.to_dict(),
+            "data_fingerprint": data_fingerprint(new),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "artifacts": artifact_digests(staged, names),
+        }
+        staged.update_run_json({"predict": record,
+                                "reference": {"path": str(Path(trained.path).resolve()),
+                                              "set_by": "medaudit predict"}}, drop=drop)
+    _log.info("scored %d images with %d folds", len(rows), len(folds))
+    return PredictSummary(new, len(rows), len(folds), n_models, seconds,
+                          record["images_per_second"], record)
