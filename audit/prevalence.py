@@ -204,6 +204,7 @@ def estimate_prevalence(
     target_groups: np.ndarray | None = None,
     source_groups: np.ndarray | None = None,
     n_boot: int = 200,
+    alpha: float = 0.05,
     seed: int = 0,
 ) -> list[Estimate]:
     """Deployment prevalence of every class with a bootstrap interval.
@@ -220,6 +221,8 @@ def estimate_prevalence(
     target_groups, source_groups : numpy.ndarray, optional
         Patient keys: patients are resampled.
     n_boot, seed : int
+    alpha : float
+        1 - confidence level of the intervals.
 
     Returns
     -------
@@ -233,7 +236,7 @@ def estimate_prevalence(
             raise ValueError("method 'em' needs source_prior")
         src = as_prior(source_prior, k, name="source_prior")
         return [bootstrap_ci(lambda p, c=c: float(em_prior(p, src)[c]), pt, groups=target_groups,
-                             n_boot=n_boot, seed=seed) for c in range(k)]
+                             n_boot=n_boot, alpha=alpha, seed=seed) for c in range(k)]
     if method == "bbse":
         if source_labels is None or source_probs is None:
             raise ValueError("method 'bbse' needs source_labels and source_probs")
@@ -241,6 +244,7 @@ def estimate_prevalence(
         ps = np.asarray(source_probs, dtype=np.float64)
         return [two_sample_bootstrap_ci(
             lambda a, b, c=c: float(bbse_prior(a[0], a[1], b[0])[c]), (ys, ps), (pt,),
-            groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, seed=seed)
+            groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, alpha=alpha,
+            seed=seed)
             for c in range(k)]
     raise ValueError(f"method must be one of {list(ESTIMATORS)}; got {method!r}")

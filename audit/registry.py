@@ -24,6 +24,7 @@ def _specs() -> list[CheckSpec]:
         annotator_agreement,
         calibration,
         class_balance_and_size,
+        drift,
         duplicates_and_leakage,
         label_issues,
         outliers,
@@ -38,6 +39,7 @@ def _specs() -> list[CheckSpec]:
         class_balance_and_size.SPEC,
         calibration.SPEC,
         prevalence_shift.SPEC,
+        drift.SPEC,
     ]
 
 

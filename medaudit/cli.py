@@ -57,9 +57,19 @@ def to_cli_wording(message: str) -> str:
 
 
 def _command_modules() -> list[ModuleType]:
-    from medaudit.commands import audit, demo, ingest, predict, report, run, train, verify
+    from medaudit.commands import (
+        audit,
+        demo,
+        drift,
+        ingest,
+        predict,
+        report,
+        run,
+        train,
+        verify,
+    )
 
-    return [ingest, train, audit, run, demo, report, verify, predict]
+    return [ingest, train, audit, run, demo, report, verify, predict, drift]
 
 
 def _describe_os_error(err: OSError) -> str:

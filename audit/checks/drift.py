@@ -1,0 +1,308 @@
+"""Check ``drift``: what changed between the reference (training) run and a new batch?
+
+Runs on a run directory that names a reference run (``medaudit predict`` records
+the trained run; ``medaudit drift REFERENCE_RUN NEW_RUN`` records any). Four
+aspects, each tested against the reference (:mod:`audit.drift`):
+
+* **features**: the model's embeddings of the new images against those of the
+  reference images *embedded by the same fold model* (reference rows of fold
+  ``embedding_fold``, which that model never trained on, and held-out rows, which
+  ``predict`` also embeds with it): a classifier two-sample test and an MMD test,
+  both with permutation p-values;
+* **metadata mix**: chi-square per categorical manifest column (site, scanner,
+  sex, view, DICOM acquisition fields), KS per numeric one (age);
+* **image properties**: KS and standardised mean difference per property
+  (intensity, contrast, black / saturated fractions, size ...);
+* **predicted prevalence**: EM (on temperature-calibrated probabilities) and BBSE
+  estimates of the new batch's prevalence, against the reference's.
+
+The p-values of the first three aspects are adjusted (Holm within the feature
+tests and within the metadata + property tests, Bonferroni across the two), so
+that the chance of any false alarm on a batch from the reference distribution
+stays at ``alpha``; the prevalence is flagged when its ``1 - prevalence_alpha``
+interval excludes the reference prevalence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.check_spec import CheckSpec
+from audit.context import AuditContext, ReferenceRun, annotator_columns
+from audit.drift import classifier_two_sample_test, column_tests, holm, mmd_test, reduce_features
+from audit.findings import Finding
+from audit.prevalence import estimate_prevalence
+from audit.recalibration import apply_calibrator, fit_calibrator
+
+__all__ = ["DriftConfig", "check_drift"]
+
+NAME = "drift"
+_REFS = ["GMLP-8", "GMLP-3", "EU-AI-Act-10(4)"]
+#: Manifest columns never compared (identifiers, labels, row names).
+EXCLUDED_COLUMNS = ("sample_id", "label", "label_name", "patient_key", "study_key", "path", "split")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Settings of the ``drift`` check.
+
+    Attributes
+    ----------
+    alpha : float
+        Family-wise error rate of the feature, metadata and property tests.
+    n_perm : int
+        Permutations of the feature tests (p-value resolution ``1 / (n_perm + 1)``,
+        which must be below ``alpha / 4`` for a drift to be detectable at all).
+    max_rows : int
+        Rows per sample in the feature tests (random subsample above).
+    pca_components : int
+        Dimensions the embeddings are reduced to before the feature tests.
+    embedding_fold : int
+        Fold whose model embedded the new batch (``medaudit predict`` default 0).
+    max_levels : int
+        Categorical columns with more levels are not compared.
+    prevalence_alpha : float
+        1 - confidence level of the prevalence interval that must exclude the
+        reference prevalence (0.01: a stricter bar, as it adds to the Holm family).
+    n_boot : int
+        Bootstrap replicates of the prevalence intervals.
+    seed : int
+    """
+
+    alpha: float = 0.05
+    n_perm: int = 200
+    max_rows: int = 1000
+    pca_components: int = 32
+    embedding_fold: int = 0
+    max_levels: int = 30
+    prevalence_alpha: float = 0.01
+    n_boot: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1 or not 0 < self.prevalence_alpha < 1:
+            raise ValueError("drift alpha and prevalence_alpha must be in (0, 1)")
+        if (1 / (self.n_perm + 1)) * 4 >= self.alpha:
+            raise ValueError(f"drift n_perm must exceed 4 / alpha - 1 = {4 / self.alpha - 1:.0f} "
+                             f"(smaller permutation p-values are needed); got {self.n_perm}")
+
+
+def _subsample(rng: np.random.Generator, n: int, cap: int) -> np.ndarray:
+    return np.sort(rng.choice(n, cap, replace=False)) if n > cap else np.arange(n)
+
+
+def _feature_tests(ref: ReferenceRun, emb: np.ndarray, config: DriftConfig) -> dict[str, Any] | None:
+    if ref.embeddings is None:
+        return None
+    rows = np.arange(len(ref.embeddings))
+    if ref.folds is not None and (ref.folds >= 0).any():
+        rows = np.flatnonzero((ref.folds == config.embedding_fold) | (ref.folds < 0))
+    ra = np.asarray(ref.embeddings, np.float64)[rows]
+    nb = np.asarray(emb, np.float64)
+    ok_a, ok_b = np.isfinite(ra).all(1), np.isfinite(nb).all(1)
+    ra, nb = ra[ok_a], nb[ok_b]
+    if len(ra) < 10 or len(nb) < 10 or ra.shape[1] != nb.shape[1]:
+        return None
+    rng = np.random.default_rng(config.seed)
+    ra = ra[_subsample(rng, len(ra), config.max_rows)]
+    nb = nb[_subsample(rng, len(nb), config.max_rows)]
+    xa, xb = reduce_features(ra, nb, n_components=config.pca_components, seed=config.seed)
+    return {
+        "n_reference": len(xa), "n_new": len(xb),
+        "reference_rows": f"folds == {config.embedding_fold} or -1 (embedded by the same model)"
+        if ref.folds is not None and (ref.folds >= 0).any() else "all",
+        "c2st": classifier_two_sample_test(xa, xb, n_perm=config.n_perm, seed=config.seed),
+        "mmd": mmd_test(xa, xb, n_perm=config.n_perm, seed=config.seed),
+    }
+
+
+def _metadata_columns(ref: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    skip = set(EXCLUDED_COLUMNS) | set(annotator_columns(ref.columns))
+    return [c for c in ref.columns if c in new.columns and c not in skip]
+
+
+def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
+                config: DriftConfig) -> dict[str, Any] | None:
+    if ref.pred_probs is None:
+        return None
+    y, p = ref.labels, np.asarray(ref.pred_probs, np.float64)
+    ok = (y >= 0) & np.isfinite(p).all(1)
+    y, p, g = y[ok], p[ok], ref.groups[ok]
+    k = p.shape[1]
+    counts = np.bincount(y, minlength=k)
+    if len(y) < 20 or (counts == 0).any():
+        return None
+    fin = np.isfinite(probs).all(1)
+    pt, gt = probs[fin], groups[fin]
+    cal = fit_calibrator("temperature", y, p)
+    c = 1 if k == 2 else int(np.argmin(counts))
+    em = estimate_prevalence(apply_calibrator(cal, pt), method="em", source_prior=counts / counts.sum(),
+                             target_groups=gt, n_boot=config.n_boot, alpha=config.prevalence_alpha,
+                             seed=config.seed)[c]
+    bbse = estimate_prevalence(pt, method="bbse", source_labels=y, source_probs=p, target_groups=gt,
+                               source_groups=g, n_boot=config.n_boot, alpha=config.prevalence_alpha,
+                               seed=config.seed)[c]
+    ref_prev = float(counts[c] / counts.sum())
+    return {"class_index": c, "reference_prevalence": round(ref_prev, 4),
+            "em": em.to_dict(), "bbse": bbse.to_dict(),
+            "mean_predicted": round(float(pt[:, c].mean()), 4),
+            "reference_mean_predicted": round(float(p[:, c].mean()), 4),
+            "drifted": bool(np.isfinite(em.low) and not em.low <= ref_prev <= em.high),
+            "calibrator": cal}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
+    """Compare this run (a new batch) with its reference run (see the module docstring).
+
+    Parameters
+    ----------
+    ctx : AuditContext
+        Needs ``reference``; uses ``embeddings``, ``image_properties`` and
+        ``pred_probs`` where both runs have them.
+    config : DriftConfig
+
+    Returns
+    -------
+    list of Finding
+        One per aspect that could be tested (``pass`` when it did not drift).
+    """
+    ref: ReferenceRun = ctx.get("reference")
+    if list(ref.class_names) != list(ctx.class_names):
+        raise ValueError(f"the reference run's classes {ref.class_names} differ from this run's "
+                         f"{ctx.class_names}; drift compares runs of one model")
+    tests: list[tuple[str, str, float]] = []  # (aspect, name, p)
+
+    features = _feature_tests(ref, ctx.get("embeddings"), config) if ctx.has("embeddings") else None
+    if features:
+        tests += [("features", "c2st", features["c2st"]["p_value"]),
+                  ("features", "mmd", features["mmd"]["p_value"])]
+    meta = column_tests(ref.manifest, ctx.manifest, _metadata_columns(ref.manifest, ctx.manifest),
+                        max_levels=config.max_levels)
+    tests += [("metadata", m["column"], m["p_value"]) for m in meta]
+    props: list[dict[str, Any]] = []
+    if ref.image_properties is not None and ctx.has("image_properties"):
+        new_props = ctx.get("image_properties")
+        cols = [c for c in ref.image_properties.columns
+                if c != "sample_id" and c in new_props.columns
+                and pd.api.types.is_numeric_dtype(ref.image_properties[c])]
+        props = column_tests(ref.image_properties, new_props, cols, max_levels=0)
+        tests += [("properties", m["column"], m["p_value"]) for m in props]
+    # alpha is split between two families: the feature tests and the metadata + property
+    # tests (Bonferroni across the two, Holm within each): the family-wise error stays at
+    # alpha and the two permutation p-values need only n_perm >= 4 / alpha - 1.
+    fams = [[t for t in tests if t[0] == "features"], [t for t in tests if t[0] != "features"]]
+    n_fam = sum(1 for f in fams if f)
+    adjusted = {}
+    for fam in fams:
+        adj = holm([p for *_, p in fam])
+        adjusted.update({(a, n): min(1.0, v * n_fam) for (a, n, _), v in zip(fam, adj, strict=True)})
+    for m in meta:
+        m["p_value"] = round(m["p_value"], 6)
+        m["p_holm"] = round(adjusted[("metadata", m["column"])], 6)
+    for m in props:
+        m["p_value"] = round(m["p_value"], 6)
+        m["p_holm"] = round(adjusted[("properties", m["column"])], 6)
+
+    findings: list[Finding] = []
+    common = {"reference_run": ref.name, "n_reference": int(len(ref.manifest)), "n_new": ctx.n,
+              "alpha": config.alpha,
+              "adjustment": f"Holm within the feature tests ({len(fams[0])}) and the metadata + "
+              f"property tests ({len(fams[1])}), Bonferroni across the {n_fam} families"}
+    if features:
+        p_c2st, p_mmd = adjusted[("features", "c2st")], adjusted[("features", "mmd")]
+        features["c2st"]["p_holm"], features["mmd"]["p_holm"] = round(p_c2st, 6), round(p_mmd, 6)
+        drifted = min(p_c2st, p_mmd) < config.alpha
+        auc = features["c2st"]["auc"]
+        findings.append(Finding(
+            check=NAME, severity="warning" if drifted else "pass",
+            title=(f"The model sees the new images differently (two-sample AUC {auc:.2f})"
+                   if drifted else "No shift in the model's features of the new images"),
+            message=(f"A classifier told the new images from the reference images with a "
+                     f"cross-validated AUC of {auc:.2f} (0.5 means indistinguishable; permutation "
+                     f"p = {features['c2st']['p_value']}, MMD p = {features['mmd']['p_value']}, "
+                     f"before adjusting for {len(tests)} tests). "
+                     + ("The images differ in ways the model notices; its accuracy on them is not "
+                        "established by the cross-validation." if drifted else
+                        "The model's features of the new batch look like those of the reference.")),
+            evidence={**common, **features, "method": "C2ST and MMD on PCA-reduced embeddings"},
+            recommendation=("Label a sample of the new images and measure the model on it before "
+                            "relying on it; check acquisition (scanner, protocol) changes."
+                            if drifted else "Repeat the check on every new batch."),
+            references=_REFS))
+    sig_meta = [m for m in meta if m["p_holm"] < config.alpha]
+    if meta:
+        names = ", ".join(f"{m['column']} ({m['effect_name']} {m['effect']:.2f})" for m in sig_meta)
+        findings.append(Finding(
+            check=NAME, severity="warning" if sig_meta else "pass",
+            title=(f"The metadata mix changed: {names}" if sig_meta
+                   else f"No change in the metadata mix ({len(meta)} column(s) compared)"),
+            message=(f"{len(sig_meta)} of {len(meta)} metadata column(s) differ between the "
+                     "reference and the new batch beyond chance (chi-square / KS, Holm-adjusted)"
+                     + (f": {names}." if sig_meta else ".")),
+            evidence={**common, "columns": meta,
+                      "method": "chi-square (categorical) / KS (numeric) per column, Holm"},
+            recommendation=("Check that the model was validated on the new sites / scanners / "
+                            "population before using it there." if sig_meta else ""),
+            references=_REFS))
+    sig_props = sorted([m for m in props if m["p_holm"] < config.alpha],
+                       key=lambda m: -abs(m.get("smd", 0.0)))
+    if props:
+        names = ", ".join(f"{m['column']} (SMD {m['smd']:+.2f})" for m in sig_props[:5])
+        findings.append(Finding(
+            check=NAME, severity="warning" if sig_props else "pass",
+            title=(f"The images changed: {names}" if sig_props
+                   else f"No change in image properties ({len(props)} compared)"),
+            message=(f"{len(sig_props)} of {len(props)} image properties differ between the "
+                     "reference and the new batch beyond chance (KS, Holm-adjusted)"
+                     + (f"; largest standardised differences: {names}. This is what another "
+                        "scanner, detector or processing setting looks like." if sig_props
+                        else ".")),
+            evidence={**common, "properties": props, "method": "KS per property, Holm"},
+            recommendation=("Find out what changed in acquisition or preprocessing; harmonise it "
+                            "or validate the model on the new images." if sig_props else ""),
+            references=_REFS))
+    if ctx.has("pred_probs"):
+        groups = ctx.manifest["patient_key"].astype(str).to_numpy()
+        prev = _prevalence(ref, np.asarray(ctx.get("pred_probs"), np.float64), groups, config)
+        if prev is not None:
+            em = prev["em"]
+            cname = ctx.class_names[prev["class_index"]]
+            level = round(100 * (1 - config.prevalence_alpha))
+            findings.append(Finding(
+                check=NAME, severity="warning" if prev["drifted"] else "pass",
+                title=(f"Predicted prevalence of {cname!r} changed: {em['estimate']:.1%} vs "
+                       f"{prev['reference_prevalence']:.1%} in the reference"),
+                message=(f"From the model's predictions, about {em['estimate']:.1%} of the new "
+                         f"batch are {cname!r} ({level}% CI {_pct(em['ci_low'])} to "
+                         f"{_pct(em['ci_high'])}, EM after Saerens et al. 2002; BBSE "
+                         f"{_pct(prev['bbse']['estimate'])}), against "
+                         f"{prev['reference_prevalence']:.1%} in the reference. "
+                         + ("PPV and NPV change with it (see prevalence_shift)." if prev["drifted"]
+                            else "No change beyond chance.")),
+                evidence={**common, **prev, "method": "EM on temperature-calibrated "
+                          "probabilities and BBSE, patient bootstrap"},
+                recommendation=("Recompute PPV/NPV at the new prevalence (medaudit audit "
+                                "--deployment-prevalence) and confirm it with labeled cases."
+                                if prev["drifted"] else ""),
+                references=_REFS))
+    return findings
+
+
+SPEC = CheckSpec(
+    name=NAME,
+    func=check_drift,
+    config_cls=DriftConfig,
+    requires=("reference",),
+    description="shift from the reference run: features (C2ST, MMD), metadata, image "
+    "properties, predicted prevalence",
+    model_based=True,
+    needs_labels=False,
+)
