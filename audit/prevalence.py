@@ -36,6 +36,8 @@ from audit.stats import Estimate, bootstrap_ci, two_sample_bootstrap_ci
 
 __all__ = [
     "ESTIMATORS",
+    "MSG_NOT_ESTIMABLE",
+    "discriminates",
     "adjust_to_prevalence",
     "as_prior",
     "bbse_prior",
@@ -50,6 +52,35 @@ MSG_PRIOR = (
     "{name} must be a prevalence in (0, 1) (the share of class 1) for two classes, or K "
     "positive numbers summing to 1; got {value!r}"
 )
+
+
+#: Why a prevalence is not estimated from a model's predictions.
+MSG_NOT_ESTIMABLE = (
+    "the model does not separate the classes on the labeled rows (AUC {auc:.2f}, 95% CI "
+    "{low:.2f} to {high:.2f}), so the prevalence of new data cannot be estimated from its "
+    "predictions"
+)
+
+
+def discriminates(labels: np.ndarray, probs: np.ndarray, *,
+                  groups: np.ndarray | None = None) -> tuple[bool, Estimate]:
+    """Whether the model's out-of-fold AUC is above 0.5 beyond chance.
+
+    EM and BBSE need predictions that carry information about the class: with an
+    uninformative model EM drifts to a boundary and BBSE's confusion matrix is
+    near-singular (Lipton et al. 2018, assumption A.2). Both estimators refuse such
+    a model here.
+
+    Returns
+    -------
+    ok : bool
+        The lower end of the AUC's 95 % interval is above 0.5.
+    auc : Estimate
+    """
+    from audit.metrics import auc_with_ci
+
+    auc = auc_with_ci(labels, probs, groups=groups, n_boot=200)
+    return bool(np.isfinite(auc.low) and auc.low > 0.5), auc
 
 
 def as_prior(value: float | Sequence[float] | np.ndarray, k: int, *, name: str = "prior") -> np.ndarray:

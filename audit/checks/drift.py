@@ -35,7 +35,7 @@ from audit.check_spec import CheckSpec
 from audit.context import AuditContext, ReferenceRun, annotator_columns
 from audit.drift import classifier_two_sample_test, column_tests, holm, mmd_test, reduce_features
 from audit.findings import Finding
-from audit.prevalence import estimate_prevalence
+from audit.prevalence import MSG_NOT_ESTIMABLE, discriminates, estimate_prevalence
 from audit.recalibration import apply_calibrator, fit_calibrator
 
 __all__ = ["DriftConfig", "check_drift"]
@@ -138,8 +138,12 @@ def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
         return None
     fin = np.isfinite(probs).all(1)
     pt, gt = probs[fin], groups[fin]
-    cal = fit_calibrator("temperature", y, p)
     c = 1 if k == 2 else int(np.argmin(counts))
+    ok_model, auc = discriminates(y, p, groups=g)
+    if not ok_model:
+        return {"class_index": c, "estimable": False, "reference_auc": auc.to_dict(),
+                "reason": MSG_NOT_ESTIMABLE.format(auc=auc.estimate, low=auc.low, high=auc.high)}
+    cal = fit_calibrator("temperature", y, p)
     em = estimate_prevalence(apply_calibrator(cal, pt), method="em", source_prior=counts / counts.sum(),
                              target_groups=gt, n_boot=config.n_boot, alpha=config.prevalence_alpha,
                              seed=config.seed)[c]
@@ -152,6 +156,7 @@ def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
             "mean_predicted": round(float(pt[:, c].mean()), 4),
             "reference_mean_predicted": round(float(p[:, c].mean()), 4),
             "drifted": bool(np.isfinite(em.low) and not em.low <= ref_prev <= em.high),
+            "estimable": True, "reference_auc": auc.to_dict(),
             "calibrator": cal}
 
 
@@ -272,7 +277,13 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
     if ctx.has("pred_probs"):
         groups = ctx.manifest["patient_key"].astype(str).to_numpy()
         prev = _prevalence(ref, np.asarray(ctx.get("pred_probs"), np.float64), groups, config)
-        if prev is not None:
+        if prev is not None and not prev["estimable"]:
+            findings.append(Finding(
+                check=NAME, severity="info", title="Predicted prevalence not estimable",
+                message=prev["reason"][0].upper() + prev["reason"][1:] + ".",
+                evidence={**common, **prev, "method": "AUC with 95% CI on the reference rows"},
+                references=_REFS))
+        elif prev is not None:
             em = prev["em"]
             cname = ctx.class_names[prev["class_index"]]
             level = round(100 * (1 - config.prevalence_alpha))

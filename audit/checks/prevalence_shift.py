@@ -35,7 +35,13 @@ from audit.check_spec import CheckSpec
 from audit.context import AuditContext, ReferenceRun
 from audit.findings import Finding
 from audit.operating_point import choose_operating_point, predictive_values
-from audit.prevalence import adjust_to_prevalence, as_prior, estimate_prevalence
+from audit.prevalence import (
+    MSG_NOT_ESTIMABLE,
+    adjust_to_prevalence,
+    as_prior,
+    discriminates,
+    estimate_prevalence,
+)
 from audit.recalibration import (
     CALIBRATORS,
     apply_calibrator,
@@ -48,8 +54,8 @@ from audit.stats import Estimate, finite_or_none
 __all__ = ["PrevalenceShiftConfig", "check_prevalence_shift", "deployment_table", "source_rows"]
 
 NAME = "prevalence_shift"
-TITLE_PPV = "At {prev:.0%} prevalence, {fa} of every 10 positive calls would be false alarms"
-TITLE_OK = "At {prev:.0%} prevalence the positive predictive value stays at {ppv:.2f}"
+TITLE_PPV = "At {prev:.3g}% prevalence, {fa} of every 10 positive calls would be false alarms"
+TITLE_OK = "At {prev:.3g}% prevalence the positive predictive value stays at {ppv:.2f}"
 TITLE_NONE = "No deployment prevalence to recompute the operating point at"
 TITLE_DISAGREE = ("Stated deployment prevalence {stated:.1%} disagrees with the {est:.1%} the "
                   "deployment data shows")
@@ -252,7 +258,12 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         "source": "reference run" if ctx.has("reference") else "this run",
     }
     estimates: dict[str, list[Estimate]] = {}
-    if ctx.has("reference"):
+    ok_model, auc = discriminates(ys, ps, groups=gs)
+    evidence["source_auc"] = auc.to_dict()
+    if ctx.has("reference") and not ok_model:
+        evidence["not_estimated"] = MSG_NOT_ESTIMABLE.format(auc=auc.estimate, low=auc.low,
+                                                             high=auc.high)
+    if ctx.has("reference") and ok_model:
         pt = np.asarray(ctx.get("pred_probs"), np.float64)
         ok = np.isfinite(pt).all(axis=1)
         pt = pt[ok]
@@ -281,7 +292,9 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         dep = dep / dep.sum()
         dep_source = f"estimated ({config.estimator})"
     else:
-        return [Finding(check=NAME, severity="info", title=TITLE_NONE, message=MSG_NONE,
+        why = evidence.get("not_estimated")
+        return [Finding(check=NAME, severity="info", title=TITLE_NONE,
+                        message=(why[0].upper() + why[1:] + ". " if why else "") + MSG_NONE,
                         evidence={**evidence, "method": "nothing to estimate from"},
                         references=_REFS)]
     evidence["deployment_prevalence"] = [round(float(v), 4) for v in dep]
@@ -314,7 +327,8 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
     low = ppv < config.min_ppv
     findings.append(Finding(
         check=NAME, severity="warning" if low else "info",
-        title=(TITLE_PPV.format(prev=prev, fa=fa10) if low else TITLE_OK.format(prev=prev, ppv=ppv))
+        title=(TITLE_PPV.format(prev=100 * prev, fa=fa10) if low
+               else TITLE_OK.format(prev=100 * prev, ppv=ppv))
         + what,
         message=msg, evidence=evidence,
         recommendation=("Tell users what a positive call means at their prevalence; consider a "

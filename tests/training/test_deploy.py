@@ -108,3 +108,42 @@ def test_predict_from_an_unlabeled_manifest_keeps_ingestion_guarantees(
     assert "drift" in capsys.readouterr().out
     # a run that was never trained is refused in one line
     assert main(["predict", str(folder), "--manifest", str(csv), "--out", str(base / "x")]) == 2
+
+
+def test_drift_command_finds_a_brighter_scanner_and_not_the_same_images(
+    trained: tuple[Path, Path],
+) -> None:
+    import json
+
+    from audit.rundir import FINDINGS
+
+    base, run = trained
+    src = np.load(base / "data.npz")
+    fast = base / "fast.toml"
+    fast.write_text("[drift]\nn_perm = 100\nn_boot = 30\n[prevalence_shift]\nn_boot = 30\n"
+                    'calibrator = "temperature"\n')
+    outs = {}
+    for name, images in (("same", src["test_images"]),
+                         ("brighter", np.clip(src["test_images"].astype(int) + 70, 0, 255)
+                          .astype(np.uint8))):
+        npz = base / f"{name}.npz"
+        np.savez(npz, test_images=images)
+        outs[name] = base / f"drift_{name}"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+            assert main(["predict", str(run), "--npz", str(npz), "--out", str(outs[name])]) == 0
+            assert main(["drift", str(run), str(outs[name]), "--config", str(fast)]) == 0
+    def drift(name: str) -> list[dict]:
+        findings = json.loads(RunDir(outs[name]).file(FINDINGS).read_text())
+        return [f for f in findings if f["check"] == "drift"]
+
+    assert drift("same") and not any(f["severity"] == "warning" for f in drift("same"))
+    # this 1-epoch model cannot tell the classes apart: no prevalence is estimated from it
+    assert any(f["title"] == "Predicted prevalence not estimable" for f in drift("same"))
+    bright = {f["title"]: f for f in drift("brighter") if f["severity"] == "warning"}
+    props = next(f for f in drift("brighter") if "properties" in f["evidence"])
+    assert props["severity"] == "warning"
+    flagged = {m["column"] for m in props["evidence"]["properties"] if m["p_holm"] < 0.05}
+    assert "mean_intensity" in flagged, flagged
+    assert any("two-sample" in t for t in bright), list(bright)
+    assert main(["report", str(outs["brighter"]), "--format", "html"]) == 0
