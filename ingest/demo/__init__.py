@@ -49,6 +49,9 @@ Modules
     Building, writing and reading ``ground_truth.json``.
 ``_generate``
     :func:`generate_demo`, which composes them.
+``_deployment``
+    :func:`generate_deployment_batch`: an "after deployment" batch (another
+    scanner's intensity profile, the screening prevalence) for ``medaudit drift``.
 
 Examples
 --------
@@ -60,6 +63,7 @@ Examples
 from __future__ import annotations
 
 from ingest.demo._config import CLASS_NAMES, GENERATOR_NAME, DemoConfig, DemoDataset
+from ingest.demo._deployment import DeploymentConfig, generate_deployment_batch
 from ingest.demo._generate import generate_demo
 from ingest.demo._ground_truth import GROUND_TRUTH_VERSION, load_ground_truth
 
@@ -69,6 +73,8 @@ __all__ = [
     "GROUND_TRUTH_VERSION",
     "DemoConfig",
     "DemoDataset",
+    "DeploymentConfig",
     "generate_demo",
+    "generate_deployment_batch",
     "load_ground_truth",
 ]

@@ -3,7 +3,11 @@
 ``demo-data`` writes the dataset (DICOM files, ``labels.csv`` and the
 ``ground_truth.json`` of planted problems). ``demo`` generates it when needed,
 then runs every stage (ingest, train, audit, report) on it and prints where the
-reports are.
+reports are. The audit states the demo's documented screening prevalence (0.05)
+as the deployment prevalence. Then an "after deployment" batch (another scanner's
+intensity profile, the screening prevalence; ``ingest.demo.generate_deployment_batch``)
+is scored with ``medaudit predict`` into ``<out>-after-deployment`` and compared with
+the training run by ``medaudit drift``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from ingest.demo import (
     CLASS_NAMES,
     GENERATOR_NAME,
     DemoConfig,
+    DeploymentConfig,
     generate_demo,
+    generate_deployment_batch,
     load_ground_truth,
 )
 from medaudit.commands.ingest import add_ingest_arguments
@@ -48,6 +54,9 @@ def _add_demo_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dicom-size", type=int, default=DemoConfig.image_size,
                    help="rows and columns of the written DICOM images (default: %(default)s)")
     g.add_argument("--demo-seed", type=int, default=DemoConfig.seed, help="generator seed")
+    g.add_argument("--deployment-patients", type=int, default=DeploymentConfig.n_patients,
+                   help="patients of the after-deployment batch scored by predict + drift "
+                   "(default: %(default)s; 0: no batch)")
 
 
 def _demo_config(args: argparse.Namespace) -> DemoConfig:
@@ -118,4 +127,41 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.deployment_prevalence is None:  # the demo's documented screening prevalence
         args.deployment_prevalence = str(_demo_config(args).screening_prevalence)
     args.overwrite = True
-    return run_stages(args, args.out)
+    code = run_stages(args, args.out)
+    if args.no_train or args.deployment_patients <= 0:
+        return code
+    return max(code, run_deployment(args, data))
+
+
+def ensure_deployment_batch(folder: Path, config: DeploymentConfig) -> Path:
+    """Generate the after-deployment batch into ``folder`` unless the same one is there."""
+    gt = folder / "ground_truth.json"
+    if gt.exists():
+        if json.loads(gt.read_text()).get("config") == json.loads(json.dumps(asdict(config))):
+            return folder
+        shutil.rmtree(folder)
+    generate_deployment_batch(folder, config)
+    return folder
+
+
+def run_deployment(args: argparse.Namespace, data: Path) -> int:
+    """Score the after-deployment batch with the trained demo run, then ``drift``."""
+    from medaudit.commands.audit import audit_and_print
+    from medaudit.commands.drift import record_reference
+    from medaudit.commands.predict import predict_into
+
+    config = DeploymentConfig(n_patients=args.deployment_patients, image_size=args.dicom_size,
+                              prevalence=_demo_config(args).screening_prevalence)
+    batch = ensure_deployment_batch(data / "after_deployment", config)
+    print(f"after-deployment batch: {batch} (planted: {batch / 'ground_truth.json'})")
+    new = args.out.parent / f"{args.out.name}-after-deployment"
+    ns = argparse.Namespace(manifest=None, dicom_dir=batch / "dicom", labels=None, npz=None,
+                            secret_file=args.secret_file, cache_dir=args.cache_dir,
+                            no_cache=args.no_cache, overwrite=True, batch_size=128,
+                            device="cpu", threads=None)
+    predict_into(ns, args.out, new)
+    record_reference(args.out, new)
+    code = audit_and_print(new, argparse.Namespace(checks=None, config=args.config,
+                                                   deployment_prevalence=None, fail_on=None))
+    print(f"after-deployment run directory: {new}")
+    return code

@@ -36,17 +36,38 @@ def test_ensure_demo_data_reuses_then_replaces(tmp_path: Path) -> None:
 
 def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
+    fast = tmp_path / "fast.toml"
+    fast.write_text("[drift]\nn_perm = 100\nn_boot = 30\n[prevalence_shift]\nn_boot = 30\n"
+                    'calibrator = "temperature"\n[calibration]\nn_boot = 20\n')
     code = main(["-q", "demo", "--out", str(out), "--data-dir", str(tmp_path / "data"),
                  "--n-patients", "80", "--dicom-size", "48", "--image-size", "32",
-                 "--model", "test_resnet", "--folds", "3", "--epochs", "2"])
+                 "--model", "test_resnet", "--folds", "3", "--epochs", "2",
+                 "--deployment-patients", "40", "--audit-config", str(fast), "--no-report"])
     assert code == 0
     run = RunDir(out)
     n = run.n_samples()
     assert run.read_array("oof/pred_probs").shape == (n, 2)
     findings = run.read_json("findings.json")
-    assert {f["check"] for f in findings} >= {"label_issues", "duplicates_and_leakage"}
+    assert {f["check"] for f in findings} >= {"label_issues", "duplicates_and_leakage",
+                                               "calibration", "prevalence_shift"}
+    assert run.read_run_json()["deployment"]["prevalence"] == 0.05  # the screening prevalence
     text = capsys.readouterr().out
     assert "run directory:" in text and "findings" in text
+    # the after-deployment batch: what was planted is what drift finds
+    truth = json.loads((tmp_path / "data" / "after_deployment" / "ground_truth.json").read_text())
+    assert truth["kind"] == "deployment_batch" and truth["prevalence"]["target"] == 0.05
+    new = RunDir(tmp_path / "run-after-deployment")
+    assert new.read_run_json()["has_labels"] is False
+    drift = [f for f in new.read_json("findings.json") if f["check"] == "drift"]
+    props = next(f for f in drift if "properties" in f["evidence"])
+    flagged = {m["column"]: m for m in props["evidence"]["properties"] if m["p_holm"] < 0.05}
+    assert props["severity"] == "warning" and flagged["mean_intensity"]["smd"] > 0
+    meta = next(f for f in drift if "columns" in f["evidence"])
+    changed = {m["column"] for m in meta["evidence"]["columns"] if m["p_holm"] < 0.05}
+    assert meta["severity"] == "warning" and changed & {"scanner", "dicom_manufacturer"}
+    prev = next(f for f in drift if "class_index" in f["evidence"])
+    if prev["evidence"]["estimable"]:  # only when the tiny model separates the classes
+        assert prev["evidence"]["em"]["estimate"] < prev["evidence"]["reference_prevalence"]
 
 
 def test_demo_defaults_differ_from_train_only_where_documented() -> None:
