@@ -37,10 +37,10 @@ from audit.stats import Estimate, bootstrap_ci, two_sample_bootstrap_ci
 __all__ = [
     "ESTIMATORS",
     "MSG_NOT_ESTIMABLE",
-    "discriminates",
     "adjust_to_prevalence",
     "as_prior",
     "bbse_prior",
+    "discriminates",
     "em_prior",
     "estimate_prevalence",
 ]

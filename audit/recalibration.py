@@ -124,15 +124,15 @@ def fit_calibrator(
 
             bc = BetaCalibration()
             bc.fit(p1, y)
-            w = np.ravel(bc._sites["weights"]["values"])  # noqa: SLF001 - netcal exposes no getter
-            c = float(np.ravel(bc._sites["bias"]["values"])[0])  # noqa: SLF001
+            w = np.ravel(bc._sites["weights"]["values"])
+            c = float(np.ravel(bc._sites["bias"]["values"])[0])
             params = {"a": float(w[0]), "b": float(w[1]), "c": c}
         elif name == "isotonic":
             from netcal.binning import IsotonicRegression
 
             ir = IsotonicRegression()
             ir.fit(p1, y)
-            iso = ir._iso  # noqa: SLF001 - the fitted scikit-learn model
+            iso = ir._iso
             params = {"x": [float(v) for v in iso.X_thresholds_],
                       "y": [float(v) for v in iso.y_thresholds_]}
         else:
@@ -140,8 +140,8 @@ def fit_calibrator(
 
             hb = HistogramBinning(bins=n_bins)
             hb.fit(p1, y)
-            params = {"edges": [float(v) for v in hb._bin_bounds[0]],  # noqa: SLF001
-                      "values": [float(v) for v in hb._bin_map]}  # noqa: SLF001
+            params = {"edges": [float(v) for v in hb._bin_bounds[0]],
+                      "values": [float(v) for v in hb._bin_map]}
     return {"name": name, "params": params}
 
 

@@ -124,7 +124,7 @@ def prevalence_bench(run: RunDir, n: int, repeats: int, seed: int) -> dict[str, 
             "em_err", "bbse_err", "ece_none", "ece_temperature", "ece_adjusted_em",
             "ece_adjusted_true", "ppv_est_err", "ppv_naive_err", "ppv_true")}
         for _ in range(repeats):
-            k = int(round(prev * n))
+            k = round(prev * n)
             idx = np.r_[rng.choice(pos, k), rng.choice(neg, n - k)]
             yt, pt = yp[idx], pp[idx]
             true = yt.mean()

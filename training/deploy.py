@@ -286,7 +286,7 @@ def predict_run(
             "models": n_models,
             "scored_by": f"mean of {len(folds)} folds' probabilities",
             "embedding_fold": embedding_fold,
-            "n_rows": int(len(rows)),
+            "n_rows": len(rows),
             "has_labels": bool(new.read_run_json().get("has_labels", True)),
             "seconds": round(seconds, 3),
             "score_seconds": round(score_s, 3),

@@ -217,7 +217,7 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
         m["p_holm"] = round(adjusted[("properties", m["column"])], 6)
 
     findings: list[Finding] = []
-    common = {"reference_run": ref.name, "n_reference": int(len(ref.manifest)), "n_new": ctx.n,
+    common = {"reference_run": ref.name, "n_reference": len(ref.manifest), "n_new": ctx.n,
               "alpha": config.alpha,
               "adjustment": f"Holm within the feature tests ({len(fams[0])}) and the metadata + "
               f"property tests ({len(fams[1])}), Bonferroni across the {n_fam} families"}

@@ -113,7 +113,7 @@ class PrevalenceShiftConfig:
         v = self.deployment_prevalence
         if isinstance(v, list):
             object.__setattr__(self, "deployment_prevalence", tuple(float(x) for x in v))
-        elif v is not None and not isinstance(v, (int, float, tuple)) or isinstance(v, bool):
+        elif (v is not None and not isinstance(v, (int, float, tuple))) or isinstance(v, bool):
             raise ValueError(f"prevalence_shift deployment_prevalence must be a number or a list; "
                              f"got {v!r}")
         if not 0 < self.min_ppv < 1:
@@ -254,7 +254,7 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         "order": "calibrated (cross-fitted), then adjusted to the prevalence by Bayes' rule "
         "(Godau et al., MICCAI 2023)",
         "operating_point_method": config.operating_point,
-        "n_source": int(len(ys)),
+        "n_source": len(ys),
         "source": "reference run" if ctx.has("reference") else "this run",
     }
     estimates: dict[str, list[Estimate]] = {}
@@ -276,7 +276,7 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
                                                 source_probs=ps, target_groups=gt,
                                                 source_groups=gs, n_boot=config.n_boot,
                                                 seed=config.seed)
-        evidence["n_deployment"] = int(len(pt))
+        evidence["n_deployment"] = len(pt)
         evidence["estimates"] = {m: [e.to_dict() for e in v] for m, v in estimates.items()}
         main = estimates[config.estimator][1 if k == 2 else 0]
         evidence["estimated_prevalence"] = {**main.to_dict(), "method": (
@@ -314,7 +314,7 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
     dep_row, train_row = worst[1], worst[0]
     ppv = dep_row["ppv"]["estimate"] or 0.0
     prev = float(dep[c])
-    fa10 = int(round((1 - ppv) * 10))
+    fa10 = round((1 - ppv) * 10)
     what = f" for {worst_name!r}" if k > 2 else ""
     msg = (f"At a prevalence of {prev:.1%}{what} ({dep_source}), the recalibrated model at its "
            f"{config.operating_point} operating point has a PPV of {ppv:.2f} (95% CI "

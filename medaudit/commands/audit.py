@@ -92,6 +92,8 @@ def resolve_deployment(
     from medaudit.api import DEPLOYMENT_SETTING, deployment_value, with_deployment
 
     run = RunDir(run_dir)
+    if not run.has("manifest.parquet"):
+        return config  # the audit says what is missing
     classes = run.class_names()
     flag = getattr(args, "deployment_prevalence", None)
     toml = (config or {}).get("prevalence_shift", {}).get(DEPLOYMENT_SETTING)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.context import AuditContext
+from audit.context import AuditContext, ReferenceRun
 from audit.findings import REFERENCES, SEVERITIES, Finding
 from audit.registry import build_config, get_check, list_checks
 
@@ -72,16 +72,23 @@ def full_context(seed: int = 0) -> AuditContext:
     history = {"folds": [{"fold": 0, "epochs": [{"epoch": 0, "train_loss": 1.0,
                                                    "val_loss": 1.1, "val_auc": 0.7}]}]}
     masked = {"center_masked": probs[::-1].copy()}
+    # the reference run of a deployment batch (drift, prevalence_shift): another draw
+    ref_rows = rng.permutation(N)
+    reference = ReferenceRun(
+        manifest.iloc[ref_rows].reset_index(drop=True), CLASSES,
+        probs[ref_rows].astype(np.float32), folds[ref_rows], emb[ref_rows] + 0.5,
+        props.iloc[ref_rows].reset_index(drop=True), "reference")
     return AuditContext.from_arrays(
         manifest, CLASSES, pred_probs=probs.astype(np.float32), logits=logits, embeddings=emb,
         folds=folds, images=images, image_properties=props, history=history, masked=masked,
+        reference=reference,
     )
 
 
 def _fast_config(name: str):  # type: ignore[no-untyped-def]
     spec = get_check(name)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    overrides = {k: v for k, v in {"n_boot": 50}.items() if k in fields}
+    overrides = {k: v for k, v in {"n_boot": 50, "n_perm": 100}.items() if k in fields}
     return build_config(spec, overrides)
 
 
