@@ -161,6 +161,7 @@ def _deployment_prevalence(data: RunData, positive: str) -> tuple[float | None, 
 
     info = data.info
     for where, value in (
+        ("run.json deployment", (info.get("deployment") or {}).get("prevalence")),
         ("run.json deployment_prevalence", info.get("deployment_prevalence")),
         ("run.json audit.deployment_prevalence", data.audit.get("deployment_prevalence")),
         ("prevalence_shift settings", ((data.audit.get("config") or {}).get("prevalence_shift")
@@ -226,11 +227,15 @@ def _reliability_from_findings(data: RunData) -> dict[str, Any] | None:
                 continue
             bins = []
             for r in records:
-                obs = r.get(ok)
-                est = obs if isinstance(obs, Mapping) else {"estimate": obs, "ci_low": None,
-                                                            "ci_high": None}
-                bins.append({"mean_predicted": _r(r.get(pk)), "observed": est,
-                             "n": r.get("n", r.get("count"))})
+                obs, n = r.get(ok), r.get("n", r.get("count"))
+                if isinstance(obs, Mapping):
+                    est = obs
+                elif isinstance(obs, (int, float)) and isinstance(n, int) and n > 0:
+                    est = wilson_ci(round(float(obs) * n), n).to_dict()  # a rate of n rows
+                else:
+                    est = {"estimate": obs, "ci_low": None, "ci_high": None, "level": 0.95,
+                           "method": "no interval reported"}
+                bins.append({"mean_predicted": _r(r.get(pk)), "observed": est, "n": n})
             return {"source": f"calibration finding {fid} (evidence '{path}')", "bins": bins,
                     "what": "as reported by the calibration check"}
     return None

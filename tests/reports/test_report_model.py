@@ -78,6 +78,18 @@ def test_model_card_says_what_was_not_evaluated_and_uses_checks_when_present(
     assert card.kind == "trained"
     status = {e["check"]: e["status"] for e in card.evaluated}
     assert status["subgroup_performance"] == NOT_EVALUATED
+    assert status["calibration"] == "evaluated"  # the registered check ran in the audit
+    rel = next(f for f in card.figures if f.kind == "reliability")
+    assert rel.data["source"].startswith("calibration finding")
+    # without a calibration finding the report computes the diagram itself
+    kept = [f for f in json.loads(audited_run.file("findings.json").read_text())
+            if f["check"] != "calibration"]
+    audited_run.write_json("findings.json", kept)
+    info = audited_run.read_run_json()["audit"]
+    info["checks_run"] = [c for c in info["checks_run"] if c != "calibration"]
+    audited_run.update_run_json({"audit": info})
+    card = build_report(audited_run).model
+    status = {e["check"]: e["status"] for e in card.evaluated}
     assert status["calibration"] == NOT_EVALUATED
     assert card.prevalences["class_1"]["deployment"] is None
     (op,) = card.operating_points
