@@ -72,6 +72,9 @@ def load_context(run: RunDir, config: TrainConfig) -> RunContext:
     k = len(classes)
     if k < 2:
         raise ValueError(f"run.json of {run.path} lists {k} class(es) {classes}; training needs >= 2")
+    if len(labels) and (labels < 0).all():
+        raise ValueError(f"{run.path} has no labels (an unlabeled batch, e.g. from medaudit "
+                         "predict); training needs a labeled run")
     bad = np.flatnonzero((labels < 0) | (labels >= k))
     if bad.size:
         raise ValueError(

@@ -147,3 +147,17 @@ def test_drift_command_finds_a_brighter_scanner_and_not_the_same_images(
     assert "mean_intensity" in flagged, flagged
     assert any("two-sample" in t for t in bright), list(bright)
     assert main(["report", str(outs["brighter"]), "--format", "html"]) == 0
+
+
+def test_an_unlabeled_batch_cannot_be_trained(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ingest.sources import IngestOptions, ingest_npz
+
+    rng = np.random.default_rng(9)
+    npz = tmp_path / "unlabeled.npz"
+    np.savez(npz, test_images=_images(rng, rng.integers(0, 2, 20)))
+    run = ingest_npz(npz, tmp_path / "run", IngestOptions(image_size=28, classes=("0", "1"),
+                                                          require_labels=False)).run
+    assert run.read_run_json()["has_labels"] is False
+    assert main(["train", str(run.path), *TINY]) == 2
+    assert "has no labels" in capsys.readouterr().err
