@@ -13,8 +13,9 @@ aspects, each tested against the reference (:mod:`audit.drift`):
   sex, view, DICOM acquisition fields), KS per numeric one (age);
 * **image properties**: KS and standardised mean difference per property
   (intensity, contrast, black / saturated fractions, size ...);
-* **predicted prevalence**: EM (on temperature-calibrated probabilities) and BBSE
-  estimates of the new batch's prevalence, against the reference's.
+* **predicted prevalence**: BBSE and EM (on temperature-calibrated probabilities)
+  estimates of the new batch's prevalence, against the reference's (``estimator``
+  decides, BBSE by default).
 
 The p-values of the first three aspects are adjusted (Holm within the feature
 tests and within the metadata + property tests, Bonferroni across the two), so
@@ -26,7 +27,7 @@ interval excludes the reference prevalence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,8 @@ class DriftConfig:
     prevalence_alpha : float
         1 - confidence level of the prevalence interval that must exclude the
         reference prevalence (0.01: a stricter bar, as it adds to the Holm family).
+    estimator : {'bbse', 'em'}
+        Estimate whose interval decides (BBSE by default; see ``prevalence_shift``).
     n_boot : int
         Bootstrap replicates of the prevalence intervals.
     seed : int
@@ -80,6 +83,7 @@ class DriftConfig:
     embedding_fold: int = 0
     max_levels: int = 30
     prevalence_alpha: float = 0.01
+    estimator: Literal["em", "bbse"] = "bbse"
     n_boot: int = 200
     seed: int = 0
 
@@ -151,11 +155,13 @@ def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
                                source_groups=g, n_boot=config.n_boot, alpha=config.prevalence_alpha,
                                seed=config.seed)[c]
     ref_prev = float(counts[c] / counts.sum())
+    main = em if config.estimator == "em" else bbse
     return {"class_index": c, "reference_prevalence": round(ref_prev, 4),
             "em": em.to_dict(), "bbse": bbse.to_dict(),
             "mean_predicted": round(float(pt[:, c].mean()), 4),
             "reference_mean_predicted": round(float(p[:, c].mean()), 4),
-            "drifted": bool(np.isfinite(em.low) and not em.low <= ref_prev <= em.high),
+            "estimator": config.estimator,
+            "drifted": bool(np.isfinite(main.low) and not main.low <= ref_prev <= main.high),
             "estimable": True, "reference_auc": auc.to_dict(),
             "calibrator": cal}
 
@@ -284,17 +290,22 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
                 evidence={**common, **prev, "method": "AUC with 95% CI on the reference rows"},
                 references=_REFS))
         elif prev is not None:
-            em = prev["em"]
+            main = prev[config.estimator]
+            other = prev["em" if config.estimator == "bbse" else "bbse"]
+            names = {"em": "EM after Saerens et al. 2002", "bbse": "BBSE after Lipton et al. 2018"}
             cname = ctx.class_names[prev["class_index"]]
             level = round(100 * (1 - config.prevalence_alpha))
             findings.append(Finding(
                 check=NAME, severity="warning" if prev["drifted"] else "pass",
-                title=(f"Predicted prevalence of {cname!r} changed: {em['estimate']:.1%} vs "
-                       f"{prev['reference_prevalence']:.1%} in the reference"),
-                message=(f"From the model's predictions, about {em['estimate']:.1%} of the new "
-                         f"batch are {cname!r} ({level}% CI {_pct(em['ci_low'])} to "
-                         f"{_pct(em['ci_high'])}, EM after Saerens et al. 2002; BBSE "
-                         f"{_pct(prev['bbse']['estimate'])}), against "
+                title=(f"Predicted prevalence of {cname!r} "
+                       + ("changed" if prev["drifted"] else "unchanged")
+                       + f": {_pct(main['estimate'])} vs {prev['reference_prevalence']:.1%} in "
+                       "the reference"),
+                message=(f"From the model's predictions, about {_pct(main['estimate'])} of the "
+                         f"new batch are {cname!r} ({level}% CI {_pct(main['ci_low'])} to "
+                         f"{_pct(main['ci_high'])}, {names[config.estimator]}; "
+                         f"{'EM' if config.estimator == 'bbse' else 'BBSE'} "
+                         f"{_pct(other['estimate'])}), against "
                          f"{prev['reference_prevalence']:.1%} in the reference. "
                          + ("PPV and NPV change with it (see prevalence_shift)." if prev["drifted"]
                             else "No change beyond chance.")),

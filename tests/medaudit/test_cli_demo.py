@@ -67,7 +67,7 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert meta["severity"] == "warning" and changed & {"scanner", "dicom_manufacturer"}
     prev = next(f for f in drift if "class_index" in f["evidence"])
     if prev["evidence"]["estimable"]:  # only when the tiny model separates the classes
-        assert prev["evidence"]["em"]["estimate"] < prev["evidence"]["reference_prevalence"]
+        assert prev["evidence"]["bbse"]["estimate"] < prev["evidence"]["reference_prevalence"]
 
 
 def test_demo_defaults_differ_from_train_only_where_documented() -> None:

@@ -70,7 +70,8 @@ def test_planted_intensity_shift_and_prevalence_change_are_found() -> None:
     meta = next(f for f in findings if "columns" in f.evidence)
     assert "site" in meta.title and "age" not in meta.title
     prev = next(f for f in findings if "em" in f.evidence)
-    assert prev.evidence["em"]["estimate"] < 0.15 and prev.evidence["drifted"]
+    assert prev.evidence["drifted"] and prev.evidence["estimator"] == "bbse"
+    assert prev.evidence["bbse"]["estimate"] < 0.15 and prev.evidence["em"]["estimate"] < 0.15
     feats = next(f for f in findings if "c2st" in f.evidence)
     assert feats.evidence["c2st"]["auc"] > 0.7 and feats.evidence["mmd"]["p_value"] < 0.05
 
