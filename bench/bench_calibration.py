@@ -152,7 +152,9 @@ def prevalence_bench(run: RunDir, n: int, repeats: int, seed: int) -> dict[str, 
 
 
 def drift_bench(run: RunDir, shifted: RunDir, repeats: int, seed: int,
-                config: DriftConfig) -> dict[str, Any]:
+                config: DriftConfig,
+                conditions: tuple[str, ...] = ("same_distribution", "intensity_shift"),
+                ) -> dict[str, Any]:
     man = run.read_manifest()
     folds = run.read_array("oof/folds")
     cv, pool = np.flatnonzero(folds >= 0), np.flatnonzero(folds < 0)
@@ -170,6 +172,8 @@ def drift_bench(run: RunDir, shifted: RunDir, repeats: int, seed: int,
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
     for name, src in (("same_distribution", same), ("intensity_shift", moved)):
+        if name not in conditions:
+            continue
         for n in SIZES:
             flags, aspects, secs = [], {"features": 0, "metadata": 0, "properties": 0,
                                         "prevalence": 0}, []
@@ -261,7 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200, help="rows per prevalence resample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "calibration.json")
+    ap.add_argument("--drift-only", type=Path, metavar="DIR",
+                    help="rerun only the drift part on DIR/ref and DIR/shifted (runs kept from an "
+                    "earlier run of this script)")
+    ap.add_argument("--conditions", default="same_distribution,intensity_shift")
     args = ap.parse_args(argv)
+    if args.drift_only is not None:
+        warnings.simplefilter("ignore")
+        cfg = DriftConfig(n_perm=100, n_boot=100)
+        drift = drift_bench(RunDir(args.drift_only / "ref"), RunDir(args.drift_only / "shifted"),
+                            args.drift_repeats, args.seed, cfg,
+                            conditions=tuple(args.conditions.split(",")))
+        args.out.write_text(json.dumps({"benchmark": "bench_calibration --drift-only",
+                                        "date": time.strftime("%Y-%m-%d"),
+                                        "drift": {"config": str(cfg), "results": drift}},
+                                       indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return 0
     if not NPZ.is_file():
         print(f"BreastMNIST not found at {NPZ}", file=sys.stderr)
         return 2
