@@ -14,6 +14,7 @@ the kept models' probabilities.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,8 +28,10 @@ from torch import nn
 from audit.metrics import auc_score
 from audit.rundir import RunDir, atomic_write
 from audit.stats import finite_or_none
+from training.budget import resolve_for_context
 from training.config import TrainConfig
 from training.dataset import ImageCache
+from training.deadline import Deadline
 from training.device import resolve_device_setup
 from training.fold_outputs import (
     FoldOutputs,
@@ -88,7 +91,9 @@ def _train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -
     # trajectory the inner split validated, only on more rows.
     select = fit_model(fc, split.train, seed=seed, inner_val=split.inner_val, desc=desc)
     fit, fit_rows = select, split.train
-    if config.refit:
+    if config.refit and not _refit_fits(fc, select, split):
+        _log.info("%s: no refit, it would not end before the time budget's deadline", desc)
+    elif config.refit:
         # Model selection (the epoch count) is done; now use every training row of the
         # fold, inner split included, with the same seed and schedule up to that epoch.
         fit_rows = np.sort(np.concatenate([split.train, split.inner_val]))
@@ -98,6 +103,20 @@ def _train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -
     if config.keep_selected and fit is not select:
         kept.append((select.net, log_prior(split.train)))
     return _Member(seed, select, fit, fit_rows, kept)
+
+
+def _refit_fits(fc: FitContext, select: FitResult, split: FoldSplit) -> bool:
+    """Whether a refit can end before ``fc.deadline`` (always, without one).
+
+    Its cost is estimated from the selection pass: the training seconds of its
+    first ``best_epoch`` epochs, scaled by the refit's larger row count.
+    """
+    if fc.deadline is None:
+        return True
+    if select.deadline_hit:
+        return False
+    per_row = sum(r["train_seconds"] for r in select.history[: select.best_epoch]) / len(split.train)
+    return per_row * (len(split.train) + len(split.inner_val)) < fc.deadline.remaining()
 
 
 def _clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,6 +132,8 @@ def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
         "epochs": _clean(m.select.history),
         "best_epoch": m.select.best_epoch,
         "stopped_early": len(m.select.history) < config.epochs,
+        "stopped_by_deadline": m.select.deadline_hit or m.fit.deadline_hit,
+        "refit_skipped_for_deadline": bool(config.refit) and m.fit is m.select,
         "refit": None if m.fit is m.select else {
             "n_rows": len(m.fit_rows), "epochs": _clean(m.fit.history),
         },
@@ -138,12 +159,20 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
     setup = resolve_device_setup(device=config.device, precision=config.precision)
     cache = ImageCache(run)
     norm = cache.channel_stats(split.train, seed=fold_seed(config.seed, fold))
+    fold_deadline = None
+    if config.stop_at is not None:
+        # An equal share of the time left for this fold and the ones after it (sequential
+        # folds, as the --time-budget planner runs them).
+        fold_deadline = Deadline(config.stop_at).share(config.folds - fold)
     fc = FitContext(config=config, labels=ctx.labels, n_classes=len(ctx.classes), setup=setup,
                     cache=cache, norm=norm, position=position)
 
     with deterministic(setup):
-        members = [_train_member(fc, split, member=m, fold=fold)
-                   for m in range(config.models_per_fold)]
+        members = []
+        for m in range(config.models_per_fold):
+            deadline = None if fold_deadline is None else fold_deadline.share(config.models_per_fold - m)
+            members.append(_train_member(dataclasses.replace(fc, deadline=deadline), split,
+                                         member=m, fold=fold))
         nets = [(net, lp) for m in members for net, lp in m.kept]
 
         def predict(rows: np.ndarray, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +293,7 @@ def train_fold(
         raise ValueError(f"fold must be an int in [0, {config.folds}); got {fold!r}")
     fold = int(fold)
     ctx = load_context(run, config)
+    config = resolve_for_context(config, ctx)  # the budget-dependent "auto" fields
     if fold_is_done(run, fold, config, ctx.fingerprint):
         _log.info("fold %d of %s already done with the same config and data; reusing it",
                   fold, run.path)
