@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Deadline", "share_deadline"]
+__all__ = ["Deadline", "now", "share_deadline"]
+
+
+def now() -> float:
+    """The clock of :class:`Deadline` by default: ``time.time()``, which is shared across
+    processes, so a deadline set by the parent holds in fold workers. (Tests replace this
+    module attribute with a virtual clock.)"""
+    return time.time()
 
 
 def share_deadline(stop_at: float, now: float, units_left: int) -> float:
@@ -55,22 +62,24 @@ class Deadline:
     ----------
     at : float
         The deadline in ``clock()`` seconds.
-    clock : callable
-        Returns the current time (default ``time.time``, which is shared across
-        processes, so a deadline set by the parent holds in fold workers).
+    clock : callable, optional
+        Returns the current time; default :func:`now`, looked up at each call.
     """
 
     at: float
-    clock: Callable[[], float] = field(default=time.time, compare=False)
+    clock: Callable[[], float] | None = field(default=None, compare=False)
+
+    def _now(self) -> float:
+        return (self.clock or now)()
 
     def remaining(self) -> float:
         """Seconds left (negative once passed)."""
-        return self.at - self.clock()
+        return self.at - self._now()
 
     def expired(self) -> bool:
         """Whether the deadline has passed."""
-        return self.clock() >= self.at
+        return self._now() >= self.at
 
     def share(self, units_left: int) -> Deadline:
         """The deadline of the next of ``units_left`` equal units (:func:`share_deadline`)."""
-        return Deadline(share_deadline(self.at, self.clock(), units_left), self.clock)
+        return Deadline(share_deadline(self.at, self._now(), units_left), self.clock)
