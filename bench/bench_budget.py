@@ -48,6 +48,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from audit.metrics import auc_with_ci  # noqa: E402
 from audit.rundir import RunDir  # noqa: E402
 from bench.bare_loop import bare_loop  # noqa: E402
@@ -109,7 +111,8 @@ def _scores(probs: np.ndarray, folds: np.ndarray, labels: np.ndarray, true: np.n
 
 
 def _config(variant: str, epochs: int, folds: int, holdout: str | None) -> tuple[TrainConfig, str | None]:
-    base = TrainConfig(epochs=epochs, folds=folds, holdout_split=holdout, quiet=True)
+    base = TrainConfig(epochs=epochs, folds=folds, holdout_split=holdout, quiet=True,
+                       threads=torch.get_num_threads())
     if variant == "default":
         return base, None
     if variant.startswith("budget="):
@@ -133,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="default,old")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (budget runs)")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for every variant (default 1: on a shared, loaded "
+                    "machine 2 threads per process oversubscribe the cores and run many times "
+                    "slower)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     variants = args.variants.split(",")
-    results: dict[str, Any] = {"benchmark": "budget", "data": args.data,
+    results: dict[str, Any] = {"benchmark": "budget", "data": args.data, "threads": args.threads,
                                "loadavg_before": os.getloadavg(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         run, true, holdout, folds = _prepare(args.data, Path(tmp))

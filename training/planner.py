@@ -280,6 +280,7 @@ def plan(
     *,
     clock: Callable[[], float] = time.monotonic,
     n_sel: int,
+    spent: float = 0.0,
 ) -> Plan:
     """Choose candidate, epochs and models per fold for ``budget_seconds`` (see the module docstring).
 
@@ -300,6 +301,8 @@ def plan(
         Monotonic seconds (injectable for tests).
     n_sel : int
         Rows a search trial trains on (fold 0's inner-split training rows).
+    spent : float
+        Seconds of the budget already spent before this call (loading the run).
 
     Returns
     -------
@@ -317,8 +320,11 @@ def plan(
     cost_record = {c.name: {"train": costs[c].train, "score": costs[c].score,
                             "seconds_per_epoch": per_epoch[c]} for c in cands}
 
+    def used() -> float:
+        return spent + (clock() - t0)
+
     def left() -> float:
-        return budget_seconds - (clock() - t0)
+        return budget_seconds - used()
 
     # Candidates that could run the shortest schedule in the time left after the search.
     run_share = budget_seconds * (1 - SEARCH_FRACTION)
@@ -327,7 +333,7 @@ def plan(
     if not feasible:
         need = predicted_seconds(costs[cands[0]], shape, epochs=EPOCH_GRID[0], models=1,
                                  refit=budget_defaults(EPOCH_GRID[0]).refit)
-        need = need / FILL / (1 - SEARCH_FRACTION) + (clock() - t0)
+        need = need / FILL / (1 - SEARCH_FRACTION) + used()
         raise ValueError(
             f"time_budget of {budget_seconds:.0f}s is too short for {shape.folds} folds x "
             f"{EPOCH_GRID[0]} epochs of {cands[0].model} on this machine (about "
@@ -342,7 +348,7 @@ def plan(
         reason = f"only {alive[0].name} fits the budget"
     while len(alive) > 1:
         rung_cost = sum(rung_epochs * n_sel * costs[c].train * 1.3 for c in alive)
-        if (clock() - t0) + rung_cost > search_end:
+        if used() + rung_cost > search_end:
             if not scores:
                 reason = (f"no time to compare candidates (a {rung_epochs}-epoch rung needs "
                           f"~{rung_cost:.0f}s of a {search_end:.0f}s search share): the "
@@ -375,7 +381,7 @@ def plan(
     config = base.replace(model=winner.model, image_size=winner.image_size, epochs=epochs,
                           models_per_fold=models, jobs=1)
     return Plan(budget_seconds=budget_seconds, config=config, costs=cost_record, trials=trials,
-                predicted_seconds=predicted, planning_seconds=clock() - t0, reason=reason)
+                predicted_seconds=predicted, planning_seconds=used(), reason=reason)
 
 
 class _MeasuredCosts:
@@ -403,18 +409,23 @@ class _MeasuredCosts:
         from training.loop import fit_model
         from training.predict import predict_rows
 
+        # Two short epochs of a few batches: the second one, without the first steps'
+        # one-off costs (allocation, kernel selection), is the one timed.
         cfg = self.base.replace(model=candidate.model, image_size=candidate.image_size,
-                                epochs=1, quiet=True)
-        n = min(len(self.split.train), 6 * cfg.batch_size)
-        rows = self.split.train[:n]
-        fit = fit_model(self._fc(cfg), rows, seed=self.base.seed, desc=f"probe {candidate.name}")
-        train = fit.train_seconds / max(fit.train_images, 1)
+                                epochs=2, quiet=True, patience=0)
+        n = min(len(self.split.train), 4 * cfg.batch_size)
+        fit = fit_model(self._fc(cfg), self.split.train[:n], seed=self.base.seed,
+                        desc=f"probe {candidate.name}")
+        last = fit.history[-1]
+        train = last["train_seconds"] / max(fit.train_images / len(fit.history), 1)
         score_rows = self.split.inner_val[: 4 * cfg.batch_size]
-        t = time.perf_counter()
-        predict_rows(fit.net, self.cache, score_rows, setup=self.setup, norm=self.norm,
-                     image_size=cfg.image_size, batch_size=2 * cfg.batch_size)
-        score = (time.perf_counter() - t) / max(len(score_rows), 1)
-        return Cost(train=train, score=score)
+        timings = []
+        for _ in range(2):
+            t = time.perf_counter()
+            predict_rows(fit.net, self.cache, score_rows, setup=self.setup, norm=self.norm,
+                         image_size=cfg.image_size, batch_size=2 * cfg.batch_size)
+            timings.append(time.perf_counter() - t)
+        return Cost(train=train, score=timings[-1] / max(len(score_rows), 1))
 
     def trial(self, candidate: Candidate, epochs: int) -> float:
         from training.loop import fit_model
@@ -487,7 +498,8 @@ def train_within_budget(
     with torch_threads(config.threads):
         costs = _MeasuredCosts(run, config.replace(quiet=True), split)
         with deterministic(costs.setup):
-            p = plan(config, shape, cands, costs, seconds, n_sel=len(split.train))
+            p = plan(config, shape, cands, costs, seconds, n_sel=len(split.train),
+                     spent=time.monotonic() - mono0)
     # Training must end early enough for the last fold's scoring and the assembly.
     last_scoring = predicted_seconds(
         Cost(0.0, p.costs[Candidate(p.config.model, p.config.image_size).name]["score"]),

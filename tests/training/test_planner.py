@@ -219,24 +219,42 @@ def test_run_deadline_is_shared_over_folds_and_skips_refits(
 def test_time_budget_plans_on_fold_zero_training_rows_only(
     tiny_run: RunDir, fast_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Probes and search trials see only fold 0's training rows; the plan is recorded.
+
+    The final run's size is pinned to 2 epochs (sizing is tested on the fake cost model
+    above), so the test does not depend on this machine's speed."""
     import training.planner as planner
 
     ctx = load_context(tiny_run, fast_config)
     allowed = set(np.flatnonzero(ctx.folds != 0).tolist())  # fold 0's training rows
     seen: list[np.ndarray] = []
-    real_fit, real_predict = planner._MeasuredCosts.cost, planner._MeasuredCosts.trial
+    real_cost, real_trial = planner._MeasuredCosts.cost, planner._MeasuredCosts.trial
 
     def spy_cost(self, c):  # type: ignore[no-untyped-def]
         seen.extend([self.split.train, self.split.inner_val])
-        return real_fit(self, c)
+        return real_cost(self, c)
+
+    def spy_trial(self, c, e):  # type: ignore[no-untyped-def]
+        seen.extend([self.split.train, self.split.inner_val])
+        return real_trial(self, c, e)
 
     monkeypatch.setattr(planner._MeasuredCosts, "cost", spy_cost)
-    monkeypatch.setattr(planner._MeasuredCosts, "trial", lambda self, c, e: (
-        seen.extend([self.split.train, self.split.inner_val]) or real_predict(self, c, e)))
-    cfg = fast_config.replace(masked_variants=())
-    summary = train_within_budget(tiny_run, cfg, "40s", architectures=("test_resnet",))
+    monkeypatch.setattr(planner._MeasuredCosts, "trial", spy_trial)
+    monkeypatch.setattr(planner, "size_run", lambda cost, shape, seconds: (2, 1, 1.0))
+    monkeypatch.setattr(planner, "EPOCH_GRID", (1, 2))
+    cfg = fast_config.replace(masked_variants=(), threads=1)
+    summary = train_within_budget(tiny_run, cfg, "10m",
+                                  architectures=("test_resnet", "test_efficientnet"))
     assert seen and all(set(r.tolist()) <= allowed for r in seen)
     rec = tiny_run.read_run_json()["train"]["budget"]
-    assert rec["chosen"]["model"] == "test_resnet" and rec["budget_seconds"] == 40
-    assert rec["measured_seconds_per_epoch"]["test_resnet@cache"] > 0
+    assert rec["budget_seconds"] == 600 and rec["chosen"]["epochs"] == 2
+    # the 32 px cache: both architectures at 32 and 64 px, all in the first rung
+    assert {t["candidate"] for t in rec["trials"]} == {
+        f"{m}@{s}" for m in ("test_resnet", "test_efficientnet") for s in ("cache", 64)}
+    last_rung = [t for t in rec["trials"] if t["epochs"] == rec["trials"][-1]["epochs"]]
+    best = max(last_rung, key=lambda t: t["inner_val_auc"])["inner_val_auc"]
+    chosen = f"{rec['chosen']['model']}@{rec['chosen']['image_size'] or 'cache'}"
+    assert any(t["candidate"] == chosen and t["inner_val_auc"] == best for t in last_rung)
+    assert all(v > 0 for v in rec["measured_seconds_per_epoch"].values())
     assert summary.record["config"]["stop_at"] == rec["training_deadline_unix"]
+    assert summary.record["config"]["model"] == rec["chosen"]["model"]
