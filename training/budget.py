@@ -55,6 +55,9 @@ class BudgetDefaults:
         Mixup ``alpha`` (0 = off).
     augment_probability : float
         Probability that a training image is augmented.
+    select_epochs : bool
+        Choose the epoch count on the inner split (else: train on all the fold's
+        training rows for exactly ``epochs`` epochs).
     refit : bool
         Refit on all training rows after the inner split chose the epoch count.
     keep_selected : bool
@@ -65,6 +68,7 @@ class BudgetDefaults:
     warmup_epochs: float
     mixup: float
     augment_probability: float
+    select_epochs: bool
     refit: bool
     keep_selected: bool
 
@@ -96,11 +100,12 @@ def budget_defaults(epochs: int, steps_per_epoch: int | None = None) -> BudgetDe
     * ``mixup = 0.2 r`` and ``augment_probability = 0.3 + 0.6 r``: augmentation
       regularises long runs but slows fitting in short ones, so its strength
       grows with the schedule; a mild 30 % remains in short runs.
-    * ``refit = keep_selected = epochs >= 20``: selecting the epoch count on an
-      inner split and refitting costs up to twice the training; in short runs
-      the last epoch of the cosine schedule is the one chosen anyway, so the
-      refit buys little for its cost. Without a refit the selected model,
-      trained without the inner rows, is kept.
+    * ``select_epochs = refit = keep_selected = epochs >= 20``: selecting the
+      epoch count on an inner split and then refitting costs up to twice the
+      training, and in short runs there is nothing to select (the cosine
+      schedule's last epoch is the best), so a short run trains each fold's
+      model once, on all the fold's training rows (inner split included), for
+      exactly ``epochs`` epochs, like a bare loop.
 
     Parameters
     ----------
@@ -133,6 +138,7 @@ def budget_defaults(epochs: int, steps_per_epoch: int | None = None) -> BudgetDe
         warmup_epochs=round(0.05 * epochs, 3),
         mixup=round(0.2 * r, 3),
         augment_probability=round(0.3 + 0.6 * r, 3),
+        select_epochs=long_enough,
         refit=long_enough,
         keep_selected=long_enough,
     )

@@ -44,7 +44,8 @@ StemPool = Literal["auto", "keep", "drop"]
 _EXECUTION_ONLY = frozenset({"jobs", "threads", "num_workers", "quiet", "stop_at"})
 
 #: Budget-dependent fields: ``None`` = derived by :func:`training.budget.budget_defaults`.
-_AUTO = ("ema_epochs", "warmup_epochs", "mixup", "augment_probability", "refit", "keep_selected")
+_AUTO = ("ema_epochs", "warmup_epochs", "mixup", "augment_probability", "select_epochs", "refit",
+         "keep_selected")
 
 #: Names of the masked re-scoring variants (see :mod:`training.masking`).
 _KNOWN_VARIANTS = ("center_masked", "border_only", "corners_masked")
@@ -162,8 +163,15 @@ class TrainConfig:
         quarter of the schedule on: earlier, under-trained weights with
         near-uniform outputs can win on log loss against a better but more
         confident model.
+    select_epochs : bool or None
+        Choose each fold's epoch count on the inner split (early stopping,
+        best epoch; then ``refit``). ``False`` trains each fold's model once,
+        on all the fold's training rows (inner split included), for exactly
+        ``epochs`` epochs and keeps the last weights: in a short cosine
+        schedule there is nothing to choose, the last epoch is the best.
+        ``None``: auto (selection from 20 epochs on).
     refit : bool or None
-        ``None``: auto (a refit from 20 epochs on; shorter runs keep the
+        Only with ``select_epochs``. ``None``: auto (a refit from 20 epochs on; shorter runs keep the
         model selected on the inner split). Otherwise:
         After the inner split has chosen the epoch count (early stopping,
         best epoch), retrain the fold's model from the same seed on all its
@@ -241,6 +249,7 @@ class TrainConfig:
     inner_val_fraction: float = 0.25
     ema_epochs: float | None = None
     patience: int = 10
+    select_epochs: bool | None = None
     refit: bool | None = None
     keep_selected: bool | None = None
     models_per_fold: int = 1
@@ -371,7 +380,7 @@ def _validate(cfg: TrainConfig) -> None:
             raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
         if value < lo:
             raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
-    for name in ("refit", "keep_selected", "quiet"):
+    for name in ("select_epochs", "refit", "keep_selected", "quiet"):
         if name in _AUTO and getattr(cfg, name) is None:
             continue
         if not isinstance(getattr(cfg, name), bool):

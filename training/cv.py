@@ -459,7 +459,10 @@ def _summary_text(
         "  in-sample  " + "  ".join(f"{r.in_sample_auc:.3f}" for r in folds)
         + "  (AUC on each fold's own training rows)",
     ]
-    if config.mode == "finetune":
+    if config.mode == "finetune" and not config.select_epochs:
+        lines.append(f"  epochs     {config.epochs} per fold, on all the fold's training rows "
+                     "(short schedule: no selection on an inner split)")
+    elif config.mode == "finetune":
         refit = all(r.refit for r in folds)
         lines.append(
             "  epochs     " + "  ".join(f"{r.best_epoch:>5d}" for r in folds)

@@ -87,6 +87,11 @@ def _train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -
             return np.zeros(k, np.float32)
         return np.log(class_prior(fc.labels[rows], k)).astype(np.float32)
 
+    if not config.select_epochs:
+        # A short schedule: nothing to select, one pass on all the fold's training rows.
+        rows = np.sort(np.concatenate([split.train, split.inner_val]))
+        only = fit_model(fc, rows, seed=seed, desc=desc)
+        return _Member(seed, only, only, rows, [(only.net, log_prior(rows))])
     # The refit keeps the selection pass's normalisation and seed, so it replays the
     # trajectory the inner split validated, only on more rows.
     select = fit_model(fc, split.train, seed=seed, inner_val=split.inner_val, desc=desc)
@@ -133,11 +138,13 @@ def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
         "best_epoch": m.select.best_epoch,
         "stopped_early": len(m.select.history) < config.epochs,
         "stopped_by_deadline": m.select.deadline_hit or m.fit.deadline_hit,
-        "refit_skipped_for_deadline": bool(config.refit) and m.fit is m.select,
+        "refit_skipped_for_deadline": bool(config.select_epochs and config.refit)
+        and m.fit is m.select,
+        "selected_on_inner_split": bool(config.select_epochs),
         "refit": None if m.fit is m.select else {
             "n_rows": len(m.fit_rows), "epochs": _clean(m.fit.history),
         },
-        "inner_val_auc": finite_or_none(best["inner_val_auc"]),
+        "inner_val_auc": finite_or_none(best.get("inner_val_auc", float("nan"))),
     }
 
 
@@ -210,7 +217,7 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
     fits = [f for m in members for f in m.fits]
     result = FoldResult(
         fold=fold, auc=fold_auc, in_sample_auc=in_auc,
-        inner_val_auc=first.select.best_record["inner_val_auc"],
+        inner_val_auc=first.select.best_record.get("inner_val_auc", float("nan")),
         best_epoch=first.select.best_epoch, epochs_run=len(first.select.history),
         n_train=len(fit_rows), n_inner_val=len(split.inner_val),
         n_oof=len(split.oof), n_holdout=len(split.holdout),

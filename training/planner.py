@@ -195,20 +195,22 @@ def predicted_seconds(cost: Cost, shape: RunShape, *, epochs: int, models: int,
                       refit: bool) -> float:
     """Predicted wall time of a whole run (all folds) from the measured per-image costs.
 
-    Per fold and model: ``epochs`` of training on the selection rows with one
+    Per fold and model, with ``refit`` (the long-run recipe: selection on the inner
+    split, then a refit): ``epochs`` of training on the selection rows with one
     inner-validation scoring per epoch, the refit (``epochs`` epochs on all the
-    fold's training rows, an upper bound: it stops at the chosen epoch), then
-    the scoring of the in-sample, out-of-fold (original and masked) and
-    holdout rows by every kept model (two per model with a refit).
+    fold's training rows, an upper bound: it stops at the chosen epoch); without:
+    ``epochs`` on all the fold's training rows. Then the scoring of the
+    in-sample, out-of-fold (original and masked) and holdout rows by every kept
+    model (two per model with a refit).
     """
     n_fit = shape.n_cv * (shape.folds - 1) / shape.folds
     n_inner = n_fit * shape.inner_val_fraction
     n_sel = n_fit - n_inner
     n_oof = shape.n_cv / shape.folds
-    per_model = epochs * (n_sel * cost.train + n_inner * cost.score)
+    per_model = epochs * n_fit * cost.train
     kept = 1
     if refit:
-        per_model += epochs * n_fit * cost.train
+        per_model += epochs * (n_sel * cost.train + n_inner * cost.score)
         kept = 2
     scored = n_fit + (n_oof + shape.n_holdout) * (1 + shape.n_variants)
     per_fold = models * (per_model + kept * scored * cost.score)

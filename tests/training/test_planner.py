@@ -201,7 +201,8 @@ def test_run_deadline_is_shared_over_folds_and_skips_refits(
         return clock[0]
 
     monkeypatch.setattr(deadline_mod, "now", virtual)
-    cfg = fast_config.replace(epochs=10, batch_size=16, folds=2, refit=True, keep_selected=False,
+    cfg = fast_config.replace(epochs=10, batch_size=16, folds=2, select_epochs=True, refit=True,
+                              keep_selected=False,
                               masked_variants=(), stop_at=1000.0 + 30.0)
     summary = train_run(tiny_run, cfg)
     hist = json.loads((tiny_run.path / "train/history.json").read_text())["folds"]
