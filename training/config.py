@@ -151,7 +151,7 @@ class TrainConfig:
     ema_epochs : float or None
         Horizon, in epochs, of the exponential moving average of the weights
         that is evaluated, early-stopped and kept (``0`` = no averaging).
-        ``None``: auto (off up to 10 epochs or under 500 optimizer steps,
+        ``None``: auto (off up to 10 epochs or under 200 optimizer steps,
         rising to 3 at 40 epochs).
     patience : int
         Early-stopping patience in epochs on the inner-validation loss; ``0``
@@ -328,7 +328,7 @@ class TrainConfig:
         steps_per_epoch : int, optional
             Optimizer steps per epoch of a fold's selection pass
             (:func:`training.budget.planned_steps_per_epoch`); the weight average
-            is off under 500 steps in all.
+            is off under 200 steps in all.
 
         Returns
         -------

@@ -47,8 +47,8 @@ def test_regularisation_grows_with_the_budget_and_warmup_is_a_fraction() -> None
 
 
 def test_few_optimizer_steps_turn_the_weight_average_off() -> None:
-    assert budget_defaults(40, steps_per_epoch=5).ema_epochs == 0.0  # 200 steps in all
-    assert budget_defaults(40, steps_per_epoch=50).ema_epochs == 3.0
+    assert budget_defaults(40, steps_per_epoch=4).ema_epochs == 0.0  # 160 steps in all
+    assert budget_defaults(40, steps_per_epoch=11).ema_epochs == 3.0  # BreastMNIST: 440 steps
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, None])
