@@ -143,12 +143,15 @@ class Candidate:
 
 
 def candidates(cache_size: int, architectures: Sequence[str] = ARCHITECTURES) -> list[Candidate]:
-    """The candidate set: every architecture at the cache size, and at twice it up to 32 px.
+    """The candidate set: every architecture at the cache size, and at one other size.
 
     Small caches (MedMNIST's 28 px) lose most of their resolution in a ResNet
-    stem; upsampling them twice is the one input-size option worth its cost.
+    stem, so up to 32 px the other size is twice the cache size; from 64 px on
+    it is half (a quarter of the compute), the option that lets a short budget
+    train at all on a slow machine.
     """
-    sizes: list[int | None] = [None] + ([2 * cache_size] if cache_size <= 32 else [])
+    other = 2 * cache_size if cache_size <= 32 else cache_size // 2 if cache_size >= 64 else None
+    sizes: list[int | None] = [None] + ([other] if other else [])
     return [Candidate(a, s) for s in sizes for a in architectures]
 
 
@@ -318,6 +321,7 @@ def plan(
     """
     t0 = clock()
     costs = {c: model.cost(c) for c in cands}
+    cands = sorted(cands, key=lambda c: costs[c].train)  # cheapest first (stable)
     per_epoch = {c: shape.n_cv * (shape.folds - 1) / shape.folds * costs[c].train for c in cands}
     cost_record = {c.name: {"train": costs[c].train, "score": costs[c].score,
                             "seconds_per_epoch": per_epoch[c]} for c in cands}
@@ -328,14 +332,14 @@ def plan(
     def left() -> float:
         return budget_seconds - used()
 
-    # Candidates that could run the shortest schedule in the time left after the search.
-    run_share = budget_seconds * (1 - SEARCH_FRACTION)
-    feasible = [c for c in cands if size_run(costs[c], shape, FILL * run_share) is not None]
+    # Candidates that could run the shortest schedule in the time left (a search only
+    # runs when a rung fits its share, see below).
+    feasible = [c for c in cands if size_run(costs[c], shape, FILL * left()) is not None]
     trials: list[dict[str, Any]] = []
     if not feasible:
         need = predicted_seconds(costs[cands[0]], shape, epochs=EPOCH_GRID[0], models=1,
                                  refit=budget_defaults(EPOCH_GRID[0]).refit)
-        need = need / FILL / (1 - SEARCH_FRACTION) + used()
+        need = need / FILL + used()
         raise ValueError(
             f"time_budget of {budget_seconds:.0f}s is too short for {shape.folds} folds x "
             f"{EPOCH_GRID[0]} epochs of {cands[0].model} on this machine (about "

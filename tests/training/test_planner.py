@@ -146,7 +146,8 @@ def test_size_run_grows_with_the_budget_then_adds_models() -> None:
 
 
 def test_candidates_upsample_only_small_caches() -> None:
-    assert {c.image_size for c in candidates(64)} == {None}
+    assert {c.image_size for c in candidates(64)} == {None, 32}
+    assert {c.image_size for c in candidates(48)} == {None}
     assert {c.image_size for c in candidates(28)} == {None, 56}
 
 
