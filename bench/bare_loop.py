@@ -155,5 +155,10 @@ def bare_loop(
             hold_sum += score(hold)
     if hold.size:
         probs[hold] = (hold_sum / folds).astype(np.float32)
-    return BareResult(probs, ctx.folds.copy(), ctx.labels.copy(), time.perf_counter() - t0,
-                      "bf16" if use_bf16 else "fp32")
+    return BareResult(
+        probs,
+        ctx.folds.copy(),
+        ctx.labels.copy(),
+        time.perf_counter() - t0,
+        "bf16" if use_bf16 else "fp32",
+    )

@@ -48,20 +48,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from audit.metrics import auc_with_ci  # noqa: E402
-from audit.rundir import RunDir  # noqa: E402
-from bench.bare_loop import bare_loop  # noqa: E402
-from training import TrainConfig, train_run  # noqa: E402
-from training.splits import HOLDOUT_FOLD  # noqa: E402
+from audit.metrics import auc_with_ci
+from audit.rundir import RunDir
+from bench.bare_loop import bare_loop
+from training import TrainConfig, train_run
+from training.splits import HOLDOUT_FOLD
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 
 #: The fixed defaults before issue 21 (tuned for 40 epochs on BreastMNIST).
-OLD = {"ema_epochs": 3.0, "warmup_epochs": 2, "mixup": 0.2, "augment_probability": 0.9,
-       "refit": True, "keep_selected": True, "patience": 10}
+OLD = {
+    "ema_epochs": 3.0,
+    "warmup_epochs": 2,
+    "mixup": 0.2,
+    "augment_probability": 0.9,
+    "refit": True,
+    "keep_selected": True,
+    "patience": 10,
+}
 
 ABLATIONS = {
     "old-noema": {"ema_epochs": 0.0},
@@ -80,8 +87,12 @@ def _prepare(data: str, tmp: Path) -> tuple[RunDir, np.ndarray | None, str | Non
         from ingest.sources import IngestOptions, ingest_dicom_dir
 
         ds = generate_demo(tmp / "demo-data", DemoConfig())
-        summary = ingest_dicom_dir(ds.dicom_dir, ds.labels_csv, tmp / "run", IngestOptions(
-            classes=tuple(CLASS_NAMES), use_cache=False, overwrite=True))
+        summary = ingest_dicom_dir(
+            ds.dicom_dir,
+            ds.labels_csv,
+            tmp / "run",
+            IngestOptions(classes=tuple(CLASS_NAMES), use_cache=False, overwrite=True),
+        )
         run = summary.run
         truth = load_ground_truth(ds.ground_truth)
         classes = truth["class_names"]
@@ -99,8 +110,13 @@ def _prepare(data: str, tmp: Path) -> tuple[RunDir, np.ndarray | None, str | Non
     raise ValueError(f"unknown --data {data!r}; use demo, speed or breastmnist")
 
 
-def _scores(probs: np.ndarray, folds: np.ndarray, labels: np.ndarray, true: np.ndarray | None,
-            groups: np.ndarray) -> dict[str, Any]:
+def _scores(
+    probs: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+    true: np.ndarray | None,
+    groups: np.ndarray,
+) -> dict[str, Any]:
     cv = folds != HOLDOUT_FOLD
     out = {"oof_auc": auc_with_ci(labels[cv], probs[cv], groups=groups[cv]).to_dict()}
     if true is not None:
@@ -110,9 +126,16 @@ def _scores(probs: np.ndarray, folds: np.ndarray, labels: np.ndarray, true: np.n
     return out
 
 
-def _config(variant: str, epochs: int, folds: int, holdout: str | None) -> tuple[TrainConfig, str | None]:
-    base = TrainConfig(epochs=epochs, folds=folds, holdout_split=holdout, quiet=True,
-                       threads=torch.get_num_threads())
+def _config(
+    variant: str, epochs: int, folds: int, holdout: str | None
+) -> tuple[TrainConfig, str | None]:
+    base = TrainConfig(
+        epochs=epochs,
+        folds=folds,
+        holdout_split=holdout,
+        quiet=True,
+        threads=torch.get_num_threads(),
+    )
     if variant == "default":
         return base, None
     if variant.startswith("budget="):
@@ -129,23 +152,34 @@ def _fmt(e: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default="demo", choices=["demo", "speed", "breastmnist"])
     ap.add_argument("--epochs", type=int, nargs="+", default=[3, 10])
     ap.add_argument("--folds", type=int, default=None, help="default: 5 (speed data: 3)")
     ap.add_argument("--variants", default="default,old")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (budget runs)")
     ap.add_argument("--name", default=None)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads for every variant (default 1: on a shared, loaded "
-                    "machine 2 threads per process oversubscribe the cores and run many times "
-                    "slower)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for every variant (default 1: on a shared, loaded "
+        "machine 2 threads per process oversubscribe the cores and run many times "
+        "slower)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     variants = args.variants.split(",")
-    results: dict[str, Any] = {"benchmark": "budget", "data": args.data, "threads": args.threads,
-                               "loadavg_before": os.getloadavg(), "runs": []}
+    results: dict[str, Any] = {
+        "benchmark": "budget",
+        "data": args.data,
+        "threads": args.threads,
+        "loadavg_before": os.getloadavg(),
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         run, true, holdout, folds = _prepare(args.data, Path(tmp))
         folds = args.folds or folds
@@ -154,13 +188,20 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_bare:
                 print(f"{args.data}, {epochs} epochs: bare loop ...", file=sys.stderr, flush=True)
                 b = bare_loop(run, folds=folds, epochs=epochs, holdout_split=holdout)
-                rec = {"variant": "bare", "epochs": epochs, "seconds": b.seconds,
-                       **_scores(b.probs, b.folds, b.labels, true, groups)}
+                rec = {
+                    "variant": "bare",
+                    "epochs": epochs,
+                    "seconds": b.seconds,
+                    **_scores(b.probs, b.folds, b.labels, true, groups),
+                }
                 results["runs"].append(rec)
-                print(f"  bare        {_fmt(rec['oof_auc'])}"
-                      + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
-                      + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
-                      + f"  {b.seconds:.0f}s", flush=True)
+                print(
+                    f"  bare        {_fmt(rec['oof_auc'])}"
+                    + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
+                    + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
+                    + f"  {b.seconds:.0f}s",
+                    flush=True,
+                )
             for v in variants:
                 config, budget = _config(v, epochs, folds, holdout)
                 print(f"{args.data}, {epochs} epochs: {v} ...", file=sys.stderr, flush=True)
@@ -177,15 +218,22 @@ def main(argv: list[str] | None = None) -> int:
                 probs = run.read_array("oof/pred_probs")
                 folds_arr = run.read_array("oof/folds")
                 labels = run.read_manifest()["label"].to_numpy()
-                rec = {"variant": v, "epochs": epochs, "seconds": wall,
-                       "config": summary.record["config"],
-                       "plan": summary.record.get("budget"),
-                       **_scores(probs, folds_arr, labels, true, groups)}
+                rec = {
+                    "variant": v,
+                    "epochs": epochs,
+                    "seconds": wall,
+                    "config": summary.record["config"],
+                    "plan": summary.record.get("budget"),
+                    **_scores(probs, folds_arr, labels, true, groups),
+                }
                 results["runs"].append(rec)
-                print(f"  {v:11s} {_fmt(rec['oof_auc'])}"
-                      + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
-                      + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
-                      + f"  {wall:.0f}s", flush=True)
+                print(
+                    f"  {v:11s} {_fmt(rec['oof_auc'])}"
+                    + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
+                    + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
+                    + f"  {wall:.0f}s",
+                    flush=True,
+                )
     results["loadavg_after"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or f"budget_{args.data}"

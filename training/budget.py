@@ -30,8 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from training.config import TrainConfig
     from training.run_context import RunContext
 
-__all__ = ["AUTO_FIELDS", "BudgetDefaults", "budget_defaults", "planned_steps_per_epoch",
-           "resolve_for_context"]
+__all__ = [
+    "AUTO_FIELDS",
+    "BudgetDefaults",
+    "budget_defaults",
+    "planned_steps_per_epoch",
+    "resolve_for_context",
+]
 
 #: Epochs from which the long-training regime (the 40-epoch BreastMNIST tuning) applies
 #: in full.
@@ -166,8 +171,9 @@ def planned_steps_per_epoch(n_cv_rows: int, config: TrainConfig) -> int:
     int
         >= 1.
     """
-    n_fit = math.floor(n_cv_rows * (config.folds - 1) / config.folds
-                       * (1.0 - config.inner_val_fraction))
+    n_fit = math.floor(
+        n_cv_rows * (config.folds - 1) / config.folds * (1.0 - config.inner_val_fraction)
+    )
     return max(1, n_fit // config.batch_size)
 
 

@@ -194,8 +194,9 @@ class RunShape:
     n_variants: int
 
 
-def predicted_seconds(cost: Cost, shape: RunShape, *, epochs: int, models: int,
-                      refit: bool) -> float:
+def predicted_seconds(
+    cost: Cost, shape: RunShape, *, epochs: int, models: int, refit: bool
+) -> float:
     """Predicted wall time of a whole run (all folds) from the measured per-image costs.
 
     Per fold and model, with ``refit`` (the long-run recipe: selection on the inner
@@ -260,19 +261,24 @@ class Plan:
         c = self.config
         return {
             "budget_seconds": self.budget_seconds,
-            "chosen": {"model": c.model, "image_size": c.image_size, "epochs": c.epochs,
-                       "models_per_fold": c.models_per_fold,
-                       "refit": budget_defaults(c.epochs).refit if c.refit is None else c.refit},
+            "chosen": {
+                "model": c.model,
+                "image_size": c.image_size,
+                "epochs": c.epochs,
+                "models_per_fold": c.models_per_fold,
+                "refit": budget_defaults(c.epochs).refit if c.refit is None else c.refit,
+            },
             "measured_seconds_per_image": self.costs,
             "measured_seconds_per_epoch": {
-                name: v.get("seconds_per_epoch") for name, v in self.costs.items()},
+                name: v.get("seconds_per_epoch") for name, v in self.costs.items()
+            },
             "trials": self.trials,
             "predicted_train_seconds": self.predicted_seconds,
             "planning_seconds": self.planning_seconds,
             "training_deadline_unix": c.stop_at,
             "reason": self.reason,
             "search": "successive halving on fold 0's inner validation split (AUC); "
-                      "held-out folds and the holdout split untouched",
+            "held-out folds and the holdout split untouched",
         }
 
 
@@ -323,8 +329,14 @@ def plan(
     costs = {c: model.cost(c) for c in cands}
     cands = sorted(cands, key=lambda c: costs[c].train)  # cheapest first (stable)
     per_epoch = {c: shape.n_cv * (shape.folds - 1) / shape.folds * costs[c].train for c in cands}
-    cost_record = {c.name: {"train": costs[c].train, "score": costs[c].score,
-                            "seconds_per_epoch": per_epoch[c]} for c in cands}
+    cost_record = {
+        c.name: {
+            "train": costs[c].train,
+            "score": costs[c].score,
+            "seconds_per_epoch": per_epoch[c],
+        }
+        for c in cands
+    }
 
     def used() -> float:
         return spent + (clock() - t0)
@@ -337,8 +349,13 @@ def plan(
     feasible = [c for c in cands if size_run(costs[c], shape, FILL * left()) is not None]
     trials: list[dict[str, Any]] = []
     if not feasible:
-        need = predicted_seconds(costs[cands[0]], shape, epochs=EPOCH_GRID[0], models=1,
-                                 refit=budget_defaults(EPOCH_GRID[0]).refit)
+        need = predicted_seconds(
+            costs[cands[0]],
+            shape,
+            epochs=EPOCH_GRID[0],
+            models=1,
+            refit=budget_defaults(EPOCH_GRID[0]).refit,
+        )
         need = need / FILL + used()
         raise ValueError(
             f"time_budget of {budget_seconds:.0f}s is too short for {shape.folds} folds x "
@@ -356,9 +373,11 @@ def plan(
         rung_cost = sum(rung_epochs * n_sel * costs[c].train * 1.3 for c in alive)
         if used() + rung_cost > search_end:
             if not scores:
-                reason = (f"no time to compare candidates (a {rung_epochs}-epoch rung needs "
-                          f"~{rung_cost:.0f}s of a {search_end:.0f}s search share): the "
-                          "cheapest is kept")
+                reason = (
+                    f"no time to compare candidates (a {rung_epochs}-epoch rung needs "
+                    f"~{rung_cost:.0f}s of a {search_end:.0f}s search share): the "
+                    "cheapest is kept"
+                )
                 alive = alive[:1]
             break
         scores = {}
@@ -366,28 +385,50 @@ def plan(
             s0 = clock()
             auc = model.trial(c, rung_epochs)
             scores[c] = auc
-            trials.append({"candidate": c.name, "epochs": rung_epochs, "inner_val_auc": auc,
-                           "seconds": clock() - s0})
+            trials.append(
+                {
+                    "candidate": c.name,
+                    "epochs": rung_epochs,
+                    "inner_val_auc": auc,
+                    "seconds": clock() - s0,
+                }
+            )
         # Stable ranking: ties keep the cheaper candidate.
         ranked = sorted(alive, key=lambda c: -scores[c] if np.isfinite(scores[c]) else math.inf)
         alive = ranked[: max(1, len(ranked) // 2)]
         rung_epochs *= 2
     winner = alive[0]  # ranked best first
     if scores and not reason:
-        reason = (f"{winner.name} had the best inner-validation AUC ({scores[winner]:.3f}) in "
-                  f"the last rung of the search")
+        reason = (
+            f"{winner.name} had the best inner-validation AUC ({scores[winner]:.3f}) in "
+            f"the last rung of the search"
+        )
     sized = size_run(costs[winner], shape, FILL * max(left(), 0.0))
     if sized is None:  # the search took longer than planned: fall back to the cheapest
         winner = cands[0]
         sized = size_run(costs[winner], shape, FILL * max(left(), 0.0)) or (EPOCH_GRID[0], 1, 0.0)
         reason += "; the search overran, so the cheapest candidate at the shortest schedule"
     epochs, models, predicted = sized
-    reason += (f"; {epochs} epochs x {models} model(s) per fold predicted at {predicted:.0f}s of "
-               f"the {max(left(), 0.0):.0f}s left")
-    config = base.replace(model=winner.model, image_size=winner.image_size, epochs=epochs,
-                          models_per_fold=models, jobs=1)
-    return Plan(budget_seconds=budget_seconds, config=config, costs=cost_record, trials=trials,
-                predicted_seconds=predicted, planning_seconds=used(), reason=reason)
+    reason += (
+        f"; {epochs} epochs x {models} model(s) per fold predicted at {predicted:.0f}s of "
+        f"the {max(left(), 0.0):.0f}s left"
+    )
+    config = base.replace(
+        model=winner.model,
+        image_size=winner.image_size,
+        epochs=epochs,
+        models_per_fold=models,
+        jobs=1,
+    )
+    return Plan(
+        budget_seconds=budget_seconds,
+        config=config,
+        costs=cost_record,
+        trials=trials,
+        predicted_seconds=predicted,
+        planning_seconds=used(),
+        reason=reason,
+    )
 
 
 class _MeasuredCosts:
@@ -408,8 +449,14 @@ class _MeasuredCosts:
     def _fc(self, config: TrainConfig) -> Any:
         from training.loop import FitContext
 
-        return FitContext(config=config, labels=self.ctx.labels, n_classes=len(self.ctx.classes),
-                          setup=self.setup, cache=self.cache, norm=self.norm)
+        return FitContext(
+            config=config,
+            labels=self.ctx.labels,
+            n_classes=len(self.ctx.classes),
+            setup=self.setup,
+            cache=self.cache,
+            norm=self.norm,
+        )
 
     def cost(self, candidate: Candidate) -> Cost:
         from training.loop import fit_model
@@ -417,19 +464,28 @@ class _MeasuredCosts:
 
         # Two short epochs of a few batches: the second one, without the first steps'
         # one-off costs (allocation, kernel selection), is the one timed.
-        cfg = self.base.replace(model=candidate.model, image_size=candidate.image_size,
-                                epochs=2, quiet=True, patience=0)
+        cfg = self.base.replace(
+            model=candidate.model, image_size=candidate.image_size, epochs=2, quiet=True, patience=0
+        )
         n = min(len(self.split.train), 4 * cfg.batch_size)
-        fit = fit_model(self._fc(cfg), self.split.train[:n], seed=self.base.seed,
-                        desc=f"probe {candidate.name}")
+        fit = fit_model(
+            self._fc(cfg), self.split.train[:n], seed=self.base.seed, desc=f"probe {candidate.name}"
+        )
         last = fit.history[-1]
         train = last["train_seconds"] / max(fit.train_images / len(fit.history), 1)
         score_rows = self.split.inner_val[: 4 * cfg.batch_size]
         timings = []
         for _ in range(2):
             t = time.perf_counter()
-            predict_rows(fit.net, self.cache, score_rows, setup=self.setup, norm=self.norm,
-                         image_size=cfg.image_size, batch_size=2 * cfg.batch_size)
+            predict_rows(
+                fit.net,
+                self.cache,
+                score_rows,
+                setup=self.setup,
+                norm=self.norm,
+                image_size=cfg.image_size,
+                batch_size=2 * cfg.batch_size,
+            )
             timings.append(time.perf_counter() - t)
         return Cost(train=train, score=timings[-1] / max(len(score_rows), 1))
 
@@ -437,13 +493,28 @@ class _MeasuredCosts:
         from training.loop import fit_model
         from training.predict import predict_rows, softmax
 
-        cfg = self.base.replace(model=candidate.model, image_size=candidate.image_size,
-                                epochs=epochs, quiet=True, patience=0)
-        fit = fit_model(self._fc(cfg), self.split.train, seed=self.base.seed,
-                        desc=f"search {candidate.name} {epochs} epochs")
-        logits, _ = predict_rows(fit.net, self.cache, self.split.inner_val, setup=self.setup,
-                                 norm=self.norm, image_size=cfg.image_size,
-                                 batch_size=2 * cfg.batch_size)
+        cfg = self.base.replace(
+            model=candidate.model,
+            image_size=candidate.image_size,
+            epochs=epochs,
+            quiet=True,
+            patience=0,
+        )
+        fit = fit_model(
+            self._fc(cfg),
+            self.split.train,
+            seed=self.base.seed,
+            desc=f"search {candidate.name} {epochs} epochs",
+        )
+        logits, _ = predict_rows(
+            fit.net,
+            self.cache,
+            self.split.inner_val,
+            setup=self.setup,
+            norm=self.norm,
+            image_size=cfg.image_size,
+            batch_size=2 * cfg.batch_size,
+        )
         return float(auc_score(self.ctx.labels[self.split.inner_val], softmax(logits)))
 
 
@@ -492,11 +563,19 @@ def train_within_budget(
     if config.mode != "finetune":
         raise ValueError("time_budget plans fine-tuning; mode='linear-probe' has nothing to plan")
     ctx = load_context(run, config)
-    split = fold_split(ctx.folds, 0, ctx.labels, ctx.groups,
-                       inner_val_fraction=config.inner_val_fraction, seed=config.seed)
+    split = fold_split(
+        ctx.folds,
+        0,
+        ctx.labels,
+        ctx.groups,
+        inner_val_fraction=config.inner_val_fraction,
+        seed=config.seed,
+    )
     shape = RunShape(
-        n_cv=int(np.sum(ctx.folds != HOLDOUT_FOLD)), n_holdout=int(np.sum(ctx.folds == HOLDOUT_FOLD)),
-        folds=config.folds, inner_val_fraction=config.inner_val_fraction,
+        n_cv=int(np.sum(ctx.folds != HOLDOUT_FOLD)),
+        n_holdout=int(np.sum(ctx.folds == HOLDOUT_FOLD)),
+        folds=config.folds,
+        inner_val_fraction=config.inner_val_fraction,
         n_variants=len(config.masked_variants),
     )
     cache_size = int(run.read_array("images", mmap=True).shape[-1])
@@ -504,16 +583,28 @@ def train_within_budget(
     with torch_threads(config.threads):
         costs = _MeasuredCosts(run, config.replace(quiet=True), split)
         with deterministic(costs.setup):
-            p = plan(config, shape, cands, costs, seconds, n_sel=len(split.train),
-                     spent=time.monotonic() - mono0)
+            p = plan(
+                config,
+                shape,
+                cands,
+                costs,
+                seconds,
+                n_sel=len(split.train),
+                spent=time.monotonic() - mono0,
+            )
     # Training must end early enough for the last fold's scoring and the assembly.
-    last_scoring = predicted_seconds(
-        Cost(0.0, p.costs[Candidate(p.config.model, p.config.image_size).name]["score"]),
-        shape, epochs=p.config.epochs, models=p.config.models_per_fold,
-        refit=budget_defaults(p.config.epochs).refit) / shape.folds
+    last_scoring = (
+        predicted_seconds(
+            Cost(0.0, p.costs[Candidate(p.config.model, p.config.image_size).name]["score"]),
+            shape,
+            epochs=p.config.epochs,
+            models=p.config.models_per_fold,
+            refit=budget_defaults(p.config.epochs).refit,
+        )
+        / shape.folds
+    )
     stop_at = wall0 + seconds - 1.5 * last_scoring - ASSEMBLY_SECONDS
     p.config = p.config.replace(stop_at=stop_at)
     p.planning_seconds = time.monotonic() - mono0
     _log.info("time budget %.0fs: %s", seconds, p.reason)
     return train_run(run, p.config, extra_record={"budget": p.to_dict()})
-

@@ -19,9 +19,15 @@ EPOCHS = (1, 2, 3, 5, 8, 10, 12, 15, 20, 25, 30, 40, 60, 100)
 
 def test_long_regime_keeps_the_40_epoch_tuning() -> None:
     d = budget_defaults(40)
-    assert d.to_dict() == {"ema_epochs": 3.0, "warmup_epochs": 2.0, "mixup": 0.2,
-                           "augment_probability": 0.9, "select_epochs": True, "refit": True,
-                           "keep_selected": True}
+    assert d.to_dict() == {
+        "ema_epochs": 3.0,
+        "warmup_epochs": 2.0,
+        "mixup": 0.2,
+        "augment_probability": 0.9,
+        "select_epochs": True,
+        "refit": True,
+        "keep_selected": True,
+    }
     assert budget_defaults(100).ema_epochs == 3.0 and budget_defaults(100).mixup == 0.2
 
 
@@ -67,7 +73,7 @@ def test_config_auto_fields_resolve_and_explicit_values_are_kept() -> None:
     assert cfg.replace(epochs=40).resolved(100).refit is True
     assert r.replace(epochs=40).refit is False
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="TrainConfig.warmup_epochs must be >= 0"):
+    with pytest.raises(ValueError, match=r"TrainConfig\.warmup_epochs must be >= 0"):
         TrainConfig(warmup_epochs=-1)
 
 
@@ -116,11 +122,19 @@ def test_three_epoch_defaults_are_not_worse_than_a_bare_loop(make_tiny_run) -> N
 
     run = make_tiny_run("easy", n=240, size=32, signal=0.3, seed=3)
     folds, epochs = 3, 3
-    bare = bare_loop(run, folds=folds, epochs=epochs, model="test_resnet", batch_size=16,
-                     bf16=False)
+    bare = bare_loop(
+        run, folds=folds, epochs=epochs, model="test_resnet", batch_size=16, bf16=False
+    )
     bare_auc = auc_with_ci(bare.labels, bare.probs)
-    cfg = TrainConfig(model="test_resnet", folds=folds, epochs=epochs, batch_size=16,
-                      precision="fp32", masked_variants=(), quiet=True)
+    cfg = TrainConfig(
+        model="test_resnet",
+        folds=folds,
+        epochs=epochs,
+        batch_size=16,
+        precision="fp32",
+        masked_variants=(),
+        quiet=True,
+    )
     ours = train_run(run, cfg).oof_auc
     assert np.array_equal(run.read_array("oof/folds"), bare.folds)  # the same folds
     assert math.isfinite(ours.estimate) and math.isfinite(bare_auc.low)

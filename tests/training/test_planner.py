@@ -34,10 +34,20 @@ from training.run_context import load_context
 from training.splits import fold_split
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("2m", 120), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("90s", 90), ("90", 90),
-    ("1.5h", 5400), (" 5M ", 300), ("2m30s", 150),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2m", 120),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("90", 90),
+        ("1.5h", 5400),
+        (" 5M ", 300),
+        ("2m30s", 150),
+    ],
+)
 def test_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -63,7 +73,11 @@ def test_cli_bad_time_budget_exits_2_with_one_line(
 
 SHAPE = RunShape(n_cv=2000, n_holdout=0, folds=5, inner_val_fraction=0.25, n_variants=3)
 CANDS = [Candidate("resnet10t", None), Candidate("resnet18", None), Candidate("resnet34", None)]
-COSTS = {"resnet10t": Cost(1e-3, 2e-4), "resnet18": Cost(1.6e-3, 3e-4), "resnet34": Cost(3e-3, 6e-4)}
+COSTS = {
+    "resnet10t": Cost(1e-3, 2e-4),
+    "resnet18": Cost(1.6e-3, 3e-4),
+    "resnet34": Cost(3e-3, 6e-4),
+}
 
 
 class FakeCosts:
@@ -101,8 +115,9 @@ def test_planner_picks_the_best_inner_val_candidate_and_fills_the_budget() -> No
     assert per_rung == sorted(per_rung, reverse=True)
     left = 3600 - p.planning_seconds  # type: ignore[attr-defined]
     assert p.predicted_seconds <= FILL * left  # type: ignore[attr-defined]
-    bigger = predicted_seconds(COSTS["resnet18"], SHAPE, epochs=_next(c.epochs), models=1,
-                               refit=True)
+    bigger = predicted_seconds(
+        COSTS["resnet18"], SHAPE, epochs=_next(c.epochs), models=1, refit=True
+    )
     assert c.epochs == EPOCH_GRID[-1] or bigger > FILL * left
     rec = p.to_dict()  # type: ignore[attr-defined]
     assert rec["chosen"]["model"] == "resnet18" and rec["trials"] and rec["reason"]
@@ -153,6 +168,7 @@ def test_candidates_upsample_only_small_caches() -> None:
 
 # -- deadlines on a virtual clock ------------------------------------------------------------
 
+
 def test_share_deadline_splits_what_is_left() -> None:
     assert share_deadline(100.0, 40.0, 3) == 60.0
     assert share_deadline(100.0, 40.0, 1) == 100.0
@@ -161,13 +177,21 @@ def test_share_deadline_splits_what_is_left() -> None:
         share_deadline(100.0, 0.0, 0)
 
 
-def _fit_context(run: RunDir, config: TrainConfig, deadline: Deadline | None) -> tuple[FitContext, object]:
+def _fit_context(
+    run: RunDir, config: TrainConfig, deadline: Deadline | None
+) -> tuple[FitContext, object]:
     ctx = load_context(run, config)
     split = fold_split(ctx.folds, 0, ctx.labels, ctx.groups, inner_val_fraction=0.25, seed=0)
     cache = ImageCache(run)
-    fc = FitContext(config=config, labels=ctx.labels, n_classes=2,
-                    setup=resolve_device_setup(device="cpu", precision="fp32"), cache=cache,
-                    norm=cache.channel_stats(split.train, seed=0), deadline=deadline)
+    fc = FitContext(
+        config=config,
+        labels=ctx.labels,
+        n_classes=2,
+        setup=resolve_device_setup(device="cpu", precision="fp32"),
+        cache=cache,
+        norm=cache.channel_stats(split.train, seed=0),
+        deadline=deadline,
+    )
     return fc, split
 
 
@@ -181,8 +205,12 @@ def test_fit_stops_cleanly_at_the_deadline(tiny_run: RunDir, fast_config: TrainC
     assert res.train_images == 8 * 16  # stopped after the 8th batch (clock readings 0..7)
     assert res.history[-1]["stopped_by_deadline"] and len(res.history) == -(-8 // steps_per_epoch)
     assert 1 <= res.best_epoch <= len(res.history)
-    free = fit_model(_fit_context(tiny_run, cfg, None)[0], split.train, seed=0,  # type: ignore[attr-defined]
-                     inner_val=split.inner_val)  # type: ignore[attr-defined]
+    free = fit_model(
+        _fit_context(tiny_run, cfg, None)[0],
+        split.train,
+        seed=0,  # type: ignore[attr-defined]
+        inner_val=split.inner_val,
+    )  # type: ignore[attr-defined]
     assert not free.deadline_hit and len(free.history) == 6
 
 
@@ -202,9 +230,16 @@ def test_run_deadline_is_shared_over_folds_and_skips_refits(
         return clock[0]
 
     monkeypatch.setattr(deadline_mod, "now", virtual)
-    cfg = fast_config.replace(epochs=10, batch_size=16, folds=2, select_epochs=True, refit=True,
-                              keep_selected=False,
-                              masked_variants=(), stop_at=1000.0 + 30.0)
+    cfg = fast_config.replace(
+        epochs=10,
+        batch_size=16,
+        folds=2,
+        select_epochs=True,
+        refit=True,
+        keep_selected=False,
+        masked_variants=(),
+        stop_at=1000.0 + 30.0,
+    )
     summary = train_run(tiny_run, cfg)
     hist = json.loads((tiny_run.path / "train/history.json").read_text())["folds"]
     assert all(h["stopped_by_deadline"] for h in hist)
@@ -216,6 +251,7 @@ def test_run_deadline_is_shared_over_folds_and_skips_refits(
 
 
 # -- end to end (real, small) ---------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_time_budget_plans_on_fold_zero_training_rows_only(
@@ -245,14 +281,16 @@ def test_time_budget_plans_on_fold_zero_training_rows_only(
     monkeypatch.setattr(planner, "size_run", lambda cost, shape, seconds: (2, 1, 1.0))
     monkeypatch.setattr(planner, "EPOCH_GRID", (1, 2))
     cfg = fast_config.replace(masked_variants=(), threads=1)
-    summary = train_within_budget(tiny_run, cfg, "10m",
-                                  architectures=("test_resnet", "test_efficientnet"))
+    summary = train_within_budget(
+        tiny_run, cfg, "10m", architectures=("test_resnet", "test_efficientnet")
+    )
     assert seen and all(set(r.tolist()) <= allowed for r in seen)
     rec = tiny_run.read_run_json()["train"]["budget"]
     assert rec["budget_seconds"] == 600 and rec["chosen"]["epochs"] == 2
     # the 32 px cache: both architectures at 32 and 64 px, all in the first rung
     assert {t["candidate"] for t in rec["trials"]} == {
-        f"{m}@{s}" for m in ("test_resnet", "test_efficientnet") for s in ("cache", 64)}
+        f"{m}@{s}" for m in ("test_resnet", "test_efficientnet") for s in ("cache", 64)
+    }
     last_rung = [t for t in rec["trials"] if t["epochs"] == rec["trials"][-1]["epochs"]]
     best = max(last_rung, key=lambda t: t["inner_val_auc"])["inner_val_auc"]
     chosen = f"{rec['chosen']['model']}@{rec['chosen']['image_size'] or 'cache'}"
