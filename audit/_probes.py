@@ -43,6 +43,7 @@ __all__ = [
     "same_partitions",
     "stratified_auc",
     "weighted_auc_fn",
+    "weighted_macro_auc_fn",
 ]
 
 #: Columns that identify rows, patients or files, never groups of images.
@@ -357,27 +358,32 @@ def auc_estimate(
 ) -> Estimate:
     """AUC of ``scores`` ``(N, K)`` for ``labels`` with a 95 % interval.
 
-    Binary labels and repeated patients: a patient-cluster percentile
-    bootstrap computed with row weights (:class:`ClusterBootstrap`, ``O(N)`` per
-    replicate); otherwise :func:`audit.metrics.auc_with_ci` (DeLong, or the patient
-    bootstrap when patients repeat).
+    Binary labels, one image per patient: DeLong (:func:`audit.metrics.auc_with_ci`).
+    Otherwise (repeated patients, or K > 2: macro one-vs-rest over the classes
+    present) a percentile bootstrap over patients (rows when they do not repeat)
+    computed with row weights (:class:`ClusterBootstrap`, ``O(N K)`` per
+    replicate, no re-sorting).
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
+    patients = np.asarray(patients)
     clustered = len(np.unique(patients)) < len(patients)
-    if scores.shape[1] == 2 and clustered:
-        pos = labels == 1
-        f = weighted_auc_fn(scores[:, 1], pos)
-        point = f(np.ones(len(labels)))
-        if not np.isfinite(point):
-            return Estimate(point, np.nan, np.nan, 0.95, "none")
-        boot = ClusterBootstrap(patients, n_boot, seed)
-        return percentile_interval(
-            point,
-            [f(w) for w in boot.weights()],
-            "patient-level percentile bootstrap over clusters",
-        )
-    return auc_with_ci(labels, scores, groups=patients, n_boot=n_boot, seed=seed)
+    k = scores.shape[1]
+    if k == 2 and not clustered:
+        return auc_with_ci(labels, scores, n_boot=n_boot, seed=seed)  # DeLong
+    stat = weighted_macro_auc_fn(labels, scores)
+    point = stat(np.ones(len(labels)))
+    if not np.isfinite(point):
+        return Estimate(point, np.nan, np.nan, 0.95, "none")
+    unit = patients if clustered else np.arange(len(labels))
+    boot = ClusterBootstrap(unit, n_boot, seed)
+    what = "macro one-vs-rest AUC, " if k > 2 else ""
+    level = "patient-level" if clustered else "row-level"
+    return percentile_interval(
+        point,
+        [stat(w) for w in boot.weights()],
+        f"{what}{level} percentile bootstrap over {'clusters' if clustered else 'rows'}",
+    )
 
 
 class ClusterBootstrap:
@@ -436,6 +442,25 @@ def weighted_auc_fn(scores: np.ndarray, positive: np.ndarray) -> Callable[[np.nd
         return float((p * (np.cumsum(q) - 0.5 * q)).sum() / den)
 
     return f
+
+
+def weighted_macro_auc_fn(labels: np.ndarray, scores: np.ndarray) -> Callable[[np.ndarray], float]:
+    """``f(weights)``: binary AUC of class 1, or macro one-vs-rest AUC (classes present), weighted.
+
+    NaN when fewer than two classes carry weight (or, for K > 2, fewer than two
+    classes are present at all).
+    """
+    k = scores.shape[1]
+    classes = [1] if k == 2 else [c for c in range(k) if (labels == c).any()]
+    fns = [weighted_auc_fn(scores[:, c], labels == c) for c in classes]
+    if k > 2 and len(classes) < 2:
+        return lambda w: float("nan")
+
+    def stat(w: np.ndarray) -> float:
+        vals = [v for v in (f(w) for f in fns) if np.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    return stat
 
 
 def percentile_interval(

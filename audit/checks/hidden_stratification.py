@@ -9,7 +9,12 @@ than the rest of that class:
 
 * the rows of each class (out-of-fold rows only) are clustered with k-means
   (scikit-learn ``KMeans`` on standardised, PCA-reduced embeddings; ``n_slices``
-  clusters). Out-of-fold embeddings of different fold models are not
+  clusters) **after removing the direction of the model's own score** (each
+  feature's least-squares fit on the logit of the class probability): the
+  embedding always encodes how confident the model is, so without this the
+  slices would only rediscover "the cases near the decision boundary", which
+  every model has. What is left are groups the model's confidence does not
+  explain. Out-of-fold embeddings of different fold models are not
   comparable, so the clustering is done within each fold model's rows (all rows
   together with ``embeddings_from_one_model=True``);
 * an **error** is a wrong call at the run's one operating threshold
@@ -150,12 +155,18 @@ def _errors(
     return probs.argmax(1) != y, "argmax class differs from the given label"
 
 
-def _clusters(x: np.ndarray, config: HiddenStratificationConfig) -> np.ndarray:
+def _clusters(x: np.ndarray, score: np.ndarray, config: HiddenStratificationConfig) -> np.ndarray:
+    """k-means labels of the rows of one class and model, on features without the score direction."""
     n = len(x)
     k = min(config.n_slices, max(1, n // max(config.min_slice_size, 1)))
     if k < 2:
         return np.zeros(n, np.int64)
     x = StandardScaler().fit_transform(x)
+    # remove what the model's own score explains (least squares on [1, logit score]):
+    # otherwise the slices are just "the cases the model finds hard", which exist always
+    design = np.column_stack([np.ones(n), score])
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    x = x - design @ coef
     rng = np.random.default_rng(config.seed)
     fit = (
         np.arange(n)
@@ -241,7 +252,8 @@ def slice_analysis(ctx: AuditContext, config: HiddenStratificationConfig) -> dic
             rows = np.flatnonzero(oof & (y == c) & (model_of == g))
             if len(rows) < 2 * config.min_slice_size:
                 continue
-            lab = _clusters(np.asarray(emb[rows], dtype=np.float64), config)
+            p = np.clip(probs[rows, c], 1e-6, 1 - 1e-6)
+            lab = _clusters(np.asarray(emb[rows], dtype=np.float64), np.log(p / (1 - p)), config)
             for s in np.unique(lab):
                 slice_of[rows[lab == s]] = next_id
                 slices.append(

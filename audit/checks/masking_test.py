@@ -35,12 +35,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit._probes import ClusterBootstrap, auc_estimate, percentile_interval, weighted_auc_fn
+from audit._probes import (
+    ClusterBootstrap,
+    auc_estimate,
+    percentile_interval,
+    weighted_macro_auc_fn,
+)
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
-from audit.metrics import auc_score
-from audit.stats import Estimate, bootstrap_ci, finite_or_none
+from audit.stats import finite_or_none
 
 __all__ = ["SPEC", "MaskingTestConfig", "check_masking_test", "masking_results"]
 
@@ -85,10 +89,12 @@ class MaskingTestConfig:
         Variants in which the anatomy is hidden: a high AUC is the warning sign.
     periphery_hidden_variants : tuple of str, default ('corners_masked',)
         Variants in which only the periphery is hidden: a drop is the warning sign.
-    warn_masked_auc : float, default 0.60
+    warn_masked_auc : float, default 0.55
         Lower 95 % bound of the masked AUC from which the model clearly works
-        without the anatomy (warning): 0.6 is well above chance yet below any
-        clinically useful AUC, so it can only come from non-anatomical cues.
+        without the anatomy (warning): with the anatomy hidden any AUC clearly
+        above chance comes from non-anatomical cues; a site-prevalence shortcut
+        alone gives about 0.6 (as much as the site itself predicts), so the bar
+        must sit below that to see it.
     critical_masked_auc : float, default 0.70
         Lower bound from which the non-anatomical signal alone is an
         "acceptable" classifier (Hosmer & Lemeshow): critical.
@@ -105,7 +111,7 @@ class MaskingTestConfig:
 
     anatomy_hidden_variants: tuple[str, ...] = ("center_masked", "border_only")
     periphery_hidden_variants: tuple[str, ...] = ("corners_masked",)
-    warn_masked_auc: float = 0.60
+    warn_masked_auc: float = 0.55
     critical_masked_auc: float = 0.70
     warn_drop: float = 0.05
     critical_drop: float = 0.10
@@ -125,10 +131,6 @@ class MaskingTestConfig:
             )
 
 
-def _diff(y: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
-    return auc_score(y, p) - auc_score(y, q)
-
-
 def _variant_result(
     name: str,
     y: np.ndarray,
@@ -139,24 +141,21 @@ def _variant_result(
 ) -> dict[str, Any]:
     auc_o = auc_estimate(y, p, patients, n_boot=config.n_boot, seed=config.seed)
     auc_m = auc_estimate(y, q, patients, n_boot=config.n_boot, seed=config.seed)
-    if p.shape[1] == 2:
-        f_o, f_m = weighted_auc_fn(p[:, 1], y == 1), weighted_auc_fn(q[:, 1], y == 1)
-        boot = ClusterBootstrap(patients, config.n_boot, config.seed)
-        ones = np.ones(len(y))
-        d = percentile_interval(
-            f_o(ones) - f_m(ones),
-            [f_o(w) - f_m(w) for w in boot.weights()],
-            "paired difference original - masked, patient-level percentile bootstrap over clusters",
-        )
-    else:
-        d = bootstrap_ci(_diff, y, p, q, n_boot=config.n_boot, seed=config.seed, groups=patients)
-        d = Estimate(
-            d.estimate,
-            d.low,
-            d.high,
-            d.level,
-            f"paired difference original - masked, patient-level {d.method}",
-        )
+    f_o, f_m = weighted_macro_auc_fn(y, p), weighted_macro_auc_fn(y, q)
+    clustered = len(np.unique(patients)) < len(patients)
+    unit = patients if clustered else np.arange(len(y))
+    boot = ClusterBootstrap(unit, config.n_boot, config.seed)
+    ones = np.ones(len(y))
+    d = percentile_interval(
+        f_o(ones) - f_m(ones),
+        [f_o(w) - f_m(w) for w in boot.weights()],
+        "paired difference original - masked, "
+        + (
+            "patient-level percentile bootstrap over clusters"
+            if clustered
+            else "percentile bootstrap over rows"
+        ),
+    )
     retained = (
         (auc_m.estimate - 0.5) / (auc_o.estimate - 0.5)
         if np.isfinite(auc_o.estimate) and auc_o.estimate > 0.5
