@@ -218,6 +218,7 @@ def metadata_analysis(ctx: AuditContext, config: MetadataShortcutConfig) -> list
                 "p_value": permutation_p_value(auc.estimate, null),
                 "levels": _levels_table(col, y, config.positive_class),
                 "_codes": col.codes,
+                "_level_names": _level_names(group),
             }
         )
     q = false_discovery_control([e["p_value"] for e in out], method="bh")
@@ -226,6 +227,24 @@ def metadata_analysis(ctx: AuditContext, config: MetadataShortcutConfig) -> list
         e["p_value"] = round(e["p_value"], 6)
         est = e["auc"]["estimate"]
         e["flagged"] = bool(qv < config.alpha and est is not None and est >= config.min_auc)
+    return out
+
+
+def _level_names(group: list[GroupColumn]) -> dict[str, list[str]]:
+    """Each column's level name for each level code of the group's first column."""
+    first = group[0]
+    rows = [int(np.flatnonzero(first.codes == c)[0]) for c in range(len(first.levels))]
+    return {col.name: [col.levels[col.codes[r]] for r in rows] for col in group}
+
+
+def _only_level_of(members: np.ndarray, others: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Columns of other groups one of whose levels holds exactly the rows ``members``."""
+    out = []
+    for e in others:
+        codes = e["_codes"]
+        inside = np.unique(codes[members])
+        if len(inside) == 1 and np.array_equal(codes == inside[0], members):
+            out += [(c, e["_level_names"][c][int(inside[0])]) for c in e["columns"]]
     return out
 
 
@@ -342,10 +361,20 @@ def check_metadata_shortcut(ctx: AuditContext, config: MetadataShortcutConfig) -
             f"{'/'.join(e['columns'])} (AUC {e['auc']['estimate']:.2f})" for e in flagged[1:]
         )
         message += f" Other columns that predict the label: {others}."
-    hi_level = contrast_sentence_parts(top)["hi"]
+    parts = contrast_sentence_parts(top)
+    names = [lv["level"] for lv in top["levels"]]
     codes = top["_codes"]
-    lvl_idx = [lv["level"] for lv in top["levels"]].index(hi_level)
-    ids = ctx.sample_ids[codes == lvl_idx][:200]
+    members = codes == names.index(parts["hi"])
+    for level in (parts["hi"], parts["lo"]):
+        alone = _only_level_of(codes == names.index(level), [e for e in entries if e is not top])
+        if alone:
+            message += (
+                f" Only the images with {col} = '{level}' have "
+                + ", ".join(f"{c} = '{lv}'" for c, lv in alone)
+                + ", so these acquisition settings tell the same story."
+            )
+            break
+    ids = ctx.sample_ids[members][:200]
     return [
         Finding(
             check=NAME,

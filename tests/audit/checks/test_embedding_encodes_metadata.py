@@ -10,7 +10,9 @@ from audit.checks.embedding_encodes_metadata import (
 )
 from tests.audit.checks.shortcut_sim import context, shortcut_data
 
-FAST = EmbeddingEncodesMetadataConfig(n_permutations=300, n_boot=100, inner_splits=3, n_refit_permutations=0)
+FAST = EmbeddingEncodesMetadataConfig(
+    n_permutations=300, n_boot=100, inner_splits=3, n_refit_permutations=0
+)
 
 
 def test_planted_shortcut_is_one_critical_finding_with_both_numbers() -> None:

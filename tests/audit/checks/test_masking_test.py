@@ -39,8 +39,9 @@ def test_corner_drop_warns_and_heldout_rows_apart() -> None:
     data = shortcut_data(planted=False, seed=7)
     masked = dict(data["masked"])
     rng = np.random.default_rng(0)
-    masked["corners_masked"] = np.column_stack([np.full(len(data["y"]), 0.5),
-                                                np.full(len(data["y"]), 0.5)])
+    masked["corners_masked"] = np.column_stack(
+        [np.full(len(data["y"]), 0.5), np.full(len(data["y"]), 0.5)]
+    )
     masked["corners_masked"][:, 1] += rng.normal(0, 0.01, len(data["y"]))
     folds = data["folds"].copy()
     folds[:100] = -1

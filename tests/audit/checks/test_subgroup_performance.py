@@ -13,8 +13,18 @@ from audit.checks.subgroup_performance import (
 from tests.audit.checks.shortcut_sim import context, shortcut_data
 
 FAST = SubgroupPerformanceConfig(n_boot=200)
-KEYS = {"column", "level", "n", "prevalence", "auc", "sensitivity", "specificity", "auc_gap",
-        "too_small", "q_value"}
+KEYS = {
+    "column",
+    "level",
+    "n",
+    "prevalence",
+    "auc",
+    "sensitivity",
+    "specificity",
+    "auc_gap",
+    "too_small",
+    "q_value",
+}
 
 
 def test_worse_site_is_flagged() -> None:
