@@ -22,7 +22,7 @@ def report_figure(spec: FigureSpec) -> None:
 
     with rc_context(_RC):
         fig = FIGURE_KINDS[spec.kind](spec.data)
-    st.pyplot(fig, use_container_width=False)
+    st.pyplot(fig, width="content")
     if spec.caption:
         st.caption(spec.caption)
 

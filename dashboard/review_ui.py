@@ -55,7 +55,7 @@ def review_controls(ctx: PageContext, kind: str, item: str, current: str | None,
                   label_visibility="collapsed")
     cols = st.columns(len(words))
     for col, (decision, label) in zip(cols, words.items()):
-        col.button(label, key=_widget_key(kind, item, decision), use_container_width=True,
+        col.button(label, key=_widget_key(kind, item, decision), width="stretch",
                    type="primary" if current == decision else "secondary",
                    on_click=_decide, args=(str(ctx.path), ctx.fingerprint, kind, item, decision,
                                            note_key, corrected_label))

@@ -38,7 +38,7 @@ def show_table(table: Table, *, key: str | None = None, height: int | None = Non
     """A titled table with its note."""
     st.markdown(f"**{table.title}**")
     frame = table_frame(table)
-    kw: dict[str, Any] = {"hide_index": True, "use_container_width": True}
+    kw: dict[str, Any] = {"hide_index": True, "width": "stretch"}
     if height is not None:
         kw["height"] = height
     st.dataframe(frame, key=key, **kw)
@@ -65,7 +65,7 @@ def finding(f: FindingView, *, expanded: bool = False) -> None:
                                   for k, v in view.scalars], columns=["evidence", "value", "method"])
             if not frame["method"].str.len().any():
                 frame = frame.drop(columns=["method"])
-            st.dataframe(frame, hide_index=True, use_container_width=True)
+            st.dataframe(frame, hide_index=True, width="stretch")
         for t in view.tables:
             show_table(t)
         if f.n_samples:

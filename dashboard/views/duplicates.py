@@ -64,7 +64,7 @@ def render(ctx: PageContext) -> None:
                 st.info(res.reason)
             else:
                 t = res.table[res.table["duplicate_group"] >= 0]
-                st.dataframe(t, hide_index=True, use_container_width=True)
+                st.dataframe(t, hide_index=True, width="stretch")
     flash()
     decisions = ctx.store.decisions("duplicate")
     st.markdown(f"**{len(pairs):,}** pair(s) listed by the findings; {len(decisions):,} reviewed.")
@@ -82,7 +82,7 @@ def render(ctx: PageContext) -> None:
                 r = ctx.row_of[sid]
                 png = ctx.thumbnail(r, max_px=192)
                 if png is not None:
-                    col.image(png, use_container_width=True)
+                    col.image(png, width="stretch")
                 row = m.iloc[r]
                 extra = "".join(f" · {c} `{row[c]}`" for c in ("site", "split") if c in m.columns)
                 col.markdown(f"`{sid}`  \n{row['label_name']} · patient `{row['patient_key']}`"

@@ -90,7 +90,7 @@ def _card(ctx: PageContext, table, r: int, decisions) -> None:  # type: ignore[n
     sid = str(row["sample_id"])
     png = ctx.thumbnail(r, max_px=192)
     if png is not None:
-        st.image(png, use_container_width=True)
+        st.image(png, width="stretch")
     else:
         st.caption("(no image cache in this run)")
     m = ctx.manifest.iloc[r]

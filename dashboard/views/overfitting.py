@@ -66,7 +66,7 @@ def render(ctx: PageContext) -> None:
         if frame is None:
             st.json(run.read_json(LEARNING_CURVE), expanded=False)
         else:
-            st.dataframe(frame, hide_index=True, use_container_width=True)
+            st.dataframe(frame, hide_index=True, width="stretch")
             x = next((c for c in ("n_train", "n", "fraction", "train_fraction", "size")
                       if c in frame.columns), None)
             ys = [c for c in frame.columns if c != x and pd.api.types.is_numeric_dtype(frame[c])

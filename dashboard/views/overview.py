@@ -51,7 +51,7 @@ def render(ctx: PageContext) -> None:
                    "evidence, checks that failed and checks not run are listed too.")
         rows = [{"status": status_label(r.status), "check": r.check, "result": r.headline,
                  "what it means": r.meaning, "what to do": r.action} for r in summary.checks]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True,
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"what it means": st.column_config.TextColumn(width="large"),
                                     "what to do": st.column_config.TextColumn(width="large")})
 

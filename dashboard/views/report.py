@@ -44,7 +44,7 @@ def render(ctx: PageContext) -> None:
             c1, c2 = st.columns([1, 3])
             c1.download_button(f"Download {rel}", p.read_bytes(), file_name=p.name,
                                mime=MIME.get(fmt, "application/octet-stream"),
-                               key=f"dl-{rel}", use_container_width=True)
+                               key=f"dl-{rel}", width="stretch")
             c2.caption(f"{meta.get('audience', 'all')} audience · {meta.get('bytes', 0):,} bytes · "
                        f"generated {meta.get('generated_at', '?')} · content SHA-256 "
                        f"`{str(meta.get('content_sha256', ''))[:16]}…`")

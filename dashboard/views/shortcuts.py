@@ -35,7 +35,7 @@ def _images(ctx: PageContext, ids: list[str], caption: str) -> None:
         png = ctx.thumbnail(r, max_px=128)
         if png is not None:
             col.image(png, caption=f"{sid} ({ctx.manifest['label_name'].iat[r]})",
-                      use_container_width=True)
+                      width="stretch")
     st.caption(caption)
 
 
@@ -46,7 +46,7 @@ def _properties(ctx: PageContext, f: Any) -> None:
     st.markdown(f"**Image properties that predict the label** ({f.id})")
     frame = pd.DataFrame([{k: (v.get("estimate") if isinstance(v, Mapping) else v)
                            for k, v in p.items() if k != "extreme_sample_ids"} for p in props])
-    st.dataframe(frame, hide_index=True, use_container_width=True)
+    st.dataframe(frame, hide_index=True, width="stretch")
     for p in props:
         ids = [str(s) for s in p.get("extreme_sample_ids") or []]
         if ids:
@@ -62,7 +62,7 @@ def _masking(ctx: PageContext, f: Any) -> None:
     st.markdown(f"**Masking test** ({f.id}): AUC on masked images against the original")
     frame = pd.DataFrame([{k: (v.get("estimate") if isinstance(v, Mapping) else v)
                            for k, v in r.items()} for r in variants])
-    st.dataframe(frame, hide_index=True, use_container_width=True)
+    st.dataframe(frame, hide_index=True, width="stretch")
     names = [str(v.get("variant")) for v in variants if str(v.get("variant")) in MASKED_VARIANTS]
     _masked_examples(ctx, names)
 
@@ -79,10 +79,10 @@ def _masked_examples(ctx: PageContext, names: list[str]) -> None:
         r = int(hits[0])
         cols = st.columns(1 + len(names))
         cols[0].image(ctx.thumbnail(r, max_px=128), caption=f"{cname}: original",
-                      use_container_width=True)
+                      width="stretch")
         for col, v in zip(cols[1:], names):
             col.image(ctx.thumbnail(r, max_px=128, variant=v), caption=v,
-                      use_container_width=True)
+                      width="stretch")
 
 
 def render(ctx: PageContext) -> None:

@@ -61,7 +61,7 @@ def render(ctx: PageContext) -> None:
             auc = (ctx.info.get("train") or {}).get("oof_auc")
             if "auc" not in overall and auc:
                 overall["auc"] = auc
-            st.pyplot(forest_plot(groups, metrics, overall), use_container_width=False)
-        st.dataframe(group_table(groups), hide_index=True, use_container_width=True)
+            st.pyplot(forest_plot(groups, metrics, overall), width="content")
+        st.dataframe(group_table(groups), hide_index=True, width="stretch")
         st.caption("auc_gap: the group's AUC minus that of the other images; q_value: "
                    "p-value corrected for the number of groups tested (false discovery rate).")
