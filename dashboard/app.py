@@ -55,7 +55,7 @@ def _pick_run(cat) -> str | None:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     """Render the app."""
-    st.set_page_config(page_title="medaudit dashboard", page_icon="🩺", layout="wide")
+    st.set_page_config(page_title="medaudit dashboard", page_icon=":material/health_and_safety:", layout="wide")
     st.sidebar.title("medaudit")
     root = os.environ.get(ENV_RUNS)
     if not root:

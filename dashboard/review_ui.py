@@ -53,13 +53,13 @@ def review_controls(ctx: PageContext, kind: str, item: str, current: str | None,
     note_key = _widget_key("note", kind, item)
     st.text_input("Note", key=note_key, placeholder="optional note", max_chars=2000,
                   label_visibility="collapsed")
-    cols = st.columns(len(words))
-    for col, (decision, label) in zip(cols, words.items()):
-        col.button(label, key=_widget_key(kind, item, decision), width="stretch",
+    for decision, label in words.items():  # stacked: the words stay whole in narrow cards
+        st.button(label, key=_widget_key(kind, item, decision), width="stretch",
                    type="primary" if current == decision else "secondary",
                    on_click=_decide, args=(str(ctx.path), ctx.fingerprint, kind, item, decision,
                                            note_key, corrected_label))
-    st.caption(f"Decision: **{words[current]}**" if current else "Not reviewed yet")
+    st.caption(f"Current decision: **{words[current]}** (highlighted)" if current
+               else "Not reviewed yet")
 
 
 def paginate(n: int, *, key: str, sizes: tuple[int, ...] = (12, 24, 48)) -> tuple[int, int]:

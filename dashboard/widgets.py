@@ -12,12 +12,15 @@ from reports.model import FindingView, Table
 from reports.render_html import fmt_cell
 from reports.summary import STATUS_LABELS
 
-__all__ = ["SEVERITY_ICON", "STATUS_ICON", "finding", "missing", "table_frame", "show_table"]
+__all__ = ["SEVERITY_ICON", "STATUS_COLOR", "finding", "missing", "show_table", "status_badge",
+           "table_frame"]
 
-#: Icons next to words: colour is never the only cue.
-STATUS_ICON = {"failed": "⛔", "critical": "🔴", "warning": "🟠", "ok": "🟢", "skipped": "⚪",
-               "not_run": "⚪"}
-SEVERITY_ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵", "pass": "🟢"}
+#: Badge colour of each traffic-light status (the badge also says it in words: colour is
+#: never the only cue). Material icons ship with Streamlit; emoji fonts may be missing.
+STATUS_COLOR = {"failed": "violet", "critical": "red", "warning": "orange", "ok": "green",
+                "skipped": "gray", "not_run": "gray"}
+SEVERITY_ICON = {"critical": ":material/error:", "warning": ":material/warning:",
+                 "info": ":material/info:", "pass": ":material/check_circle:"}
 
 
 def table_frame(table: Table) -> pd.DataFrame:
@@ -48,14 +51,13 @@ def show_table(table: Table, *, key: str | None = None, height: int | None = Non
 
 def missing(what: str, how: str) -> None:
     """The empty state of a page or section: what is absent, and what to run to get it."""
-    st.info(f"**{what}**\n\n{how}", icon="ℹ️")
+    st.info(f"**{what}**\n\n{how}", icon=":material/info:")
 
 
 def finding(f: FindingView, *, expanded: bool = False) -> None:
     """Any finding, whatever its check: title, message, what to do, evidence as tables."""
-    icon = SEVERITY_ICON.get(f.severity, "•")
-    with st.expander(f"{icon} {f.severity.upper()} · {f.title}  ({f.check}, {f.id})",
-                     expanded=expanded):
+    with st.expander(f"{f.severity.upper()} · {f.title}  ({f.check}, {f.id})",
+                     expanded=expanded, icon=SEVERITY_ICON.get(f.severity)):
         st.markdown(f.message)
         if f.recommendation:
             st.markdown(f"**What to do:** {f.recommendation}")
@@ -74,6 +76,11 @@ def finding(f: FindingView, *, expanded: bool = False) -> None:
             st.caption("Checklist items: " + "; ".join(r["key"] for r in f.references))
 
 
-def status_label(status: str) -> str:
-    """Icon and words of a traffic-light status."""
-    return f"{STATUS_ICON.get(status, '')} {STATUS_LABELS.get(status, status)}"
+def status_badge(status: str) -> str:
+    """Markdown badge of a traffic-light status: its words on its colour."""
+    return f":{STATUS_COLOR.get(status, 'gray')}-badge[{STATUS_LABELS.get(status, status)}]"
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")

@@ -68,6 +68,20 @@ def _text(v: Any) -> str:
     return fmt_cell(v)[0]
 
 
+def pct(d: Any, *, ci: bool = True) -> str:
+    """An interval dict (or a number) in percent: ``87.0% (95% CI 79.1–93.6%)``."""
+    if isinstance(d, dict):
+        e, lo, hi = d.get("estimate"), d.get("ci_low"), d.get("ci_high")
+    else:
+        e, lo, hi = d, None, None
+    if e is None or not np.isfinite(e):
+        return "not estimable"
+    out = f"{100 * e:.1f}%"
+    if ci and lo is not None and hi is not None:
+        out += f" (95% CI {100 * lo:.1f}–{100 * hi:.1f}%)"
+    return out
+
+
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Calibration and prevalence")
@@ -119,30 +133,41 @@ def _controls(ctx: PageContext, model: Any) -> None:
     thr = st.slider("Threshold (call positive when the probability is at least this)", 0.0, 1.0,
                     float(round(op["threshold"], 3)), step=0.005, key="cal-threshold",
                     help=f"default: the audit's operating point ({op['method']})")
-    pct = st.slider("Deployment prevalence (%)", 0.1, 99.9,
+    pct_value = st.slider("Deployment prevalence (%)", 0.1, 99.9,
                     float(round(100 * default_prev, 1)), step=0.1, key="cal-prevalence",
                     help=f"training prevalence {100 * train_prev:.1f}%"
                     + (f"; stated deployment prevalence {100 * float(dep):.1f}% "
                        f"({prev.get('deployment_source')})" if dep else
                        "; no deployment prevalence stated in this run"))
-    p = pct / 100
+    st.caption(f"The prevalence starts at the stated deployment prevalence "
+               f"({100 * float(dep):.1f}%, {prev.get('deployment_source')})." if dep else
+               f"The prevalence starts at the training prevalence ({100 * train_prev:.1f}%): "
+               "this run states no deployment prevalence. Set the one of your clinic.")
+    p = pct_value / 100
     res = operating_metrics(ctx.key, ctx.stamp, positive, float(thr))
     if res is None:
         return
     sens, spec = res
     ppv, npv, fa, missed = ppv_npv_cells(sens, spec, p)
     c = st.columns(3)
-    c[0].metric("Sensitivity", _text(sens.get("estimate")), help=f"95% CI: {_text(sens)}")
-    c[1].metric("Specificity", _text(spec.get("estimate")), help=f"95% CI: {_text(spec)}")
-    c[2].metric("False alarms per 1,000 screened", _text(fa))
+    c[0].metric("Sensitivity", pct(sens, ci=False), help=pct(sens))
+    c[1].metric("Specificity", pct(spec, ci=False), help=pct(spec))
+    c[2].metric("False alarms per 1,000", _text(fa),
+                help="people without the condition called positive, per 1,000 screened at "
+                "this prevalence")
     c = st.columns(3)
-    c[0].metric(f"PPV at {pct:.1f}%", _text(ppv.get("estimate")), help=f"95% CI: {_text(ppv)}")
-    c[1].metric(f"NPV at {pct:.1f}%", _text(npv.get("estimate")), help=f"95% CI: {_text(npv)}")
-    c[2].metric("Missed cases per 1,000 screened", _text(missed))
+    c[0].metric("PPV", pct(ppv, ci=False), help="positive predictive value: of those called "
+                "positive, the share who have the condition; " + pct(ppv))
+    c[1].metric("NPV", pct(npv, ci=False), help="negative predictive value: of those called "
+                "negative, the share who do not; " + pct(npv))
+    c[2].metric("Missed per 1,000", _text(missed),
+                help="people with the condition called negative, per 1,000 screened")
     st.markdown(
-        f"| | estimate [95% CI] |\n|---|---|\n| sensitivity | {_text(sens)} |\n"
-        f"| specificity | {_text(spec)} |\n| PPV at {pct:.1f}% | {_text(ppv)} |\n"
-        f"| NPV at {pct:.1f}% | {_text(npv)} |")
+        f"| at threshold {thr:.3f}, prevalence {pct_value:.1f}% | estimate (95% CI) |\n|---|---|\n"
+        f"| sensitivity | {pct(sens)} |\n| specificity | {pct(spec)} |\n"
+        f"| PPV | {pct(ppv)} |\n| NPV | {pct(npv)} |\n"
+        f"| false alarms per 1,000 screened | {_text(fa)} |\n"
+        f"| missed cases per 1,000 screened | {_text(missed)} |")
     st.caption(f"{cname} vs the rest on {len(ev[0]):,} out-of-fold images; sensitivity and "
                f"specificity by {sens.get('method')}; PPV/NPV by Bayes' rule at the prevalence "
                "chosen (the probabilities themselves are not re-calibrated to it).")

@@ -69,14 +69,15 @@ def render(ctx: PageContext) -> None:
     decisions = ctx.store.decisions("duplicate")
     st.markdown(f"**{len(pairs):,}** pair(s) listed by the findings; {len(decisions):,} reviewed.")
     if not ctx.reviewer:
-        st.warning("Enter your name in the sidebar to record decisions.", icon="✍️")
+        st.warning("Enter your name in the sidebar to record decisions.", icon=":material/edit:")
     start, stop = paginate(len(pairs), key="dup", sizes=(5, 10, 20))
     m = ctx.manifest
     for p in pairs[start:stop]:
         a, b = str(p["sample_id_a"]), str(p["sample_id_b"])
         with st.container(border=True):
-            st.markdown(f"**{p['title']}** ({p['finding']}) · distance "
-                        f"{float(p.get('distance') or 0):.4f} · {p.get('kind', '')}")
+            st.markdown(f"**{p['title']}** ({p['finding']}) · {p.get('kind', '')} duplicate · "
+                        f"distance {float(p.get('distance') or 0):.4f}")
+            st.caption("distance: 1 − correlation of the two images' pixels (0 = identical)")
             c1, c2, c3 = st.columns([1, 1, 1.6])
             for col, sid in ((c1, a), (c2, b)):
                 r = ctx.row_of[sid]

@@ -76,7 +76,7 @@ def render(ctx: PageContext) -> None:
         st.info("No image matches these filters.")
         return
     if not ctx.reviewer:
-        st.warning("Enter your name in the sidebar to record decisions.", icon="✍️")
+        st.warning("Enter your name in the sidebar to record decisions.", icon=":material/edit:")
     start, stop = paginate(len(rows), key="li")
     for line in chunks(list(rows[start:stop]), COLUMNS):
         cols = st.columns(COLUMNS, border=True)

@@ -89,13 +89,13 @@ def _job(job: Job, cat: RunCatalog) -> None:
     elapsed = time.time() - job.started_at
     with st.container(border=True):
         if rc is None:
-            st.markdown(f"⏳ **{job.name}** running · stage **{job.stage()}** · "
+            st.markdown(f":material/hourglass_top: **{job.name}** running · stage **{job.stage()}** · "
                         f"{elapsed / 60:.1f} min")
         elif rc in (0, 3):
-            st.markdown(f"✅ **{job.name}** finished" + (" (with findings at the fail-on level)"
+            st.markdown(f":material/check_circle: **{job.name}** finished" + (" (with findings at the fail-on level)"
                                                          if rc == 3 else ""))
         else:
-            st.markdown(f"❌ **{job.name}** stopped with exit code {rc}: see the log")
+            st.markdown(f":material/cancel: **{job.name}** stopped with exit code {rc}: see the log")
         st.code(job.tail(12) or "(no output yet)", language=None)
         if rc is not None and job.name in cat.runs():
             st.button(f"Open {job.name}", key=f"open-{job.name}", on_click=_open_run,

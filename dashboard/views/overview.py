@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard.figures import report_figure
 from dashboard.state import PageContext
-from dashboard.widgets import finding, missing, show_table, status_label
+from dashboard.widgets import finding, md_cell, missing, show_table, status_badge
 
 __all__ = ["render"]
 
@@ -24,11 +23,11 @@ def render(ctx: PageContext) -> None:
     else:
         text = summary.verdict
         if summary.counts.get("critical"):
-            st.error(text, icon="🔴")
+            st.error(text, icon=":material/error:")
         elif summary.counts.get("warning") or not summary.complete:
-            st.warning(text, icon="🟠")
+            st.warning(text, icon=":material/warning:")
         else:
-            st.success(text, icon="🟢")
+            st.success(text, icon=":material/check_circle:")
     ds = report.dataset
     cols = st.columns(5)
     counts = ds.counts if ds else {}
@@ -49,31 +48,33 @@ def render(ctx: PageContext) -> None:
         st.subheader("Every check")
         st.caption("Each check with its status in words and colour; checks skipped for lack of "
                    "evidence, checks that failed and checks not run are listed too.")
-        rows = [{"status": status_label(r.status), "check": r.check, "result": r.headline,
-                 "what it means": r.meaning, "what to do": r.action} for r in summary.checks]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"what it means": st.column_config.TextColumn(width="large"),
-                                    "what to do": st.column_config.TextColumn(width="large")})
+        lines = ["| status | check | result | what it means | what to do |",
+                 "|---|---|---|---|---|"]
+        lines += [f"| {status_badge(r.status)} | `{r.check}` | {md_cell(r.headline)} | "
+                  f"{md_cell(r.meaning)} | {md_cell(r.action)} |" for r in summary.checks]
+        st.markdown("\n".join(lines))
 
-    left, right = st.columns([3, 2])
-    with left:
-        st.subheader("The model")
-        model = report.model
-        if model is None or model.kind == "none":
-            missing("No model predictions in this run",
-                    f"Train one with `medaudit train {ctx.path}` (or import predictions with "
-                    "`medaudit audit-predictions`), then audit again.")
-        else:
-            st.caption(model.note)
-            for t in model.tables:
-                if t.title.startswith(("Performance", "Operating point")):
-                    show_table(t)
-    with right:
-        if model is not None and model.kind != "none":
-            st.subheader("Reliability of its probabilities")
-            fig = next((f for f in model.figures if f.kind == "reliability"), None)
-            if fig is not None:
-                report_figure(fig)
+    st.subheader("The model")
+    model = report.model
+    if model is None or model.kind == "none":
+        missing("No model predictions in this run",
+                f"Train one with `medaudit train {ctx.path}` (or import predictions with "
+                "`medaudit audit-predictions`), then audit again.")
+    else:
+        st.caption(model.note)
+        for t in model.tables:
+            if t.title.startswith(("Performance", "Operating point")):
+                show_table(t)
+        figs = {f.kind: f for f in model.figures}
+        left, right = st.columns(2)
+        if "reliability" in figs:
+            with left:
+                st.markdown("**Reliability of its probabilities**")
+                report_figure(figs["reliability"])
+        if "roc" in figs:
+            with right:
+                st.markdown("**ROC curve**")
+                report_figure(figs["roc"])
     if ds is not None and ds.warnings:
         with st.expander(f"Ingest warnings ({len(ds.warnings)})"):
             for w in ds.warnings:

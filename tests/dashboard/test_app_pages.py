@@ -69,12 +69,14 @@ def test_pages_without_evidence_say_what_to_run(monkeypatch: pytest.MonkeyPatch,
 def test_overview_shows_every_check_and_metrics(monkeypatch: pytest.MonkeyPatch,
                                                 runs_folder: Path) -> None:
     at = _app(monkeypatch, runs_folder, run="demo")
-    frame = at.dataframe[0].value
-    assert {"label_issues", "duplicates_and_leakage", "outliers"} <= set(frame["check"])
-    assert frame["status"].str.len().min() > 3  # words, not colour alone
+    table = next(m.value for m in at.markdown if m.value.startswith("| status | check |"))
+    for check in ("label_issues", "duplicates_and_leakage", "outliers", "annotator_agreement"):
+        assert f"`{check}`" in table
+    # the status in words on a coloured badge: colour is never the only cue
+    assert ":red-badge[act before use]" in table and ":gray-badge[not evaluated]" in table
     labels = {m.label: m.value for m in at.metric}
     assert labels["Images"] == "160" and labels["Out-of-fold AUC"] == "0.810"
-    assert any("Reliability" in s.value for s in at.subheader)
+    assert "**Reliability of its probabilities**" in _text(at)
 
 
 def test_label_issue_review_button_writes_the_row(monkeypatch: pytest.MonkeyPatch,
@@ -151,13 +153,19 @@ def test_calibration_controls_use_the_audit_functions(monkeypatch: pytest.Monkey
     sens, spec = metrics_at_threshold(m["label"].to_numpy(), p, 0.5,
                                       groups=m["patient_key"].to_numpy(), n_boot=300)
     ppv, npv = predictive_values(sens.estimate, spec.estimate, 0.10)
-    metrics = {x.label: float(x.value.replace(",", "")) for x in at.metric}
-    assert metrics["Sensitivity"] == pytest.approx(sens.estimate, abs=1e-3)
-    assert metrics["Specificity"] == pytest.approx(spec.estimate, abs=1e-3)
-    assert metrics["PPV at 10.0%"] == pytest.approx(ppv, abs=1e-3)
-    assert metrics["NPV at 10.0%"] == pytest.approx(npv, abs=1e-3)
+    metrics = {x.label: x.value for x in at.metric}
+
+    def share(label: str) -> float:
+        assert metrics[label].endswith("%")
+        return float(metrics[label][:-1]) / 100
+
+    assert share("Sensitivity") == pytest.approx(sens.estimate, abs=6e-4)
+    assert share("Specificity") == pytest.approx(spec.estimate, abs=6e-4)
+    assert share("PPV") == pytest.approx(ppv, abs=6e-4)
+    assert share("NPV") == pytest.approx(npv, abs=6e-4)
     fa = (1 - spec.estimate) * 0.9 * 1000
-    assert metrics["False alarms per 1,000 screened"] == pytest.approx(fa, abs=0.1)
+    assert float(metrics["False alarms per 1,000"]) == pytest.approx(fa, abs=0.1)
+    assert "this run states no deployment prevalence" in _text(at)
 
 
 def test_crafted_run_name_in_the_url_opens_nothing_else(monkeypatch: pytest.MonkeyPatch,

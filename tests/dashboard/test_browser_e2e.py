@@ -57,9 +57,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) 
 @pytest.fixture
 def server(runs_folder: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     port = _free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text("path,label\n")
     log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "medaudit", "dashboard", str(runs_folder),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                             "--port", str(port), "--data-root", str(data)], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -75,12 +78,15 @@ def server(runs_folder: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _settle(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait until Streamlit has finished running the script."""
+    """Wait until Streamlit has run the script and drawn every element (no placeholder left)."""
     page.wait_for_selector("[data-testid='stMain']", timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(800)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-    page.wait_for_timeout(700)
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0"
+        " && document.querySelectorAll('[data-stale=\"true\"]').length === 0",
+        timeout=90_000)
+    page.wait_for_timeout(1000)
 
 
 def test_review_in_a_real_browser_and_screenshot_every_page(server: str, runs_folder: Path,
@@ -114,6 +120,7 @@ def test_review_in_a_real_browser_and_screenshot_every_page(server: str, runs_fo
             con.close()
             assert rows == [("label_issue", "confirm_error", "Dr Browser", None)]
             page.screenshot(path=str(shots / "02-label_issues-after-review.png"), full_page=True)
+            page.set_viewport_size({"width": 1440, "height": 2200})  # whole pages
             for i, (key, label, _) in enumerate(PAGES, start=1):
                 page.goto(f"{server}/?page={key}&run=demo")
                 _settle(page)
