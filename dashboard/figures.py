@@ -57,9 +57,10 @@ def forest_plot(groups: Sequence[Mapping[str, Any]], metrics: Sequence[str],
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
-    labels = [f"{g.get('column')} = {g.get('level')}  (n={g.get('n')})" for g in groups]
+    labels = [f"{g.get('column')} = {g.get('level')}  (n={g.get('n')})"
+              + ("  too small" if g.get("too_small") else "") for g in groups]
     with rc_context(_RC):
-        fig = Figure(figsize=(3.0 * len(metrics) + 2.4, 0.9 + 0.32 * len(groups)),
+        fig = Figure(figsize=(3.0 * len(metrics) + 2.6, 1.2 + 0.36 * len(groups)),
                      layout="constrained")
         axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
         y = list(range(len(groups)))
@@ -79,11 +80,12 @@ def forest_plot(groups: Sequence[Mapping[str, Any]], metrics: Sequence[str],
             ref_e = _est(ref) if isinstance(ref, Mapping) else (
                 (float(ref), float(ref), float(ref)) if isinstance(ref, (int, float)) else None)
             if ref_e is not None:
-                ax.axvline(ref_e[0], color="#d9730d", ls="--", lw=1, label="all images")
-                ax.legend(loc="lower left")
+                ax.axvline(ref_e[0], color="#d9730d", ls="--", lw=1,
+                           label=f"all images ({ref_e[0]:.2f})")
+                ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=1)
             ax.set_xlim(0, 1.02)
+            ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, none on an edge
             ax.set_xlabel(metric.replace("_", " ") + " (95% CI)")
             ax.grid(axis="x", color="#dddddd", lw=0.6)
         axes[0].set_yticks(y, labels)
-        axes[0].invert_yaxis()
     return fig
