@@ -93,7 +93,7 @@ def test_label_issue_review_button_writes_the_row(monkeypatch: pytest.MonkeyPatc
     at.sidebar.text_input(key="reviewer").input("Dr Test").run()
     note = at.text_input[0]
     note.input("looks benign to me").run()
-    [b for b in at.button if b.label == "Confirm error"][0].click().run()
+    next(b for b in at.button if b.label == "Confirm error").click().run()
     assert not at.exception
     trail = store.trail()
     assert len(trail) == 1
@@ -105,7 +105,7 @@ def test_label_issue_review_button_writes_the_row(monkeypatch: pytest.MonkeyPatc
     assert row["data_fingerprint"] == data_fingerprint(run)
     # the shown card's sample is the most suspicious one of the check's full table
     assert any("Recorded" in s.value and row["item"] in s.value for s in at.success)
-    [b for b in at.button if b.label == "Keep label"][0].click().run()
+    next(b for b in at.button if b.label == "Keep label").click().run()
     trail = store.trail()
     assert list(trail["decision"]) == ["confirm_error", "keep_label"]
     assert trail["previous_decision"].iloc[1] == "confirm_error"
@@ -131,7 +131,7 @@ def test_duplicate_pair_review(monkeypatch: pytest.MonkeyPatch, runs_folder: Pat
     ids = run.read_manifest()["sample_id"].astype(str)
     assert ids[DUP_A] in _text(at) and ids[DUP_B] in _text(at)
     at.sidebar.text_input(key="reviewer").input("Dr Dup").run()
-    [b for b in at.button if b.label == "Same patient"][0].click().run()
+    next(b for b in at.button if b.label == "Same patient").click().run()
     trail = ReviewStore(run.path, data_fingerprint(run)).trail("duplicate")
     assert len(trail) == 1 and trail["decision"].item() == "same_patient"
     assert trail["item"].item() == pair_key(ids[DUP_A], ids[DUP_B])

@@ -60,7 +60,7 @@ def server(runs_folder: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     data.mkdir()
     (data / "manifest.csv").write_text("path,label\n")
-    log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "dashboard.log", "wb")  # closed below
     proc = subprocess.Popen([sys.executable, "-m", "medaudit", "dashboard", str(runs_folder),
                              "--port", str(port), "--data-root", str(data)], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -121,7 +121,7 @@ def test_review_in_a_real_browser_and_screenshot_every_page(server: str, runs_fo
             assert rows == [("label_issue", "confirm_error", "Dr Browser", None)]
             page.screenshot(path=str(shots / "02-label_issues-after-review.png"), full_page=True)
             page.set_viewport_size({"width": 1440, "height": 2200})  # whole pages
-            for i, (key, label, _) in enumerate(PAGES, start=1):
+            for i, (key, _label, _) in enumerate(PAGES, start=1):
                 page.goto(f"{server}/?page={key}&run=demo")
                 _settle(page)
                 assert page.get_by_text("Traceback").count() == 0, key
