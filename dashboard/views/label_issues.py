@@ -97,8 +97,8 @@ def _card(ctx: PageContext, table, r: int, decisions) -> None:  # type: ignore[n
     site = f" · site `{m['site']}`" if "site" in ctx.manifest.columns else ""
     st.markdown(f"**given:** {row['given_label_name']} → **suggested:** "
                 f"{row['suggested_label_name']}  \n"
-                f"score **{float(row['label_quality_score']):.3f}** · rank "
-                f"{int(row['issue_rank']) if 'issue_rank' in row else '–'}  \n"
+                f"label quality **{float(row['label_quality_score']):.3f}** · rank "
+                f"{int(row['issue_rank']) if 'issue_rank' in row else '–'} of {len(table):,}  \n"
                 f"`{sid}` · patient `{row['patient_key']}`{site}")
     review_controls(ctx, "label_issue", sid, decisions.get(sid),
                     corrected_label=str(row["suggested_label_name"]))
