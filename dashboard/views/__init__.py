@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import streamlit as st
+
+from audit.rundir import RunArtifactMissingError, RunDirCorruptError, RunDirMismatchError
+
 from dashboard.views import (
     calibration,
     duplicates,
@@ -38,5 +42,12 @@ def render(page: str, ctx: Any, **kw: Any) -> None:
     fn = {k: f for k, _, f in PAGES}[page]
     if page == "new_audit":
         fn(ctx, **kw)
-    else:
+        return
+    try:
         fn(ctx)
+    except (RunDirMismatchError, RunDirCorruptError, RunArtifactMissingError) as err:
+        # a run being rewritten, or edited by hand: say so instead of a traceback
+        st.error(f"This run directory cannot be shown as it is: {err}", icon=":material/error:")
+        st.info("If a medaudit command is writing it, wait until it is done and reload; "
+                f"otherwise run `medaudit audit {ctx.path}` (or train again) to make it "
+                "consistent.", icon=":material/info:")

@@ -195,3 +195,15 @@ def test_new_audit_page_lists_only_the_data_root(monkeypatch: pytest.MonkeyPatch
     at.button(key="new-start").click().run()
     assert any("run name" in e.value for e in at.error)
     assert not (tmp_path / "escape").exists() and not (runs_folder.parent / "escape").exists()
+
+
+def test_an_inconsistent_run_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                           runs_folder: Path) -> None:
+    import numpy as np
+
+    probs = runs_folder / "demo" / "oof" / "pred_probs.npy"
+    p = np.load(probs)
+    np.save(probs, p[:, ::-1].copy())  # edited by hand: no longer what training recorded
+    at = _app(monkeypatch, runs_folder, run="demo", page="overview")
+    assert not at.exception
+    assert any("cannot be shown as it is" in e.value for e in at.error)
