@@ -104,3 +104,24 @@ def test_streamlit_command_is_local_headless_and_without_statistics() -> None:
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
     assert flags["--server.headless"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
+
+
+def test_dashboard_command_binds_locally_and_warns_for_other_hosts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    calls: list[tuple[list[str], dict]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["dashboard", str(tmp_path), "--data-root", str(data)]) == 0
+    cmd, env = calls[-1]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert env["MEDAUDIT_DASHBOARD_RUNS"] == str(tmp_path.resolve())
+    assert env["MEDAUDIT_DASHBOARD_DATA_ROOT"] == str(data.resolve())
+    assert "warning" not in capsys.readouterr().err
+    assert main(["dashboard", str(tmp_path), "--host", "0.0.0.0", "--port", "8600"]) == 0
+    cmd, env = calls[-1]
+    assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+    assert "MEDAUDIT_DASHBOARD_DATA_ROOT" not in env
+    assert "reachable from other machines" in capsys.readouterr().err
