@@ -26,6 +26,7 @@ from reports.model import FindingView, Report
 from reports.thumbnails import thumbnail_png
 
 __all__ = [
+    "LIGHT_SECTIONS",
     "TableResult",
     "check_table",
     "images",
@@ -44,9 +45,15 @@ def run_stamp(run_path: str | Path) -> tuple[float, ...]:
                  for n in (MANIFEST, RUN_JSON, FINDINGS))
 
 
-def load_report(run_path: str | Path) -> Report:
-    """The report model of every audience (:func:`reports.build_report`)."""
-    return build_report(RunDir(Path(run_path)), ReportOptions(audience="all"))
+#: Sections of the light report model: every finding and the traffic lights, without the
+#: model card (whose bootstrap intervals take minutes at 10^5 rows of external predictions).
+LIGHT_SECTIONS = ("summary", "dataset", "findings")
+
+
+def load_report(run_path: str | Path, *, light: bool = False) -> Report:
+    """The report model (:func:`reports.build_report`); ``light``: :data:`LIGHT_SECTIONS` only."""
+    return build_report(RunDir(Path(run_path)), ReportOptions(audience="all"),
+                        only=LIGHT_SECTIONS if light else None)
 
 
 def run_fingerprint(run_path: str | Path) -> str:

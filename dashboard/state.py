@@ -31,10 +31,17 @@ ENV_RUNS = "MEDAUDIT_DASHBOARD_RUNS"
 ENV_DATA_ROOT = "MEDAUDIT_DASHBOARD_DATA_ROOT"
 
 
-@st.cache_resource(max_entries=8, show_spinner="Reading the run and building its report model…")
+@st.cache_resource(max_entries=8, show_spinner="Building the model card (performance with "
+                   "bootstrap intervals; a minute or more on large runs, once)…")
 def cached_report(path: str, stamp: tuple[float, ...]) -> Report:
-    """:func:`dashboard.data.load_report`, once per run state."""
+    """:func:`dashboard.data.load_report` (every section), once per run state."""
     return data.load_report(path)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Reading the run's findings…")
+def cached_findings(path: str, stamp: tuple[float, ...]) -> Report:
+    """The light report model (summary, datasheet, findings), once per run state."""
+    return data.load_report(path, light=True)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -97,8 +104,13 @@ class PageContext:
 
     @property
     def report(self) -> Report:
-        """The report model (built on first use)."""
+        """The whole report model, model card included (built on first use)."""
         return cached_report(self.key, self.stamp)
+
+    @property
+    def light(self) -> Report:
+        """Summary, datasheet and findings of the report model (fast; no model card)."""
+        return cached_findings(self.key, self.stamp)
 
     @property
     def store(self) -> ReviewStore:

@@ -99,7 +99,7 @@ def render(ctx: PageContext) -> None:
         fig = next((f for f in model.figures if f.kind == "reliability"), None)
         if fig is not None:
             report_figure(fig)
-        found = findings_of(ctx.report, *CHECKS)
+        found = findings_of(ctx.light, *CHECKS)
         if not found:
             st.caption("The calibration and prevalence checks did not run on this run (the "
                        "diagram above is computed from the out-of-fold probabilities). Run "

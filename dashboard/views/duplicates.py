@@ -49,7 +49,7 @@ def render(ctx: PageContext) -> None:
                 f"{skipped.get(CHECK, 'it was not asked for')}. It needs the image cache "
                 f"(`images.npy`): ingest images, then `medaudit audit {ctx.path} --checks {CHECK}`.")
         return
-    found = findings_of(ctx.report, CHECK)
+    found = findings_of(ctx.light, CHECK)
     for f in found:
         finding(f)
     pairs = [p for p in pairs_of(found) if p["sample_id_a"] in ctx.row_of and

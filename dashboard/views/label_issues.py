@@ -34,7 +34,7 @@ def render(ctx: PageContext) -> None:
                 "out-of-fold probabilities: `medaudit train RUN_DIR` then `medaudit audit "
                 "RUN_DIR`, or `medaudit audit-predictions` for a model trained elsewhere.")
         return
-    for f in findings_of(ctx.report, CHECK)[:1]:
+    for f in findings_of(ctx.light, CHECK)[:1]:
         finding(f)
     table = res.table
     m = ctx.manifest

@@ -42,14 +42,15 @@ def render(ctx: PageContext) -> None:
     st.header("Overfitting and drift")
     st.caption("Did the model memorise its training images instead of learning what "
                "generalises? Does new data still look like the data it was trained on?")
-    model = ctx.report.model
     run = RunDir(ctx.path)
     shown = False
-    found = [f for f in (ctx.report.findings.findings if ctx.report.findings else [])
+    light = ctx.light
+    found = [f for f in (light.findings.findings if light.findings else [])
              if f.check == "overfitting" or "drift" in f.check]
     for f in found:
         finding(f, expanded=f.severity in ("critical", "warning"))
         shown = True
+    model = ctx.report.model if ctx.info.get("train") else None  # learning curves: trained runs
     if model is not None:
         fig = next((f for f in model.figures if f.kind == "learning_curves"), None)
         if fig is not None:

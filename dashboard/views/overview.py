@@ -13,7 +13,7 @@ __all__ = ["render"]
 
 def render(ctx: PageContext) -> None:
     """Render the page."""
-    report = ctx.report
+    report = ctx.light  # traffic lights and findings first; the model card below
     st.header(f"Overview · {ctx.run_name}")
     summary = report.summary
     if summary is None or not summary.audited:
@@ -54,8 +54,12 @@ def render(ctx: PageContext) -> None:
                   f"{md_cell(r.meaning)} | {md_cell(r.action)} |" for r in summary.checks]
         st.markdown("\n".join(lines))
 
+    if report.findings is not None and report.findings.findings:
+        st.subheader(f"All findings ({len(report.findings.findings)})")
+        for f in report.findings.findings:
+            finding(f)
     st.subheader("The model")
-    model = report.model
+    model = ctx.report.model
     if model is None or model.kind == "none":
         missing("No model predictions in this run",
                 f"Train one with `medaudit train {ctx.path}` (or import predictions with "
@@ -79,7 +83,3 @@ def render(ctx: PageContext) -> None:
         with st.expander(f"Ingest warnings ({len(ds.warnings)})"):
             for w in ds.warnings:
                 st.markdown(f"- {w}")
-    if report.findings is not None and report.findings.findings:
-        st.subheader(f"All findings ({len(report.findings.findings)})")
-        for f in report.findings.findings:
-            finding(f)

@@ -72,7 +72,7 @@ def _masked_examples(ctx: PageContext, names: list[str]) -> None:
         return
     labels = ctx.manifest["label"].to_numpy()
     st.markdown("What the model saw in each variant (one image per class):")
-    for c, cname in enumerate(ctx.report.run.get("classes") or []):
+    for c, cname in enumerate(ctx.light.run.get("classes") or []):
         hits = (labels == c).nonzero()[0]
         if not len(hits):
             continue
@@ -91,8 +91,9 @@ def render(ctx: PageContext) -> None:
     st.caption("A shortcut is something other than the anatomy that predicts the label: the "
                "site or scanner, a text marker, the image border. A model that learns one "
                "fails where the shortcut does not hold.")
-    found = findings_of(ctx.report, *CHECKS)
-    model = ctx.report.model
+    found = findings_of(ctx.light, *CHECKS)
+    # the masked AUCs recorded by training (a trained run's model card reads them cheaply)
+    model = ctx.report.model if (ctx.info.get("train") or {}).get("masked_oof_auc") else None
     masked_table = next((t for t in (model.tables if model else [])
                          if t.title.startswith("Out-of-fold AUC on masked")), None)
     if not found and masked_table is None:

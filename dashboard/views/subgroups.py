@@ -41,7 +41,7 @@ def render(ctx: PageContext) -> None:
     st.caption("Does the model work equally well for every site, scanner, sex, age band and "
                "view? Each square is a group's estimate with its 95% confidence interval; "
                "hollow grey squares are groups too small to judge.")
-    found = findings_of(ctx.report, CHECK)
+    found = findings_of(ctx.light, CHECK)
     with_groups = [f for f in found if isinstance(f.evidence.get("groups"), list)
                    and f.evidence["groups"]]
     if not found:
