@@ -8,7 +8,6 @@ from typing import Any
 import streamlit as st
 
 from audit.rundir import RunArtifactMissingError, RunDirCorruptError, RunDirMismatchError
-
 from dashboard.views import (
     calibration,
     duplicates,
