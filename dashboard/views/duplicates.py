@@ -46,7 +46,8 @@ def render(ctx: PageContext) -> None:
     skipped = {s["check"]: s.get("reason", "") for s in audit.get("skipped") or []}
     if CHECK in skipped or CHECK not in (audit.get("checks_run") or []):
         missing("The duplicate check did not run on this run",
-                f"{skipped.get(CHECK, 'it was not asked for')}. It needs the image cache "
+                f"Reason recorded by the audit: {skipped.get(CHECK, 'not asked for')}. "
+                "The check needs the image cache "
                 f"(`images.npy`): ingest images, then `medaudit audit {ctx.path} --checks {CHECK}`.")
         return
     found = findings_of(ctx.light, CHECK)

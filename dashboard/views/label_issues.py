@@ -34,7 +34,7 @@ def render(ctx: PageContext) -> None:
                 "out-of-fold probabilities: `medaudit train RUN_DIR` then `medaudit audit "
                 "RUN_DIR`, or `medaudit audit-predictions` for a model trained elsewhere.")
         return
-    for f in findings_of(ctx.light, CHECK)[:1]:
+    for f in findings_of(ctx.light, CHECK):
         finding(f)
     table = res.table
     m = ctx.manifest
@@ -77,6 +77,9 @@ def render(ctx: PageContext) -> None:
         return
     if not ctx.reviewer:
         st.warning("Enter your name in the sidebar to record decisions.", icon=":material/edit:")
+    if ctx.thumbnail(0, max_px=16) is None:
+        st.caption("This run has no image cache (predictions imported without images), so the "
+                   "cards show the labels and scores only.")
     start, stop = paginate(len(rows), key="li")
     for line in chunks(list(rows[start:stop]), COLUMNS):
         cols = st.columns(COLUMNS, border=True)
@@ -91,8 +94,6 @@ def _card(ctx: PageContext, table, r: int, decisions) -> None:  # type: ignore[n
     png = ctx.thumbnail(r, max_px=192)
     if png is not None:
         st.image(png, width="stretch")
-    else:
-        st.caption("(no image cache in this run)")
     m = ctx.manifest.iloc[r]
     site = f" · site `{m['site']}`" if "site" in ctx.manifest.columns else ""
     st.markdown(f"**given:** {row['given_label_name']} → **suggested:** "

@@ -22,7 +22,11 @@ def render(ctx: PageContext) -> None:
                 "findings and review pages fill in from its findings.")
     else:
         text = summary.verdict
-        if summary.counts.get("critical"):
+        evaluated = [r for r in summary.checks if r.status not in ("not_run", "skipped")]
+        if not evaluated:  # "no finding" because nothing was looked at is no good news
+            st.warning(f"{text} No check was evaluated in this audit, so nothing is known "
+                       f"yet: run `medaudit audit {ctx.path}`.", icon=":material/warning:")
+        elif summary.counts.get("critical"):
             st.error(text, icon=":material/error:")
         elif summary.counts.get("warning") or not summary.complete:
             st.warning(text, icon=":material/warning:")

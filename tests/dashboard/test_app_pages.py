@@ -61,7 +61,8 @@ def test_pages_without_evidence_say_what_to_run(monkeypatch: pytest.MonkeyPatch,
     assert "medaudit" in at.info[0].value and "train" in at.info[0].value
     for page, words in [("shortcuts", "medaudit audit"), ("subgroups", "medaudit audit"),
                         ("calibration", "medaudit train"), ("duplicates", "medaudit audit"),
-                        ("overfitting", "medaudit train"), ("new_audit", "--data-root")]:
+                        ("overfitting", "medaudit train"), ("new_audit", "--data-root"),
+                        ("overview", "No check was evaluated in this audit")]:
         at.sidebar.radio(key="page").set_value(page).run()
         assert words in _text(at), page
 
