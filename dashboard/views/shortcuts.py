@@ -18,12 +18,23 @@ from audit.masking import MASKED_VARIANTS
 from dashboard.data import findings_of
 from dashboard.state import PageContext
 from dashboard.widgets import finding, missing, show_table
+from reports.render_html import fmt_cell
 
 __all__ = ["CHECKS", "render"]
 
 CHECKS = ("metadata_shortcut", "embedding_encodes_metadata", "image_property_shortcut",
           "masking_test", "hidden_stratification")
 EXTREMES_SHOWN = 6
+
+
+def _frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records as a table; intervals as ``est [lo, hi]``, lists and mappings as text."""
+    frame = pd.DataFrame([{k: (fmt_cell(v)[0] if isinstance(v, (Mapping, list)) or v is None
+                               else v) for k, v in r.items()} for r in records])
+    for c in frame.columns:
+        if frame[c].map(type).nunique() > 1:
+            frame[c] = frame[c].map(lambda v: fmt_cell(v)[0])
+    return frame
 
 
 def _images(ctx: PageContext, ids: list[str], caption: str) -> None:
@@ -44,8 +55,7 @@ def _properties(ctx: PageContext, f: Any) -> None:
     if not isinstance(props, list) or not props:
         return
     st.markdown(f"**Image properties that predict the label** ({f.id})")
-    frame = pd.DataFrame([{k: (v.get("estimate") if isinstance(v, Mapping) else v)
-                           for k, v in p.items() if k != "extreme_sample_ids"} for p in props])
+    frame = _frame([{k: v for k, v in p.items() if k != "extreme_sample_ids"} for p in props])
     st.dataframe(frame, hide_index=True, width="stretch")
     for p in props:
         ids = [str(s) for s in p.get("extreme_sample_ids") or []]
@@ -60,8 +70,7 @@ def _masking(ctx: PageContext, f: Any) -> None:
     if not isinstance(variants, list) or not variants:
         return
     st.markdown(f"**Masking test** ({f.id}): AUC on masked images against the original")
-    frame = pd.DataFrame([{k: (v.get("estimate") if isinstance(v, Mapping) else v)
-                           for k, v in r.items()} for r in variants])
+    frame = _frame(variants)
     st.dataframe(frame, hide_index=True, width="stretch")
     names = [str(v.get("variant")) for v in variants if str(v.get("variant")) in MASKED_VARIANTS]
     _masked_examples(ctx, names)
@@ -105,9 +114,18 @@ def render(ctx: PageContext) -> None:
                 "masking test also needs the masked re-scoring written by `medaudit train`.")
         return
     for f in found:
-        finding(f, expanded=f.severity in ("critical", "warning"))
-        _properties(ctx, f)
-        _masking(ctx, f)
+        finding(f)
+    # the specific views, once each (every finding of a check carries the same tables)
+    props = next((f for f in found if isinstance(f.evidence.get("properties"), list)
+                  and f.evidence["properties"]), None)
+    if props is not None:
+        st.subheader("Image properties")
+        _properties(ctx, props)
+    masking = next((f for f in found if isinstance(f.evidence.get("variants"), list)
+                    and f.evidence["variants"]), None)
+    if masking is not None:
+        st.subheader("Masking test")
+        _masking(ctx, masking)
     if masked_table is not None:
         show_table(masked_table)
         if not any(f.check == "masking_test" for f in found):

@@ -20,12 +20,21 @@ CHECK = "subgroup_performance"
 METRICS = ("auc", "sensitivity", "specificity")
 
 
+#: Columns shown first, in this order; the others follow.
+FIRST = ("column", "level", "n", "prevalence", "auc", "sensitivity", "specificity", "auc_gap",
+         "q_value", "flagged", "too_small")
+
+
 def group_table(groups: list[Mapping[str, Any]]) -> pd.DataFrame:
     """The per-group evidence as a readable table (intervals as ``est [lo, hi]``)."""
     rows = []
     for g in groups:
         row: dict[str, Any] = {}
-        for k, v in g.items():
+        keys = [k for k in FIRST if k in g] + [
+            k for k in g if k not in FIRST  # "columns" only when several share the partition
+            and (k != "columns" or len(g.get("columns") or []) > 1)]
+        for k in keys:
+            v = g[k]
             row[k] = fmt_cell(v)[0] if (v is None or isinstance(v, (Mapping, list))) else v
         rows.append(row)
     frame = pd.DataFrame(rows)
