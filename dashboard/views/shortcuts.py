@@ -126,7 +126,7 @@ def render(ctx: PageContext) -> None:
     if masking is not None:
         st.subheader("Masking test")
         _masking(ctx, masking)
-    if masked_table is not None:
+    if masked_table is not None and masking is None:  # training's own record, when no test ran
         show_table(masked_table)
         if not any(f.check == "masking_test" for f in found):
             _masked_examples(ctx, [v for v in MASKED_VARIANTS
