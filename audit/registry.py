@@ -26,9 +26,15 @@ def _specs() -> list[CheckSpec]:
         class_balance_and_size,
         drift,
         duplicates_and_leakage,
+        embedding_encodes_metadata,
+        hidden_stratification,
+        image_property_shortcut,
         label_issues,
+        masking_test,
+        metadata_shortcut,
         outliers,
         prevalence_shift,
+        subgroup_performance,
     )
 
     return [
@@ -37,6 +43,12 @@ def _specs() -> list[CheckSpec]:
         duplicates_and_leakage.SPEC,
         outliers.SPEC,
         class_balance_and_size.SPEC,
+        metadata_shortcut.SPEC,
+        embedding_encodes_metadata.SPEC,
+        image_property_shortcut.SPEC,
+        masking_test.SPEC,
+        subgroup_performance.SPEC,
+        hidden_stratification.SPEC,
         calibration.SPEC,
         prevalence_shift.SPEC,
         drift.SPEC,

@@ -59,6 +59,7 @@ def to_cli_wording(message: str) -> str:
 def _command_modules() -> list[ModuleType]:
     from medaudit.commands import (
         audit,
+        dashboard,
         demo,
         drift,
         ingest,
@@ -69,7 +70,7 @@ def _command_modules() -> list[ModuleType]:
         verify,
     )
 
-    return [ingest, train, audit, run, demo, report, verify, predict, drift]
+    return [ingest, train, audit, run, demo, report, verify, dashboard, predict, drift]
 
 
 def _describe_os_error(err: OSError) -> str:
