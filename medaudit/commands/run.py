@@ -27,6 +27,9 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_stages(args: argparse.Namespace, out: Path) -> int:
     """Ingest (from ``args``), then train, audit and write the reports unless switched off."""
+    from medaudit.commands.executor_options import executor_from_args
+
+    executor = None if args.no_train else executor_from_args(args)  # fails before ingesting
     summary = ingest_from_args(args, out)
     print_ingest_summary(summary)
     if not args.no_train:
@@ -34,7 +37,8 @@ def run_stages(args: argparse.Namespace, out: Path) -> int:
         from training import train_run
 
         with flag_words():
-            trained = train_run(summary.run, train_config_from_args(args))
+            trained = train_run(summary.run, train_config_from_args(args),
+                                executor=executor)
         print(trained.text)
     code = 0
     if not args.no_audit:

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import get_args
 
+from medaudit.commands.executor_options import add_executor_arguments, executor_from_args
 from training.config import StemPool, TrainConfig
 from training.messages import NO_DOWNLOAD_MESSAGE
 
@@ -119,11 +120,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="models trained per fold from different seeds, their probabilities "
                         "averaged; M times the training time (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
-                   help="folds trained in parallel processes (default: %(default)s)")
+                   help="folds trained in parallel processes on this machine (the "
+                        "single-machine path; --executor ray for a cluster; default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads per training process (default: all cores, or cores // jobs)")
     g.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
                    help="batch prefetch threads (default: %(default)s)")
+    add_executor_arguments(parser)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -287,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 
     with flag_words():
         config = train_config_from_args(args)
-        summary = train_run(RunDir(args.run_dir), config)
+        summary = train_run(RunDir(args.run_dir), config, executor=executor_from_args(args))
     if not getattr(args, "quiet", False):
         print(summary.text)
     return 0
