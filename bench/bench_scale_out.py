@@ -137,18 +137,22 @@ def two_nodes(run: RunDir, base: TrainConfig) -> dict[str, Any]:
             "oof_auc": summary.oof_auc.to_dict()}
 
 
-def per_image_cost(model: str, size: int = 224, batch: int = 16, steps: int = 3) -> dict[str, Any]:
-    """Seconds per image of one training step and of scoring at ``size`` px (this CPU)."""
+def per_image_cost(
+    model: str, size: int = 224, batch: int = 16, steps: int = 3, device: str = "cpu"
+) -> dict[str, Any]:
+    """Seconds per image of one training step and of scoring at ``size`` px on ``device``."""
     import torch
 
     from training.device import resolve_device_setup
     from training.models import create_model
 
-    setup = resolve_device_setup(device="cpu", precision="auto")
-    net = create_model(model, num_classes=2, in_chans=1, pretrained=False).train()
+    setup = resolve_device_setup(device=device, precision="auto")
+    dev = torch.device(setup.device)
+    net = create_model(model, num_classes=2, in_chans=1).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, 1, size, size)
-    y = torch.randint(0, 2, (batch,))
+    x = torch.rand(batch, 1, size, size, device=dev)
+    y = torch.randint(0, 2, (batch,), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if setup.channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
@@ -161,20 +165,95 @@ def per_image_cost(model: str, size: int = 224, batch: int = 16, steps: int = 3)
         opt.step()
 
     step()  # warm-up
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     train_s = (time.perf_counter() - t0) / (steps * batch)
     net.eval()
     with torch.inference_mode(), setup.autocast():
         net(x)
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             net(x)
+        sync()
     score_s = (time.perf_counter() - t0) / (steps * batch)
-    return {"model": model, "size": size, "batch": batch, "threads": torch.get_num_threads(),
+    return {"model": model, "size": size, "batch": batch, "device": str(dev),
+            "threads": torch.get_num_threads(),
             "precision": setup.precision, "train_seconds_per_image": train_s,
             "score_seconds_per_image": score_s}
+
+
+def _boot_task(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> float:
+    from audit.metrics import auc_score
+    from audit.stats import bootstrap_ci
+
+    return bootstrap_ci(auc_score, y, p, n_boot=n_boot, seed=seed).ci_low
+
+
+def _knn_task(x: np.ndarray, rows: np.ndarray, k: int) -> int:
+    from audit._neighbors import knn
+
+    return int(knn(x[rows], k, backend="ivf", n_threads=1).indices.shape[0])
+
+
+def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str, Any]:
+    """Whether Ray pays for the audit's heavy loops on this machine (2 tasks of 1 CPU).
+
+    Bootstrap: ``bootstrap_ci(auc_score)`` with ``n_boot`` replicates in this process
+    against two Ray tasks of ``n_boot / 2`` replicates each (the same work, split).
+    Neighbours: ``knn`` (faiss inverted file, 64-d, k=10) over two groups (e.g. two
+    fold models' embeddings) in this process with 2 threads against one Ray task of
+    1 thread per group. Ray's start-up is timed apart (on a cluster it is running).
+    """
+    import ray
+
+    from audit._neighbors import knn
+    from audit.metrics import auc_score
+    from audit.stats import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    out: dict[str, Any] = {"ray_init_seconds": time.perf_counter() - t0, "bootstrap": [],
+                           "knn": []}
+    boot, near = ray.remote(_boot_task), ray.remote(_knn_task)
+    ray.get([boot.remote(np.zeros(4), np.zeros(4), 1, 0) for _ in range(2)])  # warm workers
+    try:
+        for n in sizes:
+            y = rng.integers(0, 2, n)
+            p = np.clip(y * 0.3 + rng.normal(0.35, 0.2, n), 0, 1)
+            b = max(2, n_boot if n <= 100_000 else n_boot // 5)
+            t0 = time.perf_counter()
+            bootstrap_ci(auc_score, y, p, n_boot=b, seed=0)
+            serial = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            yr, pr = ray.put(y), ray.put(p)
+            ray.get([boot.remote(yr, pr, b // 2, s) for s in (1, 2)])
+            par = time.perf_counter() - t0
+            out["bootstrap"].append({"n": n, "n_boot": b, "serial_seconds": serial,
+                                     "ray_seconds": par, "speedup": serial / par})
+            print(f"  bootstrap N={n:>9,} B={b}: serial {serial:7.1f} s, ray 2 tasks "
+                  f"{par:7.1f} s (x{serial / par:.2f})", flush=True)
+        for n in knn_sizes:
+            x = rng.normal(size=(n, 64)).astype(np.float32)
+            g = (np.arange(n) % 2).astype(np.int64)
+            t0 = time.perf_counter()
+            knn(x, 10, groups=g, backend="ivf", n_threads=2)
+            serial = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            xr = ray.put(x)
+            ray.get([near.remote(xr, np.flatnonzero(g == i), 10) for i in (0, 1)])
+            par = time.perf_counter() - t0
+            out["knn"].append({"n": n, "serial_seconds": serial, "ray_seconds": par,
+                               "speedup": serial / par})
+            print(f"  knn N={n:>9,}: one process 2 threads {serial:7.1f} s, ray 2 tasks "
+                  f"{par:7.1f} s (x{serial / par:.2f})", flush=True)
+    finally:
+        ray.shutdown()
+    return out
 
 
 def _demo_run(tmp: Path, n_patients: int) -> RunDir:
@@ -202,8 +281,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="resnet10t")
     p.add_argument("--skip-breastmnist", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument("--skip-demo", action="store_true", help="no demo overhead rounds")
+    p.add_argument("--skip-two-nodes", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS / "scale_out.json")
+    p.add_argument("--audit-heavy", action="store_true",
+                   help="only measure Ray on the audit's bootstrap and neighbour search "
+                   "(writes results/scale_out_audit.json)")
+    p.add_argument("--n-boot", type=int, default=200)
+    p.add_argument("--per-image-only", action="store_true",
+                   help="only the per-image cost at 224 px (e.g. on a GPU node: --device cuda)")
+    p.add_argument("--device", default="cpu", help="device of the per-image cost")
     args = p.parse_args(argv)
+    if args.per_image_only:
+        print(json.dumps(per_image_cost(args.model, device=args.device), indent=1))
+        return 0
+    if args.audit_heavy:
+        res = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+               "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+               **audit_heavy([10_000, 100_000, 1_000_000], [100_000, 1_000_000], args.n_boot)}
+        out = args.out.with_name("scale_out_audit.json")
+        out.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        print(f"wrote {out}")
+        return 0
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MEDAUDIT_SECRET", "bench-scale-out-secret-0123456789abcdef")
     base = TrainConfig(model=args.model, folds=args.folds, epochs=args.epochs, quiet=True,
@@ -211,24 +310,29 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
         "cpus": os.cpu_count(), "config": base.to_dict(), "rounds": args.rounds,
+        "load_average_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
         tmp = Path(tmp_s)
         demo = _demo_run(tmp, args.n_patients)
         result["demo_rows"] = len(demo.read_manifest())
         if not args.skip_overhead:
-            print(f"demo ({result['demo_rows']} images), {args.folds} folds x {args.epochs} epochs")
-            result["demo"] = overhead(demo, base, args.rounds)
+            if not args.skip_demo:
+                print(f"demo ({result['demo_rows']} images), {args.folds} folds x "
+                      f"{args.epochs} epochs")
+                result["demo"] = overhead(demo, base, args.rounds)
             if not args.skip_breastmnist and NPZ.is_file():
                 bm = _breastmnist_run(tmp)
                 print(f"BreastMNIST ({len(bm.read_manifest())} images)")
                 result["breastmnist"] = overhead(bm, base.replace(holdout_split="test"), args.rounds)
-        print("two simulated nodes of 1 CPU, 4 folds")
-        result["two_nodes"] = two_nodes(demo, base)
-        for f in result["two_nodes"]["folds"]:
-            print(f"  fold {f['fold']}: node {f['node_id'][:8]} pid {f['pid']} {f['seconds']:.1f} s")
+        if not args.skip_two_nodes:
+            print("two simulated nodes of 1 CPU, 4 folds")
+            result["two_nodes"] = two_nodes(demo, base)
+            for f in result["two_nodes"]["folds"]:
+                print(f"  fold {f['fold']}: node {f['node_id'][:8]} pid {f['pid']} "
+                      f"{f['seconds']:.1f} s")
     print("per-image cost at 224 px")
-    result["per_image_224"] = per_image_cost(args.model)
+    result["per_image_224"] = per_image_cost(args.model, device=args.device)
     print(json.dumps(result["per_image_224"], indent=1))
     for key in ("demo", "breastmnist"):
         for pair, v in result.get(key, {}).get("pairs", {}).items():

@@ -411,30 +411,16 @@ class RayExecutor:
     name: str = field(default="ray", init=False)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.cpus_per_fold, bool)
-            or not isinstance(self.cpus_per_fold, int)
-            or self.cpus_per_fold < 1
+        for name, kind, low in (
+            ("cpus_per_fold", int, 1),
+            ("gpus_per_fold", int | float, 0),
+            ("max_retries", int, 0),
+            ("connect_timeout", int | float, 0),
         ):
-            raise ValueError(
-                f"RayExecutor cpus_per_fold must be an int >= 1; got {self.cpus_per_fold!r}"
-            )
-        if (
-            isinstance(self.gpus_per_fold, bool)
-            or not isinstance(self.gpus_per_fold, int | float)
-            or not self.gpus_per_fold >= 0
-        ):
-            raise ValueError(
-                f"RayExecutor gpus_per_fold must be a number >= 0; got {self.gpus_per_fold!r}"
-            )
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ValueError(
-                f"RayExecutor max_retries must be an int >= 0; got {self.max_retries!r}"
-            )
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind) or not value >= low:
+                what = "an int" if kind is int else "a number"
+                raise ValueError(f"RayExecutor {name} must be {what} >= {low}; got {value!r}")
         if self.address is not None and (
             not isinstance(self.address, str) or not self.address.strip()
         ):

@@ -111,6 +111,12 @@ def test_ray_matches_local_bitwise_and_records_workers(
     _assert_same(_arrays(run), local_reference)
 
 
+def _arm(crash_dir: Path, fold: int) -> None:
+    """Make the next attempt of ``fold`` die mid-fold (the executor's test-only hook)."""
+    (crash_dir / f"fold_{fold}.fired").unlink(missing_ok=True)
+    (crash_dir / f"fold_{fold}").touch()
+
+
 @needs_ray
 @pytest.mark.slow
 def test_worker_killed_mid_fold_is_retried_with_identical_outputs(
@@ -120,7 +126,7 @@ def test_worker_killed_mid_fold_is_retried_with_identical_outputs(
     local_reference: dict[str, np.ndarray],
 ) -> None:
     run = make_tiny_run("crash", n=80)
-    (crash_dir / "fold_1").touch()  # the first attempt of fold 1 dies after a partial write
+    _arm(crash_dir, 1)  # the first attempt of fold 1 dies after a partial write
     summary = train_run(run, CFG, executor=RayExecutor(max_retries=2))
     assert (crash_dir / "fold_1.fired").exists()  # the hook did fire
     assert not any(r.reused for r in summary.folds)
@@ -136,9 +142,7 @@ def test_lost_worker_without_retries_fails_that_fold_only_and_rerun_redoes_it(
     local_reference: dict[str, np.ndarray],
 ) -> None:
     run = make_tiny_run("no_retry", n=80)
-    (crash_dir / "fold_0").unlink(missing_ok=True)
-    (crash_dir / "fold_0.fired").unlink(missing_ok=True)
-    (crash_dir / "fold_0").touch()
+    _arm(crash_dir, 0)
     with pytest.raises(
         FoldFailedError,
         match=r"^fold 0 failed on .*\(node .*pid \d+\): "
@@ -232,3 +236,40 @@ def test_cli_ray_flags_need_the_ray_executor(
     run = make_tiny_run("cli3", n=40)
     res = _cli("train", str(run.path), "--gpus-per-fold", "1", cwd=tmp_path)
     assert res.returncode == 2 and "--gpus-per-fold need(s) --executor ray" in res.stderr
+
+
+def test_cli_run_checks_the_executor_before_ingesting(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    res = _cli(
+        "run",
+        "--manifest",
+        str(tmp_path / "absent.csv"),
+        "--out",
+        str(out),
+        "--executor",
+        "ray",
+        cwd=tmp_path,
+        hide_ray=True,
+    )
+    assert res.returncode == 2 and "pip install medaudit[ray]" in res.stderr
+    assert not out.exists()  # refused before ingestion wrote anything
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cpus_per_fold": 0}, "cpus_per_fold must be an int >= 1; got 0"),
+        ({"gpus_per_fold": -1}, "gpus_per_fold must be a number >= 0"),
+        ({"max_retries": True}, "max_retries must be an int >= 0"),
+    ],
+)
+def test_ray_executor_settings_are_validated(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RayExecutor(**kwargs)  # type: ignore[arg-type]
+
+
+@needs_ray
+def test_address_without_port_or_with_another_scheme_is_refused() -> None:
+    for address in ("head-node", "http://head:10001"):
+        with pytest.raises(ExecutorUnavailableError, match="is not reachable"):
+            RayExecutor(address=address).check()
