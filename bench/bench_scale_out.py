@@ -220,11 +220,13 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
     out: dict[str, Any] = {"ray_init_seconds": time.perf_counter() - t0, "bootstrap": [],
                            "knn": []}
     boot, near = ray.remote(_boot_task), ray.remote(_knn_task)
-    ray.get([boot.remote(np.zeros(4), np.zeros(4), 1, 0) for _ in range(2)])  # warm workers
+    warm = (np.array([0, 1, 0, 1]), np.tile([0.5, 0.5], (4, 1)))
+    ray.get([boot.remote(*warm, 1, 0) for _ in range(2)])  # start both workers
     try:
         for n in sizes:
             y = rng.integers(0, 2, n)
-            p = np.clip(y * 0.3 + rng.normal(0.35, 0.2, n), 0, 1)
+            p1 = np.clip(y * 0.3 + rng.normal(0.35, 0.2, n), 0, 1)
+            p = np.column_stack([1 - p1, p1])  # (N, 2) as auc_score takes it
             b = max(2, n_boot if n <= 100_000 else n_boot // 5)
             t0 = time.perf_counter()
             bootstrap_ci(auc_score, y, p, n_boot=b, seed=0)
@@ -314,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
         tmp = Path(tmp_s)
-        demo = _demo_run(tmp, args.n_patients)
-        result["demo_rows"] = len(demo.read_manifest())
+        need_demo = not (args.skip_demo or args.skip_overhead) or not args.skip_two_nodes
+        demo = _demo_run(tmp, args.n_patients) if need_demo else None
+        if demo is not None:
+            result["demo_rows"] = len(demo.read_manifest())
         if not args.skip_overhead:
-            if not args.skip_demo:
+            if demo is not None and not args.skip_demo:
                 print(f"demo ({result['demo_rows']} images), {args.folds} folds x "
                       f"{args.epochs} epochs")
                 result["demo"] = overhead(demo, base, args.rounds)
@@ -325,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 bm = _breastmnist_run(tmp)
                 print(f"BreastMNIST ({len(bm.read_manifest())} images)")
                 result["breastmnist"] = overhead(bm, base.replace(holdout_split="test"), args.rounds)
-        if not args.skip_two_nodes:
+        if demo is not None and not args.skip_two_nodes:
             print("two simulated nodes of 1 CPU, 4 folds")
             result["two_nodes"] = two_nodes(demo, base)
             for f in result["two_nodes"]["folds"]:

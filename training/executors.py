@@ -310,8 +310,11 @@ def _ray_fold_task(
     return train_fold(run, fold, config), info
 
 
-def _one_line(err: BaseException) -> str:
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line, cut at ``limit`` characters (Ray's are long)."""
     text = " ".join(str(err).split()) or "no message"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     return f"{type(err).__name__}: {text}"
 
 
