@@ -190,7 +190,7 @@ def _boot_task(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> float:
     from audit.metrics import auc_score
     from audit.stats import bootstrap_ci
 
-    return bootstrap_ci(auc_score, y, p, n_boot=n_boot, seed=seed).ci_low
+    return bootstrap_ci(auc_score, y, p, n_boot=n_boot, seed=seed).low
 
 
 def _knn_task(x: np.ndarray, rows: np.ndarray, k: int) -> int:
