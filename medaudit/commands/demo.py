@@ -48,10 +48,15 @@ def _add_demo_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dicom-size", type=int, default=DemoConfig.image_size,
                    help="rows and columns of the written DICOM images (default: %(default)s)")
     g.add_argument("--demo-seed", type=int, default=DemoConfig.seed, help="generator seed")
+    g.add_argument("--no-shortcuts", dest="shortcuts", action="store_false",
+                   help="the same data without the planted site shortcut: equal prevalence at "
+                   "every site and the corner marker on random images (a control for the "
+                   "shortcut checks)")
 
 
 def _demo_config(args: argparse.Namespace) -> DemoConfig:
-    return DemoConfig(n_patients=args.n_patients, image_size=args.dicom_size, seed=args.demo_seed)
+    return DemoConfig(n_patients=args.n_patients, image_size=args.dicom_size, seed=args.demo_seed,
+                      shortcuts=args.shortcuts)
 
 
 def ensure_demo_data(data_dir: Path, config: DemoConfig) -> Path:

@@ -58,7 +58,9 @@ TINY = DemoConfig(
     seed=5,
 )
 TINY_LABELS_SHA256 = "e74c9a505b85b4a57f2a7a76f784790b6c06e74a97d287a15325dfc4162ca426"
-TINY_GROUND_TRUTH_SHA256 = "0aefa65698d78d1d9bb97cfae33a57610af283f986b9c03cb30e45f80b17d3fe"
+# Re-pinned for issue 15: the ground truth gained "shortcuts", config.shortcuts and a
+# per-image "marker" (labels, headers and pixels unchanged).
+TINY_GROUND_TRUTH_SHA256 = "e3623e64ee7680db54f82e681b91d45d7823cfdbc89115a7b6bc5b75d3d2f7ee"
 # SHA-256 over the headers (file meta and pixel data left out) of every file pydicom reads.
 TINY_HEADERS_SHA256 = "642b4667936a5883f2d218a50a0a32c4db3d2bec608f61f4d7b752055f7ede84"
 # Sum of the stored values of each readable image, in path order. Pinned with a
