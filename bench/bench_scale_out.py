@@ -104,8 +104,8 @@ def overhead(run: RunDir, base: TrainConfig, rounds: int) -> dict[str, Any]:
             "ratio_median": float(np.median(ratios)), "ratios": ratios,
             **_compare(arrays[local], arrays[ray]),
         }
-    same_threads = _compare(arrays["local jobs=1"], arrays["local jobs=2"])
-    out["local 2 threads vs 1 thread"] = same_threads
+    if "local jobs=1" in arrays and "local jobs=2" in arrays:
+        out["local 2 threads vs 1 thread"] = _compare(arrays["local jobs=1"], arrays["local jobs=2"])
     return out
 
 
@@ -216,7 +216,7 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
 
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     out: dict[str, Any] = {"ray_init_seconds": time.perf_counter() - t0, "bootstrap": [],
                            "knn": []}
     boot, near = ray.remote(_boot_task), ray.remote(_knn_task)
@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--skip-demo", action="store_true", help="no demo overhead rounds")
     p.add_argument("--skip-two-nodes", action="store_true")
+    p.add_argument("--one-thread-only", action="store_true",
+                   help="only the 1-thread pair (local jobs=2 vs ray cpus_per_fold=1)")
     p.add_argument("--out", type=Path, default=RESULTS / "scale_out.json")
     p.add_argument("--audit-heavy", action="store_true",
                    help="only measure Ray on the audit's bootstrap and neighbour search "
@@ -294,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the per-image cost at 224 px (e.g. on a GPU node: --device cuda)")
     p.add_argument("--device", default="cpu", help="device of the per-image cost")
     args = p.parse_args(argv)
+    if args.one_thread_only:
+        VARIANTS[:] = [v for v in VARIANTS if v[2] == 1]
+        PAIRS[:] = [q for q in PAIRS if q[0] == "local jobs=2"]
     if args.per_image_only:
         print(json.dumps(per_image_cost(args.model, device=args.device), indent=1))
         return 0

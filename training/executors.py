@@ -382,8 +382,8 @@ class RayExecutor:
     Parameters
     ----------
     address : str or None
-        ``None`` starts Ray on this machine (all its cores); ``"auto"`` joins the
-        cluster this machine belongs to; ``"ray://HOST:10001"`` connects through
+        ``None`` starts a new Ray on this machine (all its cores), even when
+        another Ray runs here; ``"auto"`` joins the cluster this machine belongs to; ``"ray://HOST:10001"`` connects through
         Ray Client; ``"HOST:6379"`` to a cluster's head. When Ray is already
         initialised in this process, that connection is used and left open.
     cpus_per_fold : int
@@ -465,7 +465,9 @@ class RayExecutor:
         if self.address not in (None, "auto"):
             _probe(self.address, self.connect_timeout)
         try:
-            ray.init(address=self.address, **kwargs)
+            # "local" starts a new Ray here even when another one runs on this machine
+            # (ray.init() would join the latest cluster started here, someone else's).
+            ray.init(address=self.address or "local", **kwargs)
         except (ConnectionError, TimeoutError) as err:
             raise ExecutorUnavailableError(
                 RAY_UNREACHABLE.format(address=self.address, reason=" ".join(str(err).split()))

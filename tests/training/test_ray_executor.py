@@ -66,7 +66,7 @@ def ray_local(crash_dir: Path) -> Iterator[object]:
     import ray
 
     os.environ["MEDAUDIT_TEST_CRASH_DIR"] = str(crash_dir)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         yield ray
     finally:
