@@ -69,8 +69,9 @@ def _reset(run: RunDir) -> None:
             p.unlink()
 
 
-def _train(run: RunDir, base: TrainConfig, name: str, factory: Any, threads: int
-           ) -> tuple[float, dict[str, np.ndarray]]:
+def _train(
+    run: RunDir, base: TrainConfig, name: str, factory: Any, threads: int
+) -> tuple[float, dict[str, np.ndarray]]:
     _reset(run)
     jobs = 2 if name == "local jobs=2" else 1
     cfg = base.replace(jobs=jobs, threads=threads)
@@ -101,11 +102,14 @@ def overhead(run: RunDir, base: TrainConfig, rounds: int) -> dict[str, Any]:
     for local, ray in PAIRS:
         ratios = [b / a for a, b in zip(times[local], times[ray], strict=True)]
         out["pairs"][f"{ray} / {local}"] = {
-            "ratio_median": float(np.median(ratios)), "ratios": ratios,
+            "ratio_median": float(np.median(ratios)),
+            "ratios": ratios,
             **_compare(arrays[local], arrays[ray]),
         }
     if "local jobs=1" in arrays and "local jobs=2" in arrays:
-        out["local 2 threads vs 1 thread"] = _compare(arrays["local jobs=1"], arrays["local jobs=2"])
+        out["local 2 threads vs 1 thread"] = _compare(
+            arrays["local jobs=1"], arrays["local jobs=2"]
+        )
     return out
 
 
@@ -130,11 +134,22 @@ def two_nodes(run: RunDir, base: TrainConfig) -> dict[str, Any]:
     folds = []
     for k in range(cfg.folds):
         info = json.loads((fold_dir(run, k) / WORKER_FILE).read_text(encoding="utf-8"))
-        folds.append({"fold": k, "node_id": info["node_id"], "pid": info["pid"],
-                      "seconds": summary.folds[k].seconds})
+        folds.append(
+            {
+                "fold": k,
+                "node_id": info["node_id"],
+                "pid": info["pid"],
+                "seconds": summary.folds[k].seconds,
+            }
+        )
     used = sorted({f["node_id"] for f in folds})
-    return {"nodes": nodes, "folds": folds, "nodes_used": len(used), "seconds": seconds,
-            "oof_auc": summary.oof_auc.to_dict()}
+    return {
+        "nodes": nodes,
+        "folds": folds,
+        "nodes_used": len(used),
+        "seconds": seconds,
+        "oof_auc": summary.oof_auc.to_dict(),
+    }
 
 
 def per_image_cost(
@@ -180,10 +195,16 @@ def per_image_cost(
             net(x)
         sync()
     score_s = (time.perf_counter() - t0) / (steps * batch)
-    return {"model": model, "size": size, "batch": batch, "device": str(dev),
-            "threads": torch.get_num_threads(),
-            "precision": setup.precision, "train_seconds_per_image": train_s,
-            "score_seconds_per_image": score_s}
+    return {
+        "model": model,
+        "size": size,
+        "batch": batch,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "precision": setup.precision,
+        "train_seconds_per_image": train_s,
+        "score_seconds_per_image": score_s,
+    }
 
 
 def _boot_task(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> float:
@@ -217,8 +238,7 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    out: dict[str, Any] = {"ray_init_seconds": time.perf_counter() - t0, "bootstrap": [],
-                           "knn": []}
+    out: dict[str, Any] = {"ray_init_seconds": time.perf_counter() - t0, "bootstrap": [], "knn": []}
     boot, near = ray.remote(_boot_task), ray.remote(_knn_task)
     warm = (np.array([0, 1, 0, 1]), np.tile([0.5, 0.5], (4, 1)))
     ray.get([boot.remote(*warm, 1, 0) for _ in range(2)])  # start both workers
@@ -235,10 +255,20 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
             yr, pr = ray.put(y), ray.put(p)
             ray.get([boot.remote(yr, pr, b // 2, s) for s in (1, 2)])
             par = time.perf_counter() - t0
-            out["bootstrap"].append({"n": n, "n_boot": b, "serial_seconds": serial,
-                                     "ray_seconds": par, "speedup": serial / par})
-            print(f"  bootstrap N={n:>9,} B={b}: serial {serial:7.1f} s, ray 2 tasks "
-                  f"{par:7.1f} s (x{serial / par:.2f})", flush=True)
+            out["bootstrap"].append(
+                {
+                    "n": n,
+                    "n_boot": b,
+                    "serial_seconds": serial,
+                    "ray_seconds": par,
+                    "speedup": serial / par,
+                }
+            )
+            print(
+                f"  bootstrap N={n:>9,} B={b}: serial {serial:7.1f} s, ray 2 tasks "
+                f"{par:7.1f} s (x{serial / par:.2f})",
+                flush=True,
+            )
         for n in knn_sizes:
             x = rng.normal(size=(n, 64)).astype(np.float32)
             g = (np.arange(n) % 2).astype(np.int64)
@@ -249,10 +279,14 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
             xr = ray.put(x)
             ray.get([near.remote(xr, np.flatnonzero(g == i), 10) for i in (0, 1)])
             par = time.perf_counter() - t0
-            out["knn"].append({"n": n, "serial_seconds": serial, "ray_seconds": par,
-                               "speedup": serial / par})
-            print(f"  knn N={n:>9,}: one process 2 threads {serial:7.1f} s, ray 2 tasks "
-                  f"{par:7.1f} s (x{serial / par:.2f})", flush=True)
+            out["knn"].append(
+                {"n": n, "serial_seconds": serial, "ray_seconds": par, "speedup": serial / par}
+            )
+            print(
+                f"  knn N={n:>9,}: one process 2 threads {serial:7.1f} s, ray 2 tasks "
+                f"{par:7.1f} s (x{serial / par:.2f})",
+                flush=True,
+            )
     finally:
         ray.shutdown()
     return out
@@ -260,9 +294,23 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
 
 def _demo_run(tmp: Path, n_patients: int) -> RunDir:
     out = tmp / "demo"
-    cmd = [sys.executable, "-m", "medaudit", "-q", "demo", "--out", str(out), "--data-dir",
-           str(tmp / "demo-data"), "--n-patients", str(n_patients), "--no-train", "--no-audit",
-           "--no-report", "--no-cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "medaudit",
+        "-q",
+        "demo",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(tmp / "demo-data"),
+        "--n-patients",
+        str(n_patients),
+        "--no-train",
+        "--no-audit",
+        "--no-report",
+        "--no-cache",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return RunDir(out)
 
@@ -270,8 +318,9 @@ def _demo_run(tmp: Path, n_patients: int) -> RunDir:
 def _breastmnist_run(tmp: Path) -> RunDir:
     from ingest.sources import IngestOptions, ingest_npz
 
-    return ingest_npz(NPZ, tmp / "breastmnist",
-                      IngestOptions(image_size=28, use_cache=False, overwrite=True)).run
+    return ingest_npz(
+        NPZ, tmp / "breastmnist", IngestOptions(image_size=28, use_cache=False, overwrite=True)
+    ).run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,15 +334,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--skip-demo", action="store_true", help="no demo overhead rounds")
     p.add_argument("--skip-two-nodes", action="store_true")
-    p.add_argument("--one-thread-only", action="store_true",
-                   help="only the 1-thread pair (local jobs=2 vs ray cpus_per_fold=1)")
+    p.add_argument(
+        "--one-thread-only",
+        action="store_true",
+        help="only the 1-thread pair (local jobs=2 vs ray cpus_per_fold=1)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "scale_out.json")
-    p.add_argument("--audit-heavy", action="store_true",
-                   help="only measure Ray on the audit's bootstrap and neighbour search "
-                   "(writes results/scale_out_audit.json)")
+    p.add_argument(
+        "--audit-heavy",
+        action="store_true",
+        help="only measure Ray on the audit's bootstrap and neighbour search "
+        "(writes results/scale_out_audit.json)",
+    )
     p.add_argument("--n-boot", type=int, default=200)
-    p.add_argument("--per-image-only", action="store_true",
-                   help="only the per-image cost at 224 px (e.g. on a GPU node: --device cuda)")
+    p.add_argument(
+        "--per-image-only",
+        action="store_true",
+        help="only the per-image cost at 224 px (e.g. on a GPU node: --device cuda)",
+    )
     p.add_argument("--device", default="cpu", help="device of the per-image cost")
     args = p.parse_args(argv)
     if args.one_thread_only:
@@ -303,20 +361,28 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(per_image_cost(args.model, device=args.device), indent=1))
         return 0
     if args.audit_heavy:
-        res = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-               "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-               **audit_heavy([10_000, 100_000, 1_000_000], [100_000, 1_000_000], args.n_boot)}
+        res = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            **audit_heavy([10_000, 100_000, 1_000_000], [100_000, 1_000_000], args.n_boot),
+        }
         out = args.out.with_name("scale_out_audit.json")
         out.write_text(json.dumps(res, indent=1), encoding="utf-8")
         print(f"wrote {out}")
         return 0
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MEDAUDIT_SECRET", "bench-scale-out-secret-0123456789abcdef")
-    base = TrainConfig(model=args.model, folds=args.folds, epochs=args.epochs, quiet=True,
-                       patience=0, mixup=0.0)
+    base = TrainConfig(
+        model=args.model, folds=args.folds, epochs=args.epochs, quiet=True, patience=0, mixup=0.0
+    )
     result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-        "cpus": os.cpu_count(), "config": base.to_dict(), "rounds": args.rounds,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "config": base.to_dict(),
+        "rounds": args.rounds,
         "load_average_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
@@ -327,26 +393,34 @@ def main(argv: list[str] | None = None) -> int:
             result["demo_rows"] = len(demo.read_manifest())
         if not args.skip_overhead:
             if demo is not None and not args.skip_demo:
-                print(f"demo ({result['demo_rows']} images), {args.folds} folds x "
-                      f"{args.epochs} epochs")
+                print(
+                    f"demo ({result['demo_rows']} images), {args.folds} folds x "
+                    f"{args.epochs} epochs"
+                )
                 result["demo"] = overhead(demo, base, args.rounds)
             if not args.skip_breastmnist and NPZ.is_file():
                 bm = _breastmnist_run(tmp)
                 print(f"BreastMNIST ({len(bm.read_manifest())} images)")
-                result["breastmnist"] = overhead(bm, base.replace(holdout_split="test"), args.rounds)
+                result["breastmnist"] = overhead(
+                    bm, base.replace(holdout_split="test"), args.rounds
+                )
         if demo is not None and not args.skip_two_nodes:
             print("two simulated nodes of 1 CPU, 4 folds")
             result["two_nodes"] = two_nodes(demo, base)
             for f in result["two_nodes"]["folds"]:
-                print(f"  fold {f['fold']}: node {f['node_id'][:8]} pid {f['pid']} "
-                      f"{f['seconds']:.1f} s")
+                print(
+                    f"  fold {f['fold']}: node {f['node_id'][:8]} pid {f['pid']} "
+                    f"{f['seconds']:.1f} s"
+                )
     print("per-image cost at 224 px")
     result["per_image_224"] = per_image_cost(args.model, device=args.device)
     print(json.dumps(result["per_image_224"], indent=1))
     for key in ("demo", "breastmnist"):
         for pair, v in result.get(key, {}).get("pairs", {}).items():
-            print(f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
-                  f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}")
+            print(
+                f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
+                f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")

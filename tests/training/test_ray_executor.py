@@ -160,6 +160,7 @@ def test_lost_worker_without_retries_fails_that_fold_only_and_rerun_redoes_it(
 
 
 @needs_ray
+@pytest.mark.slow
 def test_fold_error_is_one_line_naming_the_worker(
     ray_local: object, make_tiny_run: Callable[..., RunDir]
 ) -> None:
