@@ -93,6 +93,18 @@ class Executor(Protocol):
         """Train folds ``todo`` of ``run`` under ``config``; results by fold index."""
         ...  # pragma: no cover
 
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready name and settings (recorded in ``run.json['train']['executor']``)."""
+        ...  # pragma: no cover
+
+
+def _describe(executor: Any) -> dict[str, Any]:
+    """``{"name": ..., <init fields>}`` of a dataclass executor."""
+    import dataclasses
+
+    fields = {f.name: getattr(executor, f.name) for f in dataclasses.fields(executor) if f.init}
+    return {"name": executor.name, **fields}
+
 
 def ray_available() -> bool:
     """Whether the optional ``ray`` package is importable (``pip install medaudit[ray]``)."""
@@ -143,6 +155,10 @@ class LocalExecutor:
     """
 
     name: str = field(default="local", init=False)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"name": "local"}`` (processes and threads are in the config: ``jobs``, ``threads``)."""
+        return _describe(self)
 
     def run_folds(self, run: RunDir, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
         """Train folds ``todo``; see the class docstring."""
@@ -412,6 +428,10 @@ class RayExecutor:
     max_retries: int = 3
     connect_timeout: float = 10.0
     name: str = field(default="ray", init=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, address and resource request per fold."""
+        return _describe(self)
 
     def __post_init__(self) -> None:
         for name, kind, low in (
