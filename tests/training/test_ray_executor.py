@@ -102,6 +102,8 @@ def test_ray_matches_local_bitwise_and_records_workers(
     summary = train_run(run, CFG, executor=RayExecutor(cpus_per_fold=1))
     _assert_same(_arrays(run), local_reference)  # same seed and thread count: bitwise
     assert [r.fold for r in summary.folds] == [0, 1]
+    recorded = run.read_run_json()["train"]["executor"]
+    assert recorded["name"] == "ray" and recorded["cpus_per_fold"] == 1
     for k in range(2):
         info = json.loads((fold_dir(run, k) / WORKER_FILE).read_text())
         assert info["pid"] > 0 and info["node_id"]
