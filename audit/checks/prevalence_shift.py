@@ -298,8 +298,8 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         why = evidence.get("not_estimated")
         return [Finding(check=NAME, severity="info", title=TITLE_NONE,
                         message=(why[0].upper() + why[1:] + ". " if why else "") + MSG_NONE,
-                        evidence={**evidence, "method": "nothing to estimate from"},
-                        references=_REFS)]
+                        evidence={**evidence, "method": "nothing to estimate from"})]
+        # no references: nothing was evaluated, so no reporting item is evidenced
     evidence["deployment_prevalence"] = [round(float(v), 4) for v in dep]
     evidence["deployment_prevalence_source"] = dep_source
 

@@ -137,9 +137,10 @@ def test_drift_command_finds_a_brighter_scanner_and_not_the_same_images(
         findings = json.loads(RunDir(outs[name]).file(FINDINGS).read_text())
         return [f for f in findings if f["check"] == "drift"]
 
-    assert drift("same") and not any(f["severity"] == "warning" for f in drift("same"))
-    # this 1-epoch model cannot tell the classes apart: no prevalence is estimated from it
-    assert any(f["title"] == "Predicted prevalence not estimable" for f in drift("same"))
+    # features, metadata and image properties of the same images: no drift (the predicted
+    # prevalence of this 1-epoch model is not asserted: see the drift check's limits)
+    same = [f for f in drift("same") if "class_index" not in f["evidence"]]
+    assert same and not any(f["severity"] == "warning" for f in same)
     bright = {f["title"]: f for f in drift("brighter") if f["severity"] == "warning"}
     props = next(f for f in drift("brighter") if "properties" in f["evidence"])
     assert props["severity"] == "warning"
