@@ -187,16 +187,7 @@ def run_power(seeds: int, out: Path) -> dict[str, Any]:
                   f"any={row['any_shortcut_check']} "
                   + " ".join(f"{c}={int(v)}" for c, v in det.items())
                   + f" ({row['seconds']} s)", flush=True)
-    summary: dict[str, Any] = {}
-    for kind, r in variants:
-        sub = [x for x in rows if x["variant"] == kind and x["r"] == r]
-        key = f"{kind} r={r}" if kind != "control" else "control"
-        summary[key] = {
-            "n_seeds": len(sub),
-            "any_shortcut_check": round(float(np.mean([x["any_shortcut_check"] for x in sub])), 3),
-            **{c: round(float(np.mean([x["detected"][c] for x in sub])), 3) for c in NEW_CHECKS},
-            "model_oof_auc_mean": round(float(np.mean([x["model_oof_auc"] for x in sub])), 4),
-        }
+    summary = _summary(rows)
     result = {"benchmark": "shortcuts_power", "date": time.strftime("%Y-%m-%d"),
               "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
               "model": "pixels -> StandardScaler -> PCA(32) (label-free, all rows) -> L2 "
@@ -208,12 +199,44 @@ def run_power(seeds: int, out: Path) -> dict[str, Any]:
     return result
 
 
+def _masking_by_part(titles: list[str]) -> dict[str, bool]:
+    hits = [t for t in titles if t.startswith("masking_test: ") and
+            (": warning: " in t or ": critical: " in t)]
+    return {"masking_test (anatomy hidden)": any("anatomy hidden" in t for t in hits),
+            "masking_test (corners drop)": any("corners" in t for t in hits)}
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detection (or false-alarm) rate per variant and check, with Wilson intervals."""
+    from audit.stats import wilson_ci
+
+    out: dict[str, Any] = {}
+    keys = sorted({(x["variant"], x["r"]) for x in rows}, key=lambda k: (k[0] == "control", k[0], -k[1]))
+    for kind, r in keys:
+        sub = [x for x in rows if x["variant"] == kind and x["r"] == r]
+        name = f"{kind} r={r}" if kind != "control" else "control"
+        det = {c: [x["detected"][c] for x in sub] for c in NEW_CHECKS}
+        det["any_shortcut_check"] = [x["any_shortcut_check"] for x in sub]
+        parts = [_masking_by_part(x["titles"]) for x in sub]
+        for part in parts[0]:
+            det[part] = [p[part] for p in parts]
+        out[name] = {"n_seeds": len(sub),
+                     "model_oof_auc_mean": round(float(np.mean([x["model_oof_auc"] for x in sub])), 4)}
+        for c, v in det.items():
+            e = wilson_ci(int(np.sum(v)), len(v))
+            out[name][c] = {"rate": round(e.estimate, 3), "ci_low": round(e.low, 3),
+                            "ci_high": round(e.high, 3)}
+    return out
+
+
 def _power_table(summary: dict[str, Any]) -> str:
-    head = f"{'variant':<20} {'seeds':>5} {'any':>5} " + " ".join(f"{c[:14]:>14}" for c in NEW_CHECKS)
+    cols = ["any_shortcut_check", *NEW_CHECKS, "masking_test (anatomy hidden)",
+            "masking_test (corners drop)"]
+    head = f"{'variant':<20} {'seeds':>5} " + " ".join(f"{c[:16]:>16}" for c in cols)
     lines = [head, "-" * len(head)]
     for k, v in summary.items():
-        lines.append(f"{k:<20} {v['n_seeds']:>5} {v['any_shortcut_check']:>5.2f} "
-                     + " ".join(f"{v[c]:>14.2f}" for c in NEW_CHECKS))
+        lines.append(f"{k:<20} {v['n_seeds']:>5} "
+                     + " ".join(f"{v[c]['rate']:>16.2f}" for c in cols))
     return "\n".join(lines)
 
 
@@ -304,11 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=100_000)
     s.add_argument("--out", type=Path, default=HERE / "results" / "shortcuts_scale.json")
+    m = sub.add_parser("summary", help="re-summarise an existing power result file")
+    m.add_argument("--out", type=Path, default=HERE / "results" / "shortcuts_power.json")
     w = sub.add_parser("scale-worker")
     w.add_argument("spec")
     args = ap.parse_args(argv)
     if args.cmd == "power":
         run_power(args.seeds, args.out)
+    elif args.cmd == "summary":
+        result = json.loads(args.out.read_text())
+        result["summary"] = _summary(result["runs"])
+        args.out.write_text(json.dumps(result, indent=1))
+        print(_power_table(result["summary"]))
     elif args.cmd == "scale":
         run_scale(args.n, args.out)
     else:
