@@ -65,11 +65,22 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 DATA = HERE.parent.parent / "shared" / "data" / "breastmnist.npz"
-NEW_CHECKS = ["metadata_shortcut", "embedding_encodes_metadata", "image_property_shortcut",
-              "masking_test", "subgroup_performance", "hidden_stratification"]
+NEW_CHECKS = [
+    "metadata_shortcut",
+    "embedding_encodes_metadata",
+    "image_property_shortcut",
+    "masking_test",
+    "subgroup_performance",
+    "hidden_stratification",
+]
 SHORTCUT_CHECKS = NEW_CHECKS[:4]
-BASELINE = ["label_issues", "annotator_agreement", "duplicates_and_leakage", "outliers",
-            "class_balance_and_size"]
+BASELINE = [
+    "label_issues",
+    "annotator_agreement",
+    "duplicates_and_leakage",
+    "outliers",
+    "class_balance_and_size",
+]
 # Marker: 2 x 3 bright pixels at (1, 1). ingest.properties' corner detector needs the mark to
 # cover less than half of its corner patch (4 x 4 px at 28 px): it compares pixels with the
 # patch median; a 4 x 4 mark fills the patch and is invisible to it.
@@ -83,13 +94,19 @@ def _load_breastmnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.uint8), y.astype(np.int64)
 
 
-def _variant(x: np.ndarray, y: np.ndarray, kind: str, r: float, seed: int
-             ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+def _variant(
+    x: np.ndarray, y: np.ndarray, kind: str, r: float, seed: int
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     n = len(y)
-    man = pd.DataFrame({"sample_id": [f"b{i:04d}" for i in range(n)], "label": y,
-                        "label_name": np.where(y == 1, "benign", "malignant"),
-                        "patient_key": [f"p{i:04d}" for i in range(n)]})
+    man = pd.DataFrame(
+        {
+            "sample_id": [f"b{i:04d}" for i in range(n)],
+            "label": y,
+            "label_name": np.where(y == 1, "benign", "malignant"),
+            "patient_key": [f"p{i:04d}" for i in range(n)],
+        }
+    )
     x = x.copy()
     if kind == "control":
         man["site"] = np.array(["site-a", "site-b", "site-c"])[rng.integers(0, 3, n)]
@@ -130,8 +147,12 @@ def _cheap_model(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         probs[te] = clf.predict_proba(z[te])
         for v in zv:
             masked[v][te] = clf.predict_proba(zv[v][te])
-    return {"pred_probs": probs, "embeddings": z.astype(np.float32), "folds": folds,
-            "masked": masked}
+    return {
+        "pred_probs": probs,
+        "embeddings": z.astype(np.float32),
+        "folds": folds,
+        "masked": masked,
+    }
 
 
 def _detected(findings: list[Any]) -> dict[str, bool]:
@@ -154,8 +175,7 @@ def run_power(seeds: int, out: Path) -> dict[str, Any]:
     from ingest.properties import compute_image_properties
 
     x0, y = _load_breastmnist(DATA)
-    variants = [("site", 0.9), ("site", 0.7), ("site", 0.5), ("marker-only", 0.9),
-                ("control", 0.0)]
+    variants = [("site", 0.9), ("site", 0.7), ("site", 0.5), ("marker-only", 0.9), ("control", 0.0)]
     config = {c: {"n_boot": 200} for c in NEW_CHECKS}
     config["embedding_encodes_metadata"]["embeddings_from_one_model"] = True
     config["hidden_stratification"] = {"embeddings_from_one_model": True}
@@ -166,54 +186,110 @@ def run_power(seeds: int, out: Path) -> dict[str, Any]:
             x, man, marker = _variant(x0, y, kind, r, seed)
             ev = _cheap_model(x, y, seed)
             props = compute_image_properties(x[:, None], man["sample_id"].tolist())
-            ctx = AuditContext.from_arrays(man, ["malignant", "benign"], image_properties=props,
-                                           **ev)
+            ctx = AuditContext.from_arrays(
+                man, ["malignant", "benign"], image_properties=props, **ev
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = audit_context(ctx, checks=NEW_CHECKS, config=config)
             det = _detected(res.findings)
-            row = {"seed": seed, "variant": kind, "r": r,
-                   "marker_label_corr": (round(float(np.corrcoef(marker, y)[0, 1]), 3)
-                                         if marker.any() else None),
-                   "model_oof_auc": round(float(roc_auc_score(y, ev["pred_probs"][:, 1])), 4),
-                   "detected": det,
-                   "any_shortcut_check": any(det[c] for c in SHORTCUT_CHECKS),
-                   "severities": {c: sorted({f.severity for f in res.findings if f.check == c})
-                                  for c in NEW_CHECKS},
-                   "titles": [f"{f.check}: {f.severity}: {f.title}" for f in res.findings],
-                   "errors": res.errors, "seconds": round(time.perf_counter() - t0, 1)}
+            row = {
+                "seed": seed,
+                "variant": kind,
+                "r": r,
+                "marker_label_corr": (
+                    round(float(np.corrcoef(marker, y)[0, 1]), 3) if marker.any() else None
+                ),
+                "model_oof_auc": round(float(roc_auc_score(y, ev["pred_probs"][:, 1])), 4),
+                "detected": det,
+                "any_shortcut_check": any(det[c] for c in SHORTCUT_CHECKS),
+                "severities": {
+                    c: sorted({f.severity for f in res.findings if f.check == c})
+                    for c in NEW_CHECKS
+                },
+                "titles": [f"{f.check}: {f.severity}: {f.title}" for f in res.findings],
+                "errors": res.errors,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
             rows.append(row)
-            print(f"seed {seed} {kind:<12} r={r:.1f} AUC={row['model_oof_auc']:.3f} "
-                  f"any={row['any_shortcut_check']} "
-                  + " ".join(f"{c}={int(v)}" for c, v in det.items())
-                  + f" ({row['seconds']} s)", flush=True)
-    summary: dict[str, Any] = {}
-    for kind, r in variants:
-        sub = [x for x in rows if x["variant"] == kind and x["r"] == r]
-        key = f"{kind} r={r}" if kind != "control" else "control"
-        summary[key] = {
-            "n_seeds": len(sub),
-            "any_shortcut_check": round(float(np.mean([x["any_shortcut_check"] for x in sub])), 3),
-            **{c: round(float(np.mean([x["detected"][c] for x in sub])), 3) for c in NEW_CHECKS},
-            "model_oof_auc_mean": round(float(np.mean([x["model_oof_auc"] for x in sub])), 4),
-        }
-    result = {"benchmark": "shortcuts_power", "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-              "model": "pixels -> StandardScaler -> PCA(32) (label-free, all rows) -> L2 "
-                       "LogisticRegression(C=0.1) per fold (5-fold stratified); masked variants "
-                       "scored by the same fold models",
-              "summary": summary, "runs": rows}
+            print(
+                f"seed {seed} {kind:<12} r={r:.1f} AUC={row['model_oof_auc']:.3f} "
+                f"any={row['any_shortcut_check']} "
+                + " ".join(f"{c}={int(v)}" for c, v in det.items())
+                + f" ({row['seconds']} s)",
+                flush=True,
+            )
+    summary = _summary(rows)
+    result = {
+        "benchmark": "shortcuts_power",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "model": "pixels -> StandardScaler -> PCA(32) (label-free, all rows) -> L2 "
+        "LogisticRegression(C=0.1) per fold (5-fold stratified); masked variants "
+        "scored by the same fold models",
+        "summary": summary,
+        "runs": rows,
+    }
     out.write_text(json.dumps(result, indent=1))
     print(_power_table(summary))
     return result
 
 
+def _masking_by_part(titles: list[str]) -> dict[str, bool]:
+    hits = [
+        t
+        for t in titles
+        if t.startswith("masking_test: ") and (": warning: " in t or ": critical: " in t)
+    ]
+    return {
+        "masking_test (anatomy hidden)": any("anatomy hidden" in t for t in hits),
+        "masking_test (corners drop)": any("corners" in t for t in hits),
+    }
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detection (or false-alarm) rate per variant and check, with Wilson intervals."""
+    from audit.stats import wilson_ci
+
+    out: dict[str, Any] = {}
+    keys = sorted(
+        {(x["variant"], x["r"]) for x in rows}, key=lambda k: (k[0] == "control", k[0], -k[1])
+    )
+    for kind, r in keys:
+        sub = [x for x in rows if x["variant"] == kind and x["r"] == r]
+        name = f"{kind} r={r}" if kind != "control" else "control"
+        det = {c: [x["detected"][c] for x in sub] for c in NEW_CHECKS}
+        det["any_shortcut_check"] = [x["any_shortcut_check"] for x in sub]
+        parts = [_masking_by_part(x["titles"]) for x in sub]
+        for part in parts[0]:
+            det[part] = [p[part] for p in parts]
+        out[name] = {
+            "n_seeds": len(sub),
+            "model_oof_auc_mean": round(float(np.mean([x["model_oof_auc"] for x in sub])), 4),
+        }
+        for c, v in det.items():
+            e = wilson_ci(int(np.sum(v)), len(v))
+            out[name][c] = {
+                "rate": round(e.estimate, 3),
+                "ci_low": round(e.low, 3),
+                "ci_high": round(e.high, 3),
+            }
+    return out
+
+
 def _power_table(summary: dict[str, Any]) -> str:
-    head = f"{'variant':<20} {'seeds':>5} {'any':>5} " + " ".join(f"{c[:14]:>14}" for c in NEW_CHECKS)
+    cols = [
+        "any_shortcut_check",
+        *NEW_CHECKS,
+        "masking_test (anatomy hidden)",
+        "masking_test (corners drop)",
+    ]
+    head = f"{'variant':<20} {'seeds':>5} " + " ".join(f"{c[:16]:>16}" for c in cols)
     lines = [head, "-" * len(head)]
     for k, v in summary.items():
-        lines.append(f"{k:<20} {v['n_seeds']:>5} {v['any_shortcut_check']:>5.2f} "
-                     + " ".join(f"{v[c]:>14.2f}" for c in NEW_CHECKS))
+        lines.append(
+            f"{k:<20} {v['n_seeds']:>5} " + " ".join(f"{v[c]['rate']:>16.2f}" for c in cols)
+        )
     return "\n".join(lines)
 
 
@@ -243,9 +319,21 @@ def scale_worker(spec: dict[str, Any]) -> dict[str, Any]:
     man["age"] = rng.integers(20, 90, pat[-1] + 1)[pat].astype(float)
     man["view"] = np.where(rng.random(n) < 0.15, "AP", "PA")
     props = pd.DataFrame({"sample_id": man["sample_id"]})
-    for c in ("mean_intensity", "std_intensity", "p01", "p05", "p50", "p95", "p99", "contrast",
-              "black_fraction", "saturated_fraction", "border_black_fraction",
-              "corner_mark_score", "edge_mark_score"):
+    for c in (
+        "mean_intensity",
+        "std_intensity",
+        "p01",
+        "p05",
+        "p50",
+        "p95",
+        "p99",
+        "contrast",
+        "black_fraction",
+        "saturated_fraction",
+        "border_black_fraction",
+        "corner_mark_score",
+        "edge_mark_score",
+    ):
         props[c] = rng.random(n)
     props["has_corner_mark"] = props["corner_mark_score"] > 0.8
     props["corner_mark_corner"] = rng.integers(0, 4, n).astype(np.int8)
@@ -253,24 +341,39 @@ def scale_worker(spec: dict[str, Any]) -> dict[str, Any]:
         props[c] = rng.choice([256.0, 512.0], n)
     props["aspect_ratio"] = props["orig_height"] / props["orig_width"]
     p = data["pred_probs"]
-    masked = {v: np.clip(p + rng.normal(0, 0.2, p.shape), 0, 1).astype(np.float32)
-              for v in ("center_masked", "border_only", "corners_masked")}
+    masked = {
+        v: np.clip(p + rng.normal(0, 0.2, p.shape), 0, 1).astype(np.float32)
+        for v in ("center_masked", "border_only", "corners_masked")
+    }
     for v in masked.values():
         v /= v.sum(1, keepdims=True)
-    ctx = AuditContext.from_arrays(man, data["class_names"], pred_probs=p,
-                                   embeddings=data["embeddings"], folds=data["folds"],
-                                   images=data["images"], image_properties=props, masked=masked)
+    ctx = AuditContext.from_arrays(
+        man,
+        data["class_names"],
+        pred_probs=p,
+        embeddings=data["embeddings"],
+        folds=data["folds"],
+        images=data["images"],
+        image_properties=props,
+        masked=masked,
+    )
     rss_data = _rss_gib()
     gen = time.perf_counter() - t0
     t1 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = audit_context(ctx, checks=spec["checks"])
-    return {**spec, "data_gen_s": round(gen, 1), "wall_s": round(time.perf_counter() - t1, 1),
-            "peak_rss_gib": round(_rss_gib(), 2), "rss_after_data_gib": round(rss_data, 2),
-            "timings_s": res.timings, "errors": res.errors,
-            "skipped": [s["check"] for s in res.skipped],
-            "severities": sorted({f"{f.check}:{f.severity}" for f in res.findings})}
+    return {
+        **spec,
+        "data_gen_s": round(gen, 1),
+        "wall_s": round(time.perf_counter() - t1, 1),
+        "peak_rss_gib": round(_rss_gib(), 2),
+        "rss_after_data_gib": round(rss_data, 2),
+        "timings_s": res.timings,
+        "errors": res.errors,
+        "skipped": [s["check"] for s in res.skipped],
+        "severities": sorted({f"{f.check}:{f.severity}" for f in res.findings}),
+    }
 
 
 def run_scale(n: int, out: Path) -> dict[str, Any]:
@@ -280,17 +383,30 @@ def run_scale(n: int, out: Path) -> dict[str, Any]:
     rows = []
     for spec in specs:
         print(f"running N={n:,} {spec['label']} ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "scale-worker", json.dumps(spec)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "scale-worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        row = json.loads(lines[-1]) if proc.returncode == 0 and lines else {
-            **spec, "failed": True, "stderr": proc.stderr[-2000:]}
+        row = (
+            json.loads(lines[-1])
+            if proc.returncode == 0 and lines
+            else {**spec, "failed": True, "stderr": proc.stderr[-2000:]}
+        )
         rows.append(row)
-        print(f"  wall {row.get('wall_s')} s, peak RSS {row.get('peak_rss_gib')} GiB "
-              f"(data alone {row.get('rss_after_data_gib')} GiB) {row.get('errors') or ''}",
-              flush=True)
-    result = {"benchmark": "shortcuts_scale", "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, 2 cores shared with other jobs", "rows": rows}
+        print(
+            f"  wall {row.get('wall_s')} s, peak RSS {row.get('peak_rss_gib')} GiB "
+            f"(data alone {row.get('rss_after_data_gib')} GiB) {row.get('errors') or ''}",
+            flush=True,
+        )
+    result = {
+        "benchmark": "shortcuts_scale",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, 2 cores shared with other jobs",
+        "rows": rows,
+    }
     out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -304,11 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=100_000)
     s.add_argument("--out", type=Path, default=HERE / "results" / "shortcuts_scale.json")
+    m = sub.add_parser("summary", help="re-summarise an existing power result file")
+    m.add_argument("--out", type=Path, default=HERE / "results" / "shortcuts_power.json")
     w = sub.add_parser("scale-worker")
     w.add_argument("spec")
     args = ap.parse_args(argv)
     if args.cmd == "power":
         run_power(args.seeds, args.out)
+    elif args.cmd == "summary":
+        result = json.loads(args.out.read_text())
+        result["summary"] = _summary(result["runs"])
+        args.out.write_text(json.dumps(result, indent=1))
+        print(_power_table(result["summary"]))
     elif args.cmd == "scale":
         run_scale(args.n, args.out)
     else:

@@ -70,8 +70,8 @@ MSG_SHORTCUT = (
 )
 MSG_SUMMARY = (
     "A linear probe on the model's features recognises {encoded} (AUC at least {thr:.2f}). "
-    "These groups do not predict the label here, so this is no shortcut in these data, but the "
-    "model's output may shift where the mix of groups differs."
+    "These groups do not, on their own, predict the label strongly enough to count as a "
+    "shortcut here, but the model's output may shift where the mix of groups differs."
 )
 MSG_PASS = (
     "A linear probe on the model's features cannot recognise any of {names} with AUC "

@@ -295,8 +295,10 @@ def subgroup_results(ctx: AuditContext, config: SubgroupPerformanceConfig) -> di
             g["q_value"] = round(float(qv), 6)
             gap = g["auc_gap"]["estimate"]
             g["flagged"] = bool(qv < config.alpha and gap is not None and gap <= -config.min_gap)
+    overall = auc_estimate(y, probs, patients, n_boot=config.n_boot, seed=config.seed)
     return {
         "groups": groups,
+        "overall": {"auc": overall.to_dict(), "n": int(keep.sum())},
         "threshold": op.to_dict(),
         "n_rows": int(keep.sum()),
         "_codes": codes_of,
@@ -337,7 +339,8 @@ def check_subgroup_performance(
         One finding; ``evidence["groups"]`` lists every level (``column``,
         ``level``, ``n``, ``prevalence``, ``auc``, ``sensitivity``,
         ``specificity``, ``calibration_in_the_large``, ``auc_gap``,
-        ``too_small``, ``q_value``, ``flagged``). Warning (critical from
+        ``too_small``, ``q_value``, ``flagged``) and ``evidence["overall"]``
+        (``auc`` of all out-of-fold rows, ``n``). Warning (critical from
         ``critical_gap``) when a level is flagged, else pass.
     """
     res = subgroup_results(ctx, config)
@@ -357,7 +360,12 @@ def check_subgroup_performance(
         "rule": f"flag when the level's AUC is lower by >= {config.min_gap:.2f} with q < "
         f"{config.alpha:g}; critical from a gap of {config.critical_gap:.2f}",
     }
-    evidence = {"groups": groups, "threshold": res["threshold"], "method": method}
+    evidence = {
+        "groups": groups,
+        "overall": res["overall"],
+        "threshold": res["threshold"],
+        "method": method,
+    }
     flagged = sorted([g for g in groups if g["flagged"]], key=lambda g: g["auc_gap"]["estimate"])
     n_small = sum(g["too_small"] for g in groups)
     cls_idx = min(config.positive_class, ctx.n_classes - 1)

@@ -176,7 +176,9 @@ def validate_config(config: DemoConfig) -> DemoConfig:
     if not isinstance(config, DemoConfig):
         raise TypeError(_MSG_CONFIG_TYPE.format(got=type(config).__name__))
     if not isinstance(config.shortcuts, (bool, np.bool_)):
-        raise TypeError(f"DemoConfig.shortcuts must be a bool; got {type(config.shortcuts).__name__}")
+        raise TypeError(
+            f"DemoConfig.shortcuts must be a bool; got {type(config.shortcuts).__name__}"
+        )
     problems = _int_problems(config) + _rate_problems(config)
     if problems:
         raise ValueError("invalid DemoConfig: " + "; ".join(problems))

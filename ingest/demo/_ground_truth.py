@@ -56,8 +56,9 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
     path_of = {im.index: im.path for im in images}
     follow_up_groups = _follow_up_groups(images)
     rendered = {im.index: bool(plan.batch.marker[im.render_row]) for im in plan.batch.rows}
-    marker_of = {im.index: rendered.get(im.index if im.source is None else im.source, False)
-                 for im in images}
+    marker_of = {
+        im.index: rendered.get(im.index if im.source is None else im.source, False) for im in images
+    }
     corrupted = [im for im in ordered if im.kind.startswith("corrupted")]
 
     def pair_paths(kind: str) -> list[list[str]]:
@@ -77,8 +78,9 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
         "prevalence": _prevalence(cfg, valid, site_of),
         "shortcuts": _shortcuts(cfg),
         "sites": {
-            s.key: _site_record(s, [im for im in valid if site_of[im.index] == k], cfg.image_size,
-                                cfg.shortcuts)
+            s.key: _site_record(
+                s, [im for im in valid if site_of[im.index] == k], cfg.image_size, cfg.shortcuts
+            )
             for k, s in enumerate(SITES)
         },
         "label_noise": _label_noise(cfg, valid, ordered),
@@ -101,7 +103,10 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
         "non_image": [im.path for im in ordered if im.kind == "non_image"],
         "true_labels": {im.path: CLASS_NAMES[im.true_label] for im in ordered},
         "images": {
-            im.path: {**_image_record(im, patients, site_of, path_of), "marker": marker_of[im.index]}
+            im.path: {
+                **_image_record(im, patients, site_of, path_of),
+                "marker": marker_of[im.index],
+            }
             for im in valid
         },
     }
@@ -136,11 +141,17 @@ def _prevalence(
 def _shortcuts(cfg: DemoConfig) -> dict[str, Any]:
     """What the shortcut plan was (``DemoConfig.shortcuts``)."""
     if cfg.shortcuts:
-        return {"planted": True, "site_prevalence": "site_b 2.2x the overall rate, site_a about "
-                "half of it", "marker": "on every site_b image and no other"}
-    return {"planted": False, "site_prevalence": "equal at every site (the overall rate)",
-            "marker": "on a random 20% of the images, independent of site and label; the "
-            "BurnedInAnnotation header stays per site"}
+        return {
+            "planted": True,
+            "site_prevalence": "site_b 2.2x the overall rate, site_a about half of it",
+            "marker": "on every site_b image and no other",
+        }
+    return {
+        "planted": False,
+        "site_prevalence": "equal at every site (the overall rate)",
+        "marker": "on a random 20% of the images, independent of site and label; the "
+        "BurnedInAnnotation header stays per site",
+    }
 
 
 def _site_record(

@@ -232,8 +232,9 @@ def _make_patients(cfg: DemoConfig, rng: np.random.Generator) -> list[Patient]:
                 first_date=first,
             )
         )
-    site_prev = (site_prevalences(cfg.prevalence) if cfg.shortcuts
-                 else np.full(len(SITES), cfg.prevalence))
+    site_prev = (
+        site_prevalences(cfg.prevalence) if cfg.shortcuts else np.full(len(SITES), cfg.prevalence)
+    )
     _assign_labels(patients, site_prev, cfg.prevalence, rng)
     return patients
 
