@@ -43,6 +43,7 @@ __all__ = [
     "discriminates",
     "em_prior",
     "estimate_prevalence",
+    "estimator_source_rows",
 ]
 
 Estimator = Literal["em", "bbse"]
@@ -60,6 +61,35 @@ MSG_NOT_ESTIMABLE = (
     "{low:.2f} to {high:.2f}), so the prevalence of new data cannot be estimated from its "
     "predictions"
 )
+
+
+#: Fewest labeled held-out rows (``folds == -1``) of a reference run that are used as the
+#: estimators' source instead of the out-of-fold rows.
+MIN_ENSEMBLE_ROWS = 50
+
+
+def estimator_source_rows(labels: np.ndarray, folds: np.ndarray | None) -> np.ndarray:
+    """Rows of a reference run to estimate a batch's prevalence from.
+
+    A batch from ``medaudit predict`` is scored by the fold ensemble; out-of-fold rows
+    are scored by single fold models, whose calibration and confusion matrix differ
+    (bench_calibration.py). When the reference has at least
+    :data:`MIN_ENSEMBLE_ROWS` labeled held-out rows of every class (``folds == -1``,
+    scored by the same ensemble) those are used; otherwise every labeled row.
+
+    Returns
+    -------
+    numpy.ndarray
+        Row indices.
+    """
+    y = np.asarray(labels)
+    labeled = y >= 0
+    if folds is not None:
+        held = labeled & (np.asarray(folds) < 0)
+        counts = np.bincount(y[held], minlength=int(y.max()) + 1) if held.any() else np.zeros(1)
+        if held.sum() >= MIN_ENSEMBLE_ROWS and (counts > 0).all() and len(counts) > 1:
+            return np.flatnonzero(held)
+    return np.flatnonzero(labeled)
 
 
 def discriminates(labels: np.ndarray, probs: np.ndarray, *,

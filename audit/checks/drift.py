@@ -36,7 +36,12 @@ from audit.check_spec import CheckSpec
 from audit.context import AuditContext, ReferenceRun, annotator_columns
 from audit.drift import classifier_two_sample_test, column_tests, holm, mmd_test, reduce_features
 from audit.findings import Finding
-from audit.prevalence import MSG_NOT_ESTIMABLE, discriminates, estimate_prevalence
+from audit.prevalence import (
+    MSG_NOT_ESTIMABLE,
+    discriminates,
+    estimate_prevalence,
+    estimator_source_rows,
+)
 from audit.recalibration import apply_calibrator, fit_calibrator
 
 __all__ = ["DriftConfig", "check_drift"]
@@ -133,9 +138,10 @@ def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
                 config: DriftConfig) -> dict[str, Any] | None:
     if ref.pred_probs is None:
         return None
-    y, p = ref.labels, np.asarray(ref.pred_probs, np.float64)
-    ok = (y >= 0) & np.isfinite(p).all(1)
-    y, p, g = y[ok], p[ok], ref.groups[ok]
+    rows = estimator_source_rows(ref.labels, ref.folds)
+    y, p, g = ref.labels[rows], np.asarray(ref.pred_probs, np.float64)[rows], ref.groups[rows]
+    ok = np.isfinite(p).all(1)
+    y, p, g = y[ok], p[ok], g[ok]
     k = p.shape[1]
     counts = np.bincount(y, minlength=k)
     if len(y) < 20 or (counts == 0).any():

@@ -41,6 +41,7 @@ from audit.prevalence import (
     as_prior,
     discriminates,
     estimate_prevalence,
+    estimator_source_rows,
 )
 from audit.recalibration import (
     CALIBRATORS,
@@ -271,14 +272,27 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         ok = np.isfinite(pt).all(axis=1)
         pt = pt[ok]
         gt = ctx.manifest["patient_key"].astype(str).to_numpy()[ok]
-        pt_cal = apply_calibrator(calibrator, pt) if calibrator is not None else pt
-        estimates["em"] = estimate_prevalence(pt_cal, method="em", source_prior=source_prior,
+        ref: ReferenceRun = ctx.get("reference")
+        rows = estimator_source_rows(ref.labels, ref.folds)
+        held_out = ref.folds is not None and bool((np.asarray(ref.folds)[rows] < 0).all())
+        if held_out:  # scored by the same fold ensemble as the batch: their own calibrator
+            ye, pe, ge = ref.labels[rows], np.asarray(ref.pred_probs, np.float64)[rows], \
+                ref.groups[rows]
+            cal_e: dict[str, Any] | None = fit_calibrator("temperature", ye, pe)
+            prior_e = np.bincount(ye, minlength=k) / len(ye)
+        else:
+            ye, pe, ge, cal_e, prior_e = ys, ps, gs, calibrator, source_prior
+        pt_cal = apply_calibrator(cal_e, pt) if cal_e is not None else pt
+        estimates["em"] = estimate_prevalence(pt_cal, method="em", source_prior=prior_e,
                                               target_groups=gt, n_boot=config.n_boot,
                                               seed=config.seed)
-        estimates["bbse"] = estimate_prevalence(pt, method="bbse", source_labels=ys,
-                                                source_probs=ps, target_groups=gt,
-                                                source_groups=gs, n_boot=config.n_boot,
+        estimates["bbse"] = estimate_prevalence(pt, method="bbse", source_labels=ye,
+                                                source_probs=pe, target_groups=gt,
+                                                source_groups=ge, n_boot=config.n_boot,
                                                 seed=config.seed)
+        evidence["estimator_source"] = ("the reference's held-out rows (scored by the same fold "
+                                        "ensemble as the batch)" if held_out else
+                                        "the reference's out-of-fold rows")
         evidence["n_deployment"] = len(pt)
         evidence["estimates"] = {m: [e.to_dict() for e in v] for m, v in estimates.items()}
         main = estimates[config.estimator][1 if k == 2 else 0]

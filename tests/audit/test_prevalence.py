@@ -57,3 +57,15 @@ def test_no_shift_is_estimated_as_no_shift() -> None:
     _, st = _sample(rng, 1500, 0.3)
     est = estimate_prevalence(_posterior(st, 0.3), method="em", source_prior=0.3, n_boot=100)[1]
     assert est.low <= 0.3 <= est.high
+
+
+def test_estimators_use_the_reference_rows_scored_like_the_batch() -> None:
+    from audit.prevalence import estimator_source_rows
+
+    y = np.r_[np.zeros(100, int), np.ones(100, int)]
+    folds = np.where(np.arange(200) % 2 == 0, -1, np.arange(200) % 5)  # 100 held-out rows
+    rows = estimator_source_rows(y, folds)
+    assert (folds[rows] == -1).all() and len(rows) == 100
+    few = np.where(np.arange(200) < 20, -1, 0)  # 20 held-out rows: too few
+    assert len(estimator_source_rows(y, few)) == 200
+    assert len(estimator_source_rows(np.r_[y[:150], np.full(50, -1)], None)) == 150
