@@ -26,6 +26,7 @@ def _specs() -> list[CheckSpec]:
         duplicates_and_leakage,
         label_issues,
         outliers,
+        overfitting,
     )
 
     return [
@@ -34,6 +35,7 @@ def _specs() -> list[CheckSpec]:
         duplicates_and_leakage.SPEC,
         outliers.SPEC,
         class_balance_and_size.SPEC,
+        overfitting.SPEC,
     ]
 
 

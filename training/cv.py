@@ -10,6 +10,9 @@ ensemble, and assembles the run-directory artifacts::
     oof/embeddings.npy     (N, D) float32  penultimate features
     oof/folds.npy          (N,)   int16    fold of each row, -1 = holdout split
     oof/masked/<v>.npy     (N, K) float32  probabilities on masked images
+    train/in_sample_probs.npy (N, F, K) float32  fold f's prediction on the rows it
+                           was fitted on (NaN elsewhere): in-sample, for the
+                           overfitting check
     train/history.json     learning curves of every fold
     run.json               key ``train``: config, seeds, versions, timings, metrics
 
@@ -330,11 +333,16 @@ def _assemble(
     staged.write_array("oof/embeddings", emb)
     for v in variants:
         staged.write_array(f"oof/masked/{v}", masked[v])
+    in_sample = np.full((n, config.folds, k), np.nan, np.float32)
+    for f, o in enumerate(outs):
+        in_sample[o.in_sample_rows, f] = o.in_sample_probs
+    staged.write_array("train/in_sample_probs", in_sample)
     staged.write_json("train/history.json", {"mode": config.mode, "folds": histories})
     for f in range(config.folds):
         _link_or_copy(checkpoint_path(run, f), staged.path / "train" / f"fold_{f}.pt")
     consumed = ["oof/folds.npy", "oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy",
-                *(f"oof/masked/{v}.npy" for v in variants), "train/history.json"]
+                *(f"oof/masked/{v}.npy" for v in variants), "train/history.json",
+                "train/in_sample_probs.npy"]
 
     labels, groups = ctx.labels, ctx.groups
     cv_rows = np.flatnonzero(ctx.folds != HOLDOUT_FOLD)

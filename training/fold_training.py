@@ -172,7 +172,8 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
         in_probs = softmax(predict(fit_rows)[0])
         in_auc = auc_score(ctx.labels[fit_rows], in_probs)
         in_acc = float(np.mean(in_probs.argmax(1) == ctx.labels[fit_rows]))
-        outputs = FoldOutputs(oof=score(split.oof), holdout=score(split.holdout))
+        outputs = FoldOutputs(oof=score(split.oof), holdout=score(split.holdout),
+                              in_sample_rows=fit_rows, in_sample_probs=in_probs)
 
     fold_auc = auc_score(ctx.labels[split.oof], outputs.oof.probs)
     atomic_write(checkpoint_path(run, fold), lambda t: torch.save(_ensemble_state(members), t))

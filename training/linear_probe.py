@@ -165,7 +165,8 @@ def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) ->
 
         in_probs = softmax(score(train_rows, emb))
         in_auc = auc_score(y[train_rows], in_probs)
-        outputs = FoldOutputs(oof=scored(split.oof), holdout=scored(split.holdout))
+        outputs = FoldOutputs(oof=scored(split.oof), holdout=scored(split.holdout),
+                              in_sample_rows=train_rows, in_sample_probs=in_probs)
         state = {
             "weight": torch.tensor(lr.coef_, dtype=torch.float32),
             "bias": torch.tensor(lr.intercept_, dtype=torch.float32),
