@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "ENGINE_SECTIONS",
     "AuditIncompleteError",
     "AuditResult",
-    "ENGINE_SECTIONS",
     "apply_model_quality",
     "audit_context",
     "audit_run",

@@ -276,6 +276,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an ingested run directory")
+    p.add_argument("--learning-curve", default=None, metavar="FRACTIONS",
+                   help="also retrain each fold on patient-grouped fractions of its training rows, "
+                   "e.g. 0.25,0.5,0.75,1.0, and write train/learning_curve.json for the "
+                   "overfitting check (fine-tuning: about 1.5x the training time for these "
+                   "fractions; linear probe: seconds)")
     add_train_arguments(p)
     p.set_defaults(func=run)
 
@@ -287,7 +292,16 @@ def run(args: argparse.Namespace) -> int:
 
     with flag_words():
         config = train_config_from_args(args)
-        summary = train_run(RunDir(args.run_dir), config)
+        curve = getattr(args, "learning_curve", None)
+        if curve is not None:
+            from training.learning_curve import parse_fractions
+
+            try:
+                curve = parse_fractions(curve)
+            except ValueError as err:
+                raise ValueError(str(err).replace("learning-curve fractions",
+                                                  "--learning-curve")) from None
+        summary = train_run(RunDir(args.run_dir), config, learning_curve=curve)
     if not getattr(args, "quiet", False):
         print(summary.text)
     return 0
