@@ -97,8 +97,13 @@ class LearningCurveFit:
         pred = np.clip(a - b * float(n) ** (-c), 0, 1)
         point = float(np.clip(self.a - self.b * float(n) ** (-self.c), 0, 1))
         lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2])
-        return Estimate(point, float(min(lo, point)), float(max(hi, point)), level,
-                        _METHOD.format(n=len(self.boot)))
+        return Estimate(
+            point,
+            float(min(lo, point)),
+            float(max(hi, point)),
+            level,
+            _METHOD.format(n=len(self.boot)),
+        )
 
     def gain(self, n_from: float, n_to: float, *, level: float = 0.95) -> Estimate:
         """Predicted AUC gain from ``n_from`` to ``n_to`` training images, with its interval."""
@@ -111,19 +116,32 @@ class LearningCurveFit:
         one = np.array([self.a]), np.array([self.b]), np.array([self.c])
         point = float((at(n_to, *one) - at(n_from, *one))[0])
         lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-        return Estimate(point, float(min(lo, point)), float(max(hi, point)), level,
-                        _METHOD.format(n=len(self.boot)))
+        return Estimate(
+            point,
+            float(min(lo, point)),
+            float(max(hi, point)),
+            level,
+            _METHOD.format(n=len(self.boot)),
+        )
 
 
-def _curve_fit(x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None,
-               p0: tuple[float, float, float]) -> np.ndarray:
+def _curve_fit(
+    x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None, p0: tuple[float, float, float]
+) -> np.ndarray:
     from scipy.optimize import curve_fit
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # OptimizeWarning when the covariance is singular
         popt, _ = curve_fit(
-            inverse_power_law, x, y, p0=p0, sigma=sigma, absolute_sigma=False,
-            bounds=([0.5, 0.0, 1e-3], [1.0, np.inf, 3.0]), method="trf", maxfev=20000,
+            inverse_power_law,
+            x,
+            y,
+            p0=p0,
+            sigma=sigma,
+            absolute_sigma=False,
+            bounds=([0.5, 0.0, 1e-3], [1.0, np.inf, 3.0]),
+            method="trf",
+            maxfev=20000,
         )
     return np.asarray(popt, dtype=float)
 
@@ -206,5 +224,11 @@ def fit_inverse_power_law(
             continue
     if not boot:  # pragma: no cover
         raise ValueError("the inverse power law did not fit any bootstrap replicate")
-    return LearningCurveFit(float(popt[0]), float(popt[1]), float(popt[2]), np.array(boot),
-                            int(x.size), float(np.sqrt(np.mean(resid**2))))
+    return LearningCurveFit(
+        float(popt[0]),
+        float(popt[1]),
+        float(popt[2]),
+        np.array(boot),
+        int(x.size),
+        float(np.sqrt(np.mean(resid**2))),
+    )

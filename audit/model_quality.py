@@ -141,8 +141,11 @@ class ModelQuality:
             "verdict": self.verdict,
             "reason": self.reason,
             "n_rows": self.n_rows,
-            "rule": {"min_auc": self.config.min_auc, "basis": self.config.basis,
-                     "enabled": self.config.enabled},
+            "rule": {
+                "min_auc": self.config.min_auc,
+                "basis": self.config.basis,
+                "enabled": self.config.enabled,
+            },
             "auc_definition": "ROC AUC against the given labels (macro one-vs-rest for more "
             "than two classes) on out-of-sample predictions",
         }
@@ -184,8 +187,9 @@ def assess_model_quality(
     config = config or ModelQualityConfig()
     if pred_probs is None:
         nan = float("nan")
-        return ModelQuality(Estimate(nan, nan, nan, 0.95, "none"), "not assessed",
-                            REASON_NO_PROBS, config)
+        return ModelQuality(
+            Estimate(nan, nan, nan, 0.95, "none"), "not assessed", REASON_NO_PROBS, config
+        )
     y = np.asarray(labels)
     p = np.asarray(pred_probs, dtype=np.float64)
     ok = np.isfinite(p).all(axis=1)
@@ -199,8 +203,13 @@ def assess_model_quality(
     use_low = config.basis == "ci_low" and np.isfinite(auc.low)
     value = auc.low if use_low else auc.estimate
     basis = "lower 95% bound" if use_low else "point estimate"
-    fmt = {"auc": auc.estimate, "low": auc.low, "high": auc.high, "basis": basis,
-           "min_auc": config.min_auc}
+    fmt = {
+        "auc": auc.estimate,
+        "low": auc.low,
+        "high": auc.high,
+        "basis": basis,
+        "min_auc": config.min_auc,
+    }
     if value < config.min_auc:
         return ModelQuality(auc, "weak", REASON_WEAK.format(**fmt), config, n_rows)
     return ModelQuality(auc, "adequate", REASON_ADEQUATE.format(**fmt), config, n_rows)
@@ -220,6 +229,9 @@ def model_quality_of_context(ctx: Any, config: ModelQualityConfig | None = None)
     ModelQuality
     """
     probs = ctx.get("pred_probs") if ctx.has("pred_probs") else None
-    groups = (ctx.manifest["patient_key"].astype(str).to_numpy()
-              if "patient_key" in ctx.manifest.columns else None)
+    groups = (
+        ctx.manifest["patient_key"].astype(str).to_numpy()
+        if "patient_key" in ctx.manifest.columns
+        else None
+    )
     return assess_model_quality(ctx.labels, probs, groups=groups, config=config)

@@ -63,25 +63,35 @@ def acceptance(run_dir: Path, data_dir: Path) -> dict:  # type: ignore[type-arg]
     res = audit_context(ctx, checks=["label_issues", "overfitting"])
     li = next(f for f in res.findings if f.check == "label_issues" and "noise_rate" in f.evidence)
     return {
-        "n_images": len(y), "planted_noise_rate": round(planted, 4),
-        "n_planted_flips": int(flipped.sum()), "n_flagged": int(flagged.sum()),
-        "label_issue_f1": round(f1, 3), "precision": round(prec, 3), "recall": round(rec, 3),
+        "n_images": len(y),
+        "planted_noise_rate": round(planted, 4),
+        "n_planted_flips": int(flipped.sum()),
+        "n_flagged": int(flagged.sum()),
+        "label_issue_f1": round(f1, 3),
+        "precision": round(prec, 3),
+        "recall": round(rec, 3),
         "noise_rate": noise.to_dict(),
-        "noise_ci_within_3_points": bool(abs(noise.low - planted) <= 0.03
-                                         and abs(noise.high - planted) <= 0.03),
+        "noise_ci_within_3_points": bool(
+            abs(noise.low - planted) <= 0.03 and abs(noise.high - planted) <= 0.03
+        ),
         "oof_auc_recorded_labels": auc_with_ci(y, probs, groups=groups).to_dict(),
         "oof_auc_true_labels": auc_with_ci(true, probs, groups=groups).to_dict(),
-        "label_issues_finding": {"severity": li.severity, "title": li.title,
-                                 "model_quality": li.evidence["model_quality"]["verdict"]},
-        "overfitting_findings": [f"{f.severity}: {f.title}" for f in res.findings
-                                 if f.check == "overfitting"],
+        "label_issues_finding": {
+            "severity": li.severity,
+            "title": li.title,
+            "model_quality": li.evidence["model_quality"]["verdict"],
+        },
+        "overfitting_findings": [
+            f"{f.severity}: {f.title}" for f in res.findings if f.check == "overfitting"
+        ],
         "train_seconds": run.read_run_json()["train"]["timings"]["seconds"],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR:DATA_DIR")
     ap.add_argument("--out", type=Path, default=RESULTS / "demo_acceptance.json")
     args = ap.parse_args(argv)
@@ -92,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         r = acceptance(Path(run_dir), Path(data_dir))
         out[name] = r
         nr = r["noise_rate"]
-        print(f"{name}: F1 {r['label_issue_f1']:.3f} (P {r['precision']:.3f}, R {r['recall']:.3f}); "
-              f"noise {nr['estimate']:.3f} [{nr['ci_low']:.3f}, {nr['ci_high']:.3f}] vs planted "
-              f"{r['planted_noise_rate']:.3f} (within 3 points: {r['noise_ci_within_3_points']}); "
-              f"OOF AUC recorded {r['oof_auc_recorded_labels']['estimate']:.3f}, true "
-              f"{r['oof_auc_true_labels']['estimate']:.3f}; label_issues "
-              f"{r['label_issues_finding']['severity']}: {r['label_issues_finding']['title']}")
+        print(
+            f"{name}: F1 {r['label_issue_f1']:.3f} (P {r['precision']:.3f}, R {r['recall']:.3f}); "
+            f"noise {nr['estimate']:.3f} [{nr['ci_low']:.3f}, {nr['ci_high']:.3f}] vs planted "
+            f"{r['planted_noise_rate']:.3f} (within 3 points: {r['noise_ci_within_3_points']}); "
+            f"OOF AUC recorded {r['oof_auc_recorded_labels']['estimate']:.3f}, true "
+            f"{r['oof_auc_true_labels']['estimate']:.3f}; label_issues "
+            f"{r['label_issues_finding']['severity']}: {r['label_issues_finding']['title']}"
+        )
         for f in r["overfitting_findings"]:
             print(f"    {f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,8 +66,11 @@ def parse_fractions(fractions: str | Sequence[float]) -> tuple[float, ...]:
         (:data:`MSG_FRACTIONS`), or fewer than two fractions.
     """
     try:
-        values = ([float(v) for v in fractions.split(",") if v.strip()]
-                  if isinstance(fractions, str) else [float(v) for v in fractions])
+        values = (
+            [float(v) for v in fractions.split(",") if v.strip()]
+            if isinstance(fractions, str)
+            else [float(v) for v in fractions]
+        )
     except (TypeError, ValueError):
         raise ValueError(MSG_FRACTIONS.format(got=fractions)) from None
     if not values or any(not 0 < v <= 1 for v in values):
@@ -114,26 +117,46 @@ def subsample_rows(
     return np.sort(rest)
 
 
-def _fraction_split(ctx: RunContext, config: TrainConfig, pool: np.ndarray, fold: int,
-                    fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def _fraction_split(
+    ctx: RunContext, config: TrainConfig, pool: np.ndarray, fold: int, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Training and inner-validation rows of one fold at one fraction of its training rows."""
-    sub = subsample_rows(pool, ctx.labels, ctx.groups, fraction,
-                         seed=fold_seed(config.seed, fold) + round(fraction * 1000))
-    return inner_split(sub, ctx.labels, ctx.groups, fraction=config.inner_val_fraction,
-                       seed=config.seed)
+    sub = subsample_rows(
+        pool,
+        ctx.labels,
+        ctx.groups,
+        fraction,
+        seed=fold_seed(config.seed, fold) + round(fraction * 1000),
+    )
+    return inner_split(
+        sub, ctx.labels, ctx.groups, fraction=config.inner_val_fraction, seed=config.seed
+    )
 
 
-def _point(fraction: float, fold: int, n_train: int, labels: np.ndarray, probs: np.ndarray,
-           groups: np.ndarray, seed: int) -> dict[str, Any]:
+def _point(
+    fraction: float,
+    fold: int,
+    n_train: int,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
     est = auc_with_ci(labels, probs, groups=groups, seed=seed)
     se = (est.high - est.low) / (2 * 1.959963984540054) if np.isfinite(est.low) else None
-    return {"fraction": fraction, "fold": fold, "n_train": int(n_train),
-            "auc": finite_or_none(est.estimate, 5), "auc_se": finite_or_none(se, 5),
-            "auc_ci": est.to_dict()}
+    return {
+        "fraction": fraction,
+        "fold": fold,
+        "n_train": int(n_train),
+        "auc": finite_or_none(est.estimate, 5),
+        "auc_se": finite_or_none(se, 5),
+        "auc_ci": est.to_dict(),
+    }
 
 
-def _finetune_points(ctx: RunContext, config: TrainConfig, fold: int, split: FoldSplit,
-                     fractions: Sequence[float]) -> list[dict[str, Any]]:
+def _finetune_points(
+    ctx: RunContext, config: TrainConfig, fold: int, split: FoldSplit, fractions: Sequence[float]
+) -> list[dict[str, Any]]:
     from training.dataset import ImageCache
     from training.device import resolve_device_setup
     from training.fold_training import ensemble_predict, train_member
@@ -148,18 +171,39 @@ def _finetune_points(ctx: RunContext, config: TrainConfig, fold: int, split: Fol
     for f in fractions:
         train, inner = _fraction_split(ctx, config, pool, fold, f)
         norm = cache.channel_stats(train, seed=fold_seed(config.seed, fold))
-        fc = FitContext(config=config, labels=ctx.labels, n_classes=len(ctx.classes),
-                        setup=setup, cache=cache, norm=norm)
+        fc = FitContext(
+            config=config,
+            labels=ctx.labels,
+            n_classes=len(ctx.classes),
+            setup=setup,
+            cache=cache,
+            norm=norm,
+        )
         part = FoldSplit(train=train, inner_val=inner, oof=split.oof, holdout=split.holdout[:0])
         with deterministic(setup):
-            members = [train_member(fc, part, member=m, fold=fold)
-                       for m in range(config.models_per_fold)]
+            members = [
+                train_member(fc, part, member=m, fold=fold) for m in range(config.models_per_fold)
+            ]
             nets = [(net, lp) for m in members for net, lp in m.kept]
             probs = softmax(ensemble_predict(nets, fc, split.oof, fold=fold)[0])
-        points.append(_point(f, fold, len(members[0].fit_rows), ctx.labels[split.oof], probs,
-                             ctx.groups[split.oof], config.seed))
-        _log.info("learning curve fold %d fraction %.2f: %d training rows, OOF AUC %s",
-                  fold, f, len(members[0].fit_rows), points[-1]["auc"])
+        points.append(
+            _point(
+                f,
+                fold,
+                len(members[0].fit_rows),
+                ctx.labels[split.oof],
+                probs,
+                ctx.groups[split.oof],
+                config.seed,
+            )
+        )
+        _log.info(
+            "learning curve fold %d fraction %.2f: %d training rows, OOF AUC %s",
+            fold,
+            f,
+            len(members[0].fit_rows),
+            points[-1]["auc"],
+        )
     return points
 
 
@@ -205,8 +249,12 @@ def learning_curve(
     }
 
 
-def _points(ctx: RunContext, config: TrainConfig, fractions: Sequence[float],
-            fold_results: Sequence[FoldResult]) -> list[dict[str, Any]]:
+def _points(
+    ctx: RunContext,
+    config: TrainConfig,
+    fractions: Sequence[float],
+    fold_results: Sequence[FoldResult],
+) -> list[dict[str, Any]]:
     from training.predict import softmax
 
     lower = [f for f in fractions if f < 1]
@@ -217,8 +265,14 @@ def _points(ctx: RunContext, config: TrainConfig, fractions: Sequence[float],
 
         probe = embed_run(ctx, config)[0]
     for fold in range(config.folds):
-        split = fold_split(ctx.folds, fold, ctx.labels, ctx.groups,
-                           inner_val_fraction=config.inner_val_fraction, seed=config.seed)
+        split = fold_split(
+            ctx.folds,
+            fold,
+            ctx.labels,
+            ctx.groups,
+            inner_val_fraction=config.inner_val_fraction,
+            seed=config.seed,
+        )
         if probe is None:
             points += _finetune_points(ctx, config, fold, split, lower)
         else:
@@ -228,16 +282,34 @@ def _points(ctx: RunContext, config: TrainConfig, fractions: Sequence[float],
             for f in lower:
                 train, inner = _fraction_split(ctx, config, pool, fold, f)
                 fitted, _, _, fit_rows = fit_probe(
-                    probe, ctx.labels, train, inner, n_classes=len(ctx.classes),
-                    balanced=config.class_weighting != "none", seed=fold_seed(config.seed, fold))
+                    probe,
+                    ctx.labels,
+                    train,
+                    inner,
+                    n_classes=len(ctx.classes),
+                    balanced=config.class_weighting != "none",
+                    seed=fold_seed(config.seed, fold),
+                )
                 probs = softmax(fitted.score(split.oof, probe))
-                points.append(_point(f, fold, len(fit_rows), ctx.labels[split.oof], probs,
-                                     ctx.groups[split.oof], config.seed))
+                points.append(
+                    _point(
+                        f,
+                        fold,
+                        len(fit_rows),
+                        ctx.labels[split.oof],
+                        probs,
+                        ctx.groups[split.oof],
+                        config.seed,
+                    )
+                )
         full = fold_results[fold]
         oof = split.oof
         probs_full = _fold_oof_probs(ctx, fold, oof)
-        points.append(_point(1.0, fold, full.n_train, ctx.labels[oof], probs_full,
-                             ctx.groups[oof], config.seed))
+        points.append(
+            _point(
+                1.0, fold, full.n_train, ctx.labels[oof], probs_full, ctx.groups[oof], config.seed
+            )
+        )
     return points
 
 

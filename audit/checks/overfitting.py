@@ -196,8 +196,9 @@ class OverfittingConfig:
                 f"{self.warn_gap}"
             )
         if not 0 < self.spread_alpha < 1 or not 0 < self.undertrained_fraction <= 1:
-            raise ValueError("overfitting needs spread_alpha in (0, 1) and "
-                             "undertrained_fraction in (0, 1]")
+            raise ValueError(
+                "overfitting needs spread_alpha in (0, 1) and undertrained_fraction in (0, 1]"
+            )
         if self.n_boot < 1:
             raise ValueError(f"overfitting n_boot must be >= 1; got {self.n_boot}")
 
@@ -285,23 +286,51 @@ def in_sample_gap(
         out = folds == k
         if not fit.any() or not out.any():
             continue
-        a_in = bootstrap_ci(_fast_auc, y[fit], ins[fit, k], n_boot=n_boot, seed=seed,
-                            groups=None if g is None else g[fit])
-        a_out = bootstrap_ci(_fast_auc, y[out], p[out], n_boot=n_boot, seed=seed,
-                             groups=None if g is None else g[out])
+        a_in = bootstrap_ci(
+            _fast_auc,
+            y[fit],
+            ins[fit, k],
+            n_boot=n_boot,
+            seed=seed,
+            groups=None if g is None else g[fit],
+        )
+        a_out = bootstrap_ci(
+            _fast_auc,
+            y[out],
+            p[out],
+            n_boot=n_boot,
+            seed=seed,
+            groups=None if g is None else g[out],
+        )
         gap = bootstrap_ci(gap_of([k]), y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
-        per_fold.append({"fold": k, "in_sample_auc": a_in, "oof_auc": a_out, "gap": gap,
-                         "n_in_sample": int(fit.sum()), "n_oof": int(out.sum())})
+        per_fold.append(
+            {
+                "fold": k,
+                "in_sample_auc": a_in,
+                "oof_auc": a_out,
+                "gap": gap,
+                "n_in_sample": int(fit.sum()),
+                "n_oof": int(out.sum()),
+            }
+        )
     fold_ids = [r["fold"] for r in per_fold]
-    overall = bootstrap_ci(gap_of(fold_ids), y, p, folds, ins, n_boot=n_boot, seed=seed,
-                           groups=g) if fold_ids else Estimate(*(float("nan"),) * 3)
+    overall = (
+        bootstrap_ci(gap_of(fold_ids), y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
+        if fold_ids
+        else Estimate(*(float("nan"),) * 3)
+    )
     return {
         "folds": per_fold,
         "in_sample_auc": float(np.mean([r["in_sample_auc"].estimate for r in per_fold])),
         "oof_auc": float(np.mean([r["oof_auc"].estimate for r in per_fold])),
-        "gap": Estimate(overall.estimate, overall.low, overall.high, 0.95,
-                        f"mean over folds of (in-sample AUC - out-of-fold AUC); percentile "
-                        f"bootstrap over {unit} ({overall.method})"),
+        "gap": Estimate(
+            overall.estimate,
+            overall.low,
+            overall.high,
+            0.95,
+            f"mean over folds of (in-sample AUC - out-of-fold AUC); percentile "
+            f"bootstrap over {unit} ({overall.method})",
+        ),
     }
 
 
@@ -326,7 +355,10 @@ def fold_heterogeneity(aucs: list[Estimate]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "range": [finite_or_none(np.nanmin(est), 4), finite_or_none(np.nanmax(est), 4)],
         "sd": finite_or_none(np.nanstd(est, ddof=1) if est.size > 1 else float("nan"), 4),
-        "q": None, "df": None, "p_value": None, "i2": None,
+        "q": None,
+        "df": None,
+        "p_value": None,
+        "i2": None,
         "method": "Cochran's Q on the folds' AUCs with inverse-variance weights (Cochran 1954); "
         "I² = (Q - df) / Q (Higgins & Thompson 2002)",
     }
@@ -336,8 +368,12 @@ def fold_heterogeneity(aucs: list[Estimate]) -> dict[str, Any]:
     mean = float(np.sum(w * est[ok]) / w.sum())
     q = float(np.sum(w * (est[ok] - mean) ** 2))
     df = int(ok.sum() - 1)
-    out.update(q=round(q, 3), df=df, p_value=float(sps.chi2.sf(q, df)),
-               i2=round(max(0.0, (q - df) / q), 4) if q > 0 else 0.0)
+    out.update(
+        q=round(q, 3),
+        df=df,
+        p_value=float(sps.chi2.sf(q, df)),
+        i2=round(max(0.0, (q - df) / q), 4) if q > 0 else 0.0,
+    )
     return out
 
 
@@ -369,12 +405,17 @@ def training_length(history: dict[str, Any]) -> dict[str, Any] | None:
         rise = None
         if losses[best - 1] is not None and losses[-1] is not None:
             rise = round(float(losses[-1]) - float(losses[best - 1]), 4)
-        rows.append({
-            "fold": f.get("fold"), "best_epoch": best, "epochs_run": run,
-            "epochs_past_best": run - best, "stopped_early": bool(f.get("stopped_early")),
-            "at_edge": best == run and not f.get("stopped_early"),
-            "inner_val_loss_rise": rise,
-        })
+        rows.append(
+            {
+                "fold": f.get("fold"),
+                "best_epoch": best,
+                "epochs_run": run,
+                "epochs_past_best": run - best,
+                "stopped_early": bool(f.get("stopped_early")),
+                "at_edge": best == run and not f.get("stopped_early"),
+                "inner_val_loss_rise": rise,
+            }
+        )
     if not rows:
         return None
     return {"folds": rows, "n_at_edge": sum(r["at_edge"] for r in rows)}
@@ -454,14 +495,20 @@ def calibration_slope(
         if gg is None:
             gg = np.tile(np.arange(len(y)), k)  # keep an image's K pairs together
     est = bootstrap_ci(_slope, yy, xx, n_boot=n_boot, seed=seed, groups=gg)
-    return Estimate(est.estimate, est.low, est.high, 0.95,
-                    "logistic recalibration slope (Cox 1958)"
-                    + ("" if k == 2 else ", one-vs-rest pairs of all classes pooled")
-                    + f"; {est.method}")
+    return Estimate(
+        est.estimate,
+        est.low,
+        est.high,
+        0.95,
+        "logistic recalibration slope (Cox 1958)"
+        + ("" if k == 2 else ", one-vs-rest pairs of all classes pooled")
+        + f"; {est.method}",
+    )
 
 
-def learning_curve_outlook(curve: dict[str, Any], *, flat_gain: float = 0.01,
-                           n_boot: int = 300, seed: int = 0) -> dict[str, Any]:
+def learning_curve_outlook(
+    curve: dict[str, Any], *, flat_gain: float = 0.01, n_boot: int = 300, seed: int = 0
+) -> dict[str, Any]:
     """Fit the learning curve and extrapolate it to twice the training data.
 
     Parameters
@@ -487,8 +534,7 @@ def learning_curve_outlook(curve: dict[str, Any], *, flat_gain: float = 0.01,
     pts = curve["points"]
     n = np.array([pt["n_train"] for pt in pts], dtype=float)
     auc = np.array([np.nan if pt["auc"] is None else pt["auc"] for pt in pts], dtype=float)
-    se = np.array([np.nan if pt.get("auc_se") is None else pt["auc_se"] for pt in pts],
-                  dtype=float)
+    se = np.array([np.nan if pt.get("auc_se") is None else pt["auc_se"] for pt in pts], dtype=float)
     use_se = np.isfinite(se).all() and (se > 0).all()
     fit = fit_inverse_power_law(n, auc, se=se if use_se else None, n_boot=n_boot, seed=seed)
     top = max(pt["fraction"] for pt in pts)
@@ -501,9 +547,14 @@ def learning_curve_outlook(curve: dict[str, Any], *, flat_gain: float = 0.01,
     else:
         verdict = LC_UNSURE
     return {
-        "n_full": n_full, "auc_full": fit.predict(n_full), "auc_2x": fit.predict(2 * n_full),
-        "gain_2x": gain, "params": {"a": fit.a, "b": fit.b, "c": fit.c}, "rmse": fit.rmse,
-        "n_points": fit.n_points, "fractions": sorted({pt["fraction"] for pt in pts}),
+        "n_full": n_full,
+        "auc_full": fit.predict(n_full),
+        "auc_2x": fit.predict(2 * n_full),
+        "gain_2x": gain,
+        "params": {"a": fit.a, "b": fit.b, "c": fit.c},
+        "rmse": fit.rmse,
+        "n_points": fit.n_points,
+        "fractions": sorted({pt["fraction"] for pt in pts}),
         "verdict": verdict,
     }
 
@@ -515,24 +566,39 @@ def _fmt_gap(ins: float, oof: float, gap: Estimate) -> dict[str, float]:
     return {"ins": ins, "oof": oof, "gap": gap.estimate, "lo": gap.low, "hi": gap.high}
 
 
-def _gap_finding(ctx: AuditContext, config: OverfittingConfig, p: np.ndarray,
-                 folds: np.ndarray, groups: np.ndarray) -> Finding | None:
+def _gap_finding(
+    ctx: AuditContext,
+    config: OverfittingConfig,
+    p: np.ndarray,
+    folds: np.ndarray,
+    groups: np.ndarray,
+) -> Finding | None:
     ev: dict[str, Any]
     if ctx.has("in_sample_probs"):
         ins = np.asarray(ctx.get("in_sample_probs"), dtype=float)
-        res = in_sample_gap(ctx.labels, p, folds, ins, groups=groups, n_boot=config.n_boot,
-                            seed=config.seed)
+        res = in_sample_gap(
+            ctx.labels, p, folds, ins, groups=groups, n_boot=config.n_boot, seed=config.seed
+        )
         if not res["folds"]:
             return None
         gap: Estimate = res["gap"]
         mean_in, mean_out = res["in_sample_auc"], res["oof_auc"]
-        fold_rows = [{"fold": r["fold"], "in_sample_auc": r["in_sample_auc"].to_dict(),
-                      "oof_auc": r["oof_auc"].to_dict(), "gap": r["gap"].to_dict(),
-                      "n_in_sample": r["n_in_sample"], "n_oof": r["n_oof"]}
-                     for r in res["folds"]]
+        fold_rows = [
+            {
+                "fold": r["fold"],
+                "in_sample_auc": r["in_sample_auc"].to_dict(),
+                "oof_auc": r["oof_auc"].to_dict(),
+                "gap": r["gap"].to_dict(),
+                "n_in_sample": r["n_in_sample"],
+                "n_oof": r["n_oof"],
+            }
+            for r in res["folds"]
+        ]
         oof_aucs = [r["oof_auc"] for r in res["folds"]]
-        method = ("each fold's model scored on the rows it was fitted on "
-                  "(train/in_sample_probs.npy) and on its out-of-fold rows")
+        method = (
+            "each fold's model scored on the rows it was fitted on "
+            "(train/in_sample_probs.npy) and on its out-of-fold rows"
+        )
     else:
         hist = ctx.get("history") if ctx.has("history") else {}
         recs = [f for f in hist.get("folds", []) if f.get("in_sample_auc") is not None]
@@ -546,11 +612,18 @@ def _gap_finding(ctx: AuditContext, config: OverfittingConfig, p: np.ndarray,
         d = np.array(ins_v) - np.array(out_v)
         se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
         t = float(sps.t.ppf(0.975, len(d) - 1)) if len(d) > 1 else float("nan")
-        gap = Estimate(float(d.mean()), float(d.mean() - t * se), float(d.mean() + t * se), 0.95,
-                       "t interval over the folds' point gaps (this run stored no in-sample "
-                       "probabilities; retrain for patient-level intervals)")
-        fold_rows = [{"fold": f.get("fold"), "in_sample_auc": a, "oof_auc": b}
-                     for f, a, b in zip(recs, ins_v, out_v, strict=True)]
+        gap = Estimate(
+            float(d.mean()),
+            float(d.mean() - t * se),
+            float(d.mean() + t * se),
+            0.95,
+            "t interval over the folds' point gaps (this run stored no in-sample "
+            "probabilities; retrain for patient-level intervals)",
+        )
+        fold_rows = [
+            {"fold": f.get("fold"), "in_sample_auc": a, "oof_auc": b}
+            for f, a, b in zip(recs, ins_v, out_v, strict=True)
+        ]
         oof_aucs = []
         method = "in-sample and out-of-fold AUC per fold from train/history.json (points only)"
     fmt = _fmt_gap(mean_in, mean_out, gap)
@@ -572,16 +645,22 @@ def _gap_finding(ctx: AuditContext, config: OverfittingConfig, p: np.ndarray,
         "oof_auc_mean": round(mean_out, 4),
         "gap": gap.to_dict(),
         "folds": fold_rows,
-        "thresholds": {"warn_gap": config.warn_gap, "min_gap": config.min_gap,
-                       "memorised_auc": config.memorised_auc},
+        "thresholds": {
+            "warn_gap": config.warn_gap,
+            "min_gap": config.min_gap,
+            "memorised_auc": config.memorised_auc,
+        },
         "sample_size_rules": "see the class_balance_and_size finding (Riley et al. 2020)",
         "method": method,
     }
     if oof_aucs:
         ev["fold_spread"] = fold_heterogeneity(oof_aucs)
     return Finding(
-        check=NAME, severity=severity,  # type: ignore[arg-type]
-        title=TITLE_GAP.format(**fmt), message=message, evidence=ev,
+        check=NAME,
+        severity=severity,  # type: ignore[arg-type]
+        title=TITLE_GAP.format(**fmt),
+        message=message,
+        evidence=ev,
         recommendation=REC_GAP if severity != "pass" else "No action needed.",
         references=_REFS,
     )
@@ -593,13 +672,24 @@ def _spread_finding(gap: Finding, config: OverfittingConfig) -> Finding | None:
         return None
     lo, hi = spread["range"]
     return Finding(
-        check=NAME, severity="warning",
+        check=NAME,
+        severity="warning",
         title=TITLE_SPREAD.format(lo=lo, hi=hi),
-        message=MSG_SPREAD.format(lo=lo, hi=hi, k=len(gap.evidence["folds"]), q=spread["q"],
-                                  p=spread["p_value"], i2=spread["i2"]),
-        evidence={**spread, "oof_auc_per_fold": [f["oof_auc"] for f in gap.evidence["folds"]],
-                  "alpha": config.spread_alpha},
-        recommendation=REC_SPREAD, references=["CLAIM:evaluation", "TRIPOD+AI:analysis"],
+        message=MSG_SPREAD.format(
+            lo=lo,
+            hi=hi,
+            k=len(gap.evidence["folds"]),
+            q=spread["q"],
+            p=spread["p_value"],
+            i2=spread["i2"],
+        ),
+        evidence={
+            **spread,
+            "oof_auc_per_fold": [f["oof_auc"] for f in gap.evidence["folds"]],
+            "alpha": config.spread_alpha,
+        },
+        recommendation=REC_SPREAD,
+        references=["CLAIM:evaluation", "TRIPOD+AI:analysis"],
     )
 
 
@@ -609,36 +699,44 @@ def _length_finding(history: dict[str, Any], config: OverfittingConfig) -> Findi
         return None
     k = len(tl["folds"])
     n_edge = tl["n_at_edge"]
-    ev = {**tl, "undertrained_fraction": config.undertrained_fraction,
-          "method": "best epoch (lowest inner-validation loss) against the epochs trained, "
-          "per fold, from train/history.json"}
+    ev = {
+        **tl,
+        "undertrained_fraction": config.undertrained_fraction,
+        "method": "best epoch (lowest inner-validation loss) against the epochs trained, "
+        "per fold, from train/history.json",
+    }
     if n_edge and n_edge / k >= config.undertrained_fraction:
         edge = [r for r in tl["folds"] if r["at_edge"]]
         epochs = ", ".join(f"epoch {r['best_epoch']} of {r['epochs_run']}" for r in edge[:5])
         most = max(r["epochs_run"] for r in tl["folds"])
         return Finding(
-            check=NAME, severity="warning",
+            check=NAME,
+            severity="warning",
             title=TITLE_UNDERTRAINED.format(n=n_edge, k=k),
             message=MSG_UNDERTRAINED.format(n=n_edge, k=k, epochs=epochs),
-            evidence=ev, recommendation=REC_UNDERTRAINED.format(suggest=2 * most),
+            evidence=ev,
+            recommendation=REC_UNDERTRAINED.format(suggest=2 * most),
             references=["CLAIM:model"],
         )
     inside = k - n_edge
     past = float(np.mean([r["epochs_past_best"] for r in tl["folds"]]))
     return Finding(
-        check=NAME, severity="pass" if not n_edge else "info",
+        check=NAME,
+        severity="pass" if not n_edge else "info",
         title=TITLE_LENGTH_OK.format(n=inside, k=k),
-        message=MSG_LENGTH_OK.format(n=inside, k=k, past=past), evidence=ev,
-        recommendation="No action needed." if not n_edge else REC_UNDERTRAINED.format(
-            suggest=2 * max(r["epochs_run"] for r in tl["folds"])),
+        message=MSG_LENGTH_OK.format(n=inside, k=k, past=past),
+        evidence=ev,
+        recommendation="No action needed."
+        if not n_edge
+        else REC_UNDERTRAINED.format(suggest=2 * max(r["epochs_run"] for r in tl["folds"])),
         references=["CLAIM:model"],
     )
 
 
-def _slope_finding(ctx: AuditContext, p: np.ndarray, groups: np.ndarray,
-                   config: OverfittingConfig) -> Finding | None:
-    slope = calibration_slope(ctx.labels, p, groups=groups, n_boot=config.n_boot,
-                              seed=config.seed)
+def _slope_finding(
+    ctx: AuditContext, p: np.ndarray, groups: np.ndarray, config: OverfittingConfig
+) -> Finding | None:
+    slope = calibration_slope(ctx.labels, p, groups=groups, n_boot=config.n_boot, seed=config.seed)
     if not np.isfinite(slope.estimate):
         return None
     fmt = {"slope": slope.estimate, "lo": slope.low, "hi": slope.high}
@@ -650,41 +748,66 @@ def _slope_finding(ctx: AuditContext, p: np.ndarray, groups: np.ndarray,
     else:
         severity, message = "pass", MSG_SLOPE_OK.format(**fmt)
     return Finding(
-        check=NAME, severity=severity,  # type: ignore[arg-type]
-        title=TITLE_SLOPE.format(**fmt), message=message,
-        evidence={"calibration_slope": slope.to_dict(), "slope_warn": config.slope_warn,
-                  "method": slope.method},
-        recommendation=REC_SLOPE if severity in ("warning", "info") and slope.high < 1
+        check=NAME,
+        severity=severity,  # type: ignore[arg-type]
+        title=TITLE_SLOPE.format(**fmt),
+        message=message,
+        evidence={
+            "calibration_slope": slope.to_dict(),
+            "slope_warn": config.slope_warn,
+            "method": slope.method,
+        },
+        recommendation=REC_SLOPE
+        if severity in ("warning", "info") and slope.high < 1
         else "No action needed.",
         references=["CLAIM:evaluation", "TRIPOD+AI:analysis"],
     )
 
 
 def _learning_curve_finding(curve: dict[str, Any], config: OverfittingConfig) -> Finding:
-    out = learning_curve_outlook(curve, flat_gain=config.lc_flat_gain, n_boot=config.n_boot,
-                                 seed=config.seed)
+    out = learning_curve_outlook(
+        curve, flat_gain=config.lc_flat_gain, n_boot=config.n_boot, seed=config.seed
+    )
     a2, g = out["auc_2x"], out["gain_2x"]
     verdict = out["verdict"]
-    message = MSG_LC.format(n_full=out["n_full"], auc_full=out["auc_full"].estimate,
-                            n_fracs=len(out["fractions"]), auc_2x=a2.estimate, lo_2x=a2.low,
-                            hi_2x=a2.high, gain=g.estimate, glo=g.low, ghi=g.high,
-                            verdict=verdict)
-    rec = {LC_HELP: "Collecting more images (of the same kind) is likely to improve the model.",
-           LC_FLAT: "More images of the same kind are unlikely to help much; look at label "
-                    "quality, input resolution or the model instead.",
-           LC_UNSURE: "Repeat the learning curve with more seeds or fractions to narrow it."}
+    message = MSG_LC.format(
+        n_full=out["n_full"],
+        auc_full=out["auc_full"].estimate,
+        n_fracs=len(out["fractions"]),
+        auc_2x=a2.estimate,
+        lo_2x=a2.low,
+        hi_2x=a2.high,
+        gain=g.estimate,
+        glo=g.low,
+        ghi=g.high,
+        verdict=verdict,
+    )
+    rec = {
+        LC_HELP: "Collecting more images (of the same kind) is likely to improve the model.",
+        LC_FLAT: "More images of the same kind are unlikely to help much; look at label "
+        "quality, input resolution or the model instead.",
+        LC_UNSURE: "Repeat the learning curve with more seeds or fractions to narrow it.",
+    }
     return Finding(
-        check=NAME, severity="info", title=TITLE_LC.format(verdict=verdict), message=message,
+        check=NAME,
+        severity="info",
+        title=TITLE_LC.format(verdict=verdict),
+        message=message,
         evidence={
-            "n_full": round(out["n_full"], 1), "auc_full_fitted": out["auc_full"].to_dict(),
-            "auc_at_2x": a2.to_dict(), "gain_at_2x": g.to_dict(),
+            "n_full": round(out["n_full"], 1),
+            "auc_full_fitted": out["auc_full"].to_dict(),
+            "auc_at_2x": a2.to_dict(),
+            "gain_at_2x": g.to_dict(),
             "params": {k: round(v, 5) for k, v in out["params"].items()},
-            "rmse": round(out["rmse"], 5), "n_points": out["n_points"],
-            "fractions": out["fractions"], "flat_gain": config.lc_flat_gain,
+            "rmse": round(out["rmse"], 5),
+            "n_points": out["n_points"],
+            "fractions": out["fractions"],
+            "flat_gain": config.lc_flat_gain,
             "points": curve["points"],
             "method": a2.method,
         },
-        recommendation=rec[verdict], references=["CLAIM:sample-size", "TRIPOD+AI:sample-size"],
+        recommendation=rec[verdict],
+        references=["CLAIM:sample-size", "TRIPOD+AI:sample-size"],
     )
 
 
@@ -704,8 +827,9 @@ def check_overfitting(ctx: AuditContext, config: OverfittingConfig) -> list[Find
     -------
     list of Finding
     """
-    p = check_pred_probs(ctx.get("pred_probs"), n_samples=ctx.n, n_classes=ctx.n_classes,
-                         row_names=ctx.sample_ids)
+    p = check_pred_probs(
+        ctx.get("pred_probs"), n_samples=ctx.n, n_classes=ctx.n_classes, row_names=ctx.sample_ids
+    )
     folds = np.asarray(ctx.get("folds"))
     groups = ctx.manifest["patient_key"].astype(str).to_numpy()
     findings: list[Finding] = []
@@ -725,12 +849,18 @@ def check_overfitting(ctx: AuditContext, config: OverfittingConfig) -> list[Find
     if ctx.has("learning_curve"):
         findings.append(_learning_curve_finding(ctx.get("learning_curve"), config))
     if not findings:
-        findings.append(Finding(
-            check=NAME, severity="info", title="Overfitting not assessed",
-            message="Neither in-sample predictions nor a training history are available, and "
-            "the out-of-fold predictions alone do not allow a calibration slope.",
-            evidence={"method": "none"}, recommendation="Train with medaudit train.",
-            references=["CLAIM:model"]))
+        findings.append(
+            Finding(
+                check=NAME,
+                severity="info",
+                title="Overfitting not assessed",
+                message="Neither in-sample predictions nor a training history are available, and "
+                "the out-of-fold predictions alone do not allow a calibration slope.",
+                evidence={"method": "none"},
+                recommendation="Train with medaudit train.",
+                references=["CLAIM:model"],
+            )
+        )
     return findings
 
 

@@ -34,8 +34,9 @@ def _trained(signal: float, *, n: int = 1500, flip_rate: float = 0.05, seed: int
 
 
 def _audit(manifest_for, given, probs, **cfg):  # type: ignore[no-untyped-def]
-    ctx = AuditContext.from_arrays(manifest_for(given, ["neg", "pos"]), ["neg", "pos"],
-                                   pred_probs=probs)
+    ctx = AuditContext.from_arrays(
+        manifest_for(given, ["neg", "pos"]), ["neg", "pos"], pred_probs=probs
+    )
     return audit_context(ctx, checks=["label_issues"], config={**CFG, **cfg})
 
 
@@ -95,8 +96,9 @@ def test_generic_wording_and_pass_findings() -> None:
     y = np.r_[np.zeros(50), np.ones(50)].astype(int)
     probs = np.full((100, 2), 0.5)
     weak = assess_model_quality(y, probs)
-    crit = Finding(check="x", severity="critical", title="t", message="m.",
-                   evidence={"method": "none"})
+    crit = Finding(
+        check="x", severity="critical", title="t", message="m.", evidence={"method": "none"}
+    )
     ok = Finding(check="x", severity="pass", title="t", message="m.", evidence={"method": "none"})
     a, b = apply_model_quality([crit, ok], weak)
     assert a.severity == "warning"

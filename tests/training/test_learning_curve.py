@@ -36,8 +36,9 @@ def test_subsample_keeps_patients_whole_and_strata() -> None:
     np.testing.assert_array_equal(subsample_rows(rows, labels, groups, 1.0, seed=0), rows)
 
 
-def test_learning_curve_is_written_and_audited(tiny_run: RunDir,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_learning_curve_is_written_and_audited(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["train", str(tiny_run.path), *TINY, "--learning-curve", "0.5,0.75"])
     assert code == 0
     assert "learning   mean fold AUC by training fraction" in capsys.readouterr().out
@@ -51,22 +52,25 @@ def test_learning_curve_is_written_and_audited(tiny_run: RunDir,
     rec = tiny_run.read_run_json()["train"]
     assert [round(full[k], 4) for k in range(3)] == [round(a, 4) for a in rec["fold_auc"]]
     assert "train/learning_curve.json" in rec["artifacts"]  # checked by verify_run
-    res = audit_run(tiny_run, checks=["overfitting"], config={"overfitting": {"n_boot": 50}},
-                    write=False)
+    res = audit_run(
+        tiny_run, checks=["overfitting"], config={"overfitting": {"n_boot": 50}}, write=False
+    )
     assert any(f.title.startswith("Learning curve:") for f in res.findings)
 
 
 def test_linear_probe_learning_curve(tiny_run: RunDir) -> None:
-    cfg = TrainConfig(model="test_resnet", folds=3, mode="linear-probe", quiet=True,
-                      masked_variants=())
+    cfg = TrainConfig(
+        model="test_resnet", folds=3, mode="linear-probe", quiet=True, masked_variants=()
+    )
     summary = train_run(tiny_run, cfg, learning_curve=(0.25, 0.5))
     curve = tiny_run.read_json("train/learning_curve.json")
     assert curve["mode"] == "linear-probe" and len(curve["points"]) == 9
     assert summary.record["learning_curve"]["fractions"] == [0.25, 0.5, 1.0]
 
 
-def test_bad_fractions_exit_2_before_training(tiny_run: RunDir,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_fractions_exit_2_before_training(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", str(tiny_run.path), *TINY, "--learning-curve", "0.5,2"]) == 2
     assert "--learning-curve must be numbers in (0, 1]" in capsys.readouterr().err
     assert not tiny_run.has("oof/pred_probs")

@@ -9,18 +9,35 @@ from audit.engine import audit_run
 from audit.rundir import RunDir
 from training import TrainConfig, train_run
 
-_COMMON = dict(model="test_resnet", folds=3, batch_size=16, quiet=True, masked_variants=(),
-               class_weighting="none", refit=False, keep_selected=False)
+_COMMON = dict(
+    model="test_resnet",
+    folds=3,
+    batch_size=16,
+    quiet=True,
+    masked_variants=(),
+    class_weighting="none",
+    refit=False,
+    keep_selected=False,
+)
 #: No augmentation, no mixup, no weight decay or averaging, many epochs: memorises.
-MEMORISE = TrainConfig(**_COMMON, epochs=20, lr=3e-3, weight_decay=0.0,  # type: ignore[arg-type]
-                       augment_probability=0.0, mixup=0.0, ema_epochs=0.0, patience=0)
+MEMORISE = TrainConfig(
+    **_COMMON,
+    epochs=20,
+    lr=3e-3,
+    weight_decay=0.0,  # type: ignore[arg-type]
+    augment_probability=0.0,
+    mixup=0.0,
+    ema_epochs=0.0,
+    patience=0,
+)
 #: Augmentation, mixup, strong weight decay, few epochs.
 REGULARISED = TrainConfig(**_COMMON, epochs=3, lr=1e-3, weight_decay=0.3, mixup=0.4)  # type: ignore[arg-type]
 
 
 def _gap_finding(run: RunDir):  # type: ignore[no-untyped-def]
-    res = audit_run(run, checks=["overfitting"], config={"overfitting": {"n_boot": 100}},
-                    write=False)
+    res = audit_run(
+        run, checks=["overfitting"], config={"overfitting": {"n_boot": 100}}, write=False
+    )
     return next(f for f in res.findings if f.title.startswith("In-sample AUC"))
 
 

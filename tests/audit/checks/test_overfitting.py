@@ -46,17 +46,32 @@ def _sim(in_sep: float, oof_sep: float = 1.0, seed: int = 0, fold_sep: list[floa
 
 
 def _ctx(y, folds, oof, **evidence):  # type: ignore[no-untyped-def]
-    man = pd.DataFrame({"sample_id": [f"s{i}" for i in range(N)], "label": y,
-                        "patient_key": [f"p{i // 2}" for i in range(N)]})
+    man = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(N)],
+            "label": y,
+            "patient_key": [f"p{i // 2}" for i in range(N)],
+        }
+    )
     return AuditContext.from_arrays(man, ["neg", "pos"], pred_probs=oof, folds=folds, **evidence)
 
 
 def _history(best: list[int], epochs: int = 10, stopped: bool = False) -> dict:  # type: ignore[type-arg]
-    return {"mode": "finetune", "folds": [
-        {"fold": k, "best_epoch": b, "stopped_early": stopped,
-         "epochs": [{"epoch": e, "inner_val_loss": 0.7 - 0.02 * min(e, b) + 0.01 * max(0, e - b)}
-                    for e in range(1, epochs + 1)]}
-        for k, b in enumerate(best)]}
+    return {
+        "mode": "finetune",
+        "folds": [
+            {
+                "fold": k,
+                "best_epoch": b,
+                "stopped_early": stopped,
+                "epochs": [
+                    {"epoch": e, "inner_val_loss": 0.7 - 0.02 * min(e, b) + 0.01 * max(0, e - b)}
+                    for e in range(1, epochs + 1)
+                ],
+            }
+            for k, b in enumerate(best)
+        ],
+    }
 
 
 def _by_title(findings, word):  # type: ignore[no-untyped-def]
@@ -100,8 +115,9 @@ def test_undertraining_is_a_finding_and_early_stopping_is_not() -> None:
     under = _by_title(edge, "still improving")[0]
     assert under.severity == "warning" and "4 of 5 folds" in under.title
     assert "--epochs 20" in under.recommendation
-    ok = check_overfitting(_ctx(y, folds, oof, history=_history([6, 7, 5, 6, 7], stopped=True)),
-                           FAST)
+    ok = check_overfitting(
+        _ctx(y, folds, oof, history=_history([6, 7, 5, 6, 7], stopped=True)), FAST
+    )
     length = _by_title(ok, "Training length")[0]
     assert length.severity == "pass" and not _by_title(ok, "still improving")
     tl = training_length(_history([6, 7, 5, 6, 7], stopped=True))
@@ -123,8 +139,9 @@ def test_overconfident_predictions_give_a_low_calibration_slope() -> None:
     found = check_overfitting(_ctx(y, folds, _probs(3 * true_logit)), FAST)
     slope = _by_title(found, "Calibration slope")[0]
     assert slope.severity == "warning" and "overconfident" in slope.message
-    calm = _by_title(check_overfitting(_ctx(y, folds, _probs(true_logit)), FAST),
-                     "Calibration slope")[0]
+    calm = _by_title(
+        check_overfitting(_ctx(y, folds, _probs(true_logit)), FAST), "Calibration slope"
+    )[0]
     assert calm.severity == "pass"
 
 
@@ -178,11 +195,13 @@ def test_inverse_power_law_with_known_parameters_is_recovered() -> None:
 
 def test_learning_curve_finding_says_whether_more_data_would_help() -> None:
     y, folds, oof, _ = _sim(in_sep=1.0)
-    rising = check_overfitting(_ctx(y, folds, oof, learning_curve=_curve(0.95, 4.0, 0.5, 0.003)),
-                               FAST)
+    rising = check_overfitting(
+        _ctx(y, folds, oof, learning_curve=_curve(0.95, 4.0, 0.5, 0.003)), FAST
+    )
     lc = _by_title(rising, "Learning curve")[0]
     assert lc.title.endswith(LC_HELP) and lc.evidence["gain_at_2x"]["ci_low"] > 0.01
     assert "with twice the data" in lc.message
-    flat = check_overfitting(_ctx(y, folds, oof, learning_curve=_curve(0.85, 50.0, 1.5, 0.002)),
-                             FAST)
+    flat = check_overfitting(
+        _ctx(y, folds, oof, learning_curve=_curve(0.85, 50.0, 1.5, 0.002)), FAST
+    )
     assert _by_title(flat, "Learning curve")[0].title.endswith(LC_FLAT)
