@@ -47,7 +47,7 @@ from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.metrics import auc_score
-from audit.stats import Estimate, bootstrap_ci, delong_auc, finite_or_none
+from audit.stats import Estimate, bootstrap_ci, bootstrap_replicates, delong_auc, finite_or_none
 from audit.validation import check_pred_probs
 
 __all__ = [
@@ -234,9 +234,9 @@ def in_sample_gap(
     """In-sample vs out-of-fold AUC per fold and overall, with the gap's CI.
 
     Every interval is a percentile bootstrap over patients (rows without
-    ``groups``), :func:`audit.stats.bootstrap_ci`, because images of one patient
-    are not independent; a fold's in-sample and out-of-fold rows are resampled
-    together, so the gap's interval accounts for both.
+    ``groups``), because images of one patient are not independent; all AUCs
+    come from the same resamples (:func:`audit.stats.bootstrap_replicates`), so
+    a gap's interval accounts for both of its AUCs and their correlation.
 
     Parameters
     ----------
@@ -269,68 +269,56 @@ def in_sample_gap(
     g = None if groups is None else np.asarray(groups)
     unit = "patients" if g is not None else "rows"
 
-    def gap_of(fold_ids: list[int]) -> Any:
-        def stat(yy: np.ndarray, pp: np.ndarray, ff: np.ndarray, ii: np.ndarray) -> float:
-            gaps = []
-            for k in fold_ids:
-                fit = np.isfinite(ii[:, k, 0])
-                out = ff == k
-                gaps.append(_fast_auc(yy[fit], ii[fit, k]) - _fast_auc(yy[out], pp[out]))
-            return float(np.mean(gaps))
+    fold_ids = [
+        k for k in range(ins.shape[1]) if np.isfinite(ins[:, k, 0]).any() and (folds == k).any()
+    ]
 
-        return stat
+    def stat(yy: np.ndarray, pp: np.ndarray, ff: np.ndarray, ii: np.ndarray) -> np.ndarray:
+        """Per fold: in-sample AUC, out-of-fold AUC (one resample for all of them)."""
+        out = np.empty((len(fold_ids), 2))
+        for j, k in enumerate(fold_ids):
+            fit = np.isfinite(ii[:, k, 0])
+            oof = ff == k
+            out[j] = _fast_auc(yy[fit], ii[fit, k]), _fast_auc(yy[oof], pp[oof])
+        return out.ravel()
+
+    if not fold_ids:
+        nan = float("nan")
+        return {"folds": [], "in_sample_auc": nan, "oof_auc": nan,
+                "gap": Estimate(nan, nan, nan, 0.95, "no fold has in-sample rows")}
+    point, reps = bootstrap_replicates(stat, y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
+    point, reps = point.reshape(-1, 2), reps.reshape(n_boot, -1, 2)
+    method = f"percentile bootstrap over {unit} ({n_boot} replicates)"
+
+    def interval(value: float, draws: np.ndarray, what: str) -> Estimate:
+        ok = draws[np.isfinite(draws)]
+        if not ok.size:
+            return Estimate(value, float("nan"), float("nan"), 0.95, f"{what}; {method}")
+        lo, hi = np.quantile(ok, [0.025, 0.975])
+        return Estimate(value, float(lo), float(hi), 0.95, f"{what}; {method}")
 
     per_fold = []
-    for k in range(ins.shape[1]):
-        fit = np.isfinite(ins[:, k, 0])
-        out = folds == k
-        if not fit.any() or not out.any():
-            continue
-        a_in = bootstrap_ci(
-            _fast_auc,
-            y[fit],
-            ins[fit, k],
-            n_boot=n_boot,
-            seed=seed,
-            groups=None if g is None else g[fit],
-        )
-        a_out = bootstrap_ci(
-            _fast_auc,
-            y[out],
-            p[out],
-            n_boot=n_boot,
-            seed=seed,
-            groups=None if g is None else g[out],
-        )
-        gap = bootstrap_ci(gap_of([k]), y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
-        per_fold.append(
-            {
-                "fold": k,
-                "in_sample_auc": a_in,
-                "oof_auc": a_out,
-                "gap": gap,
-                "n_in_sample": int(fit.sum()),
-                "n_oof": int(out.sum()),
-            }
-        )
-    fold_ids = [r["fold"] for r in per_fold]
-    overall = (
-        bootstrap_ci(gap_of(fold_ids), y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
-        if fold_ids
-        else Estimate(*(float("nan"),) * 3)
+    for j, k in enumerate(fold_ids):
+        per_fold.append({
+            "fold": k,
+            "in_sample_auc": interval(point[j, 0], reps[:, j, 0], "in-sample AUC"),
+            "oof_auc": interval(point[j, 1], reps[:, j, 1], "out-of-fold AUC"),
+            "gap": interval(point[j, 0] - point[j, 1], reps[:, j, 0] - reps[:, j, 1],
+                            "in-sample minus out-of-fold AUC"),
+            "n_in_sample": int(np.isfinite(ins[:, k, 0]).sum()),
+            "n_oof": int((folds == k).sum()),
+        })  # fmt: skip
+    gaps = reps[:, :, 0] - reps[:, :, 1]
+    overall = interval(
+        float(np.mean(point[:, 0] - point[:, 1])),
+        np.nanmean(gaps, axis=1) if np.isfinite(gaps).any() else gaps[:, 0],
+        "mean over folds of (in-sample AUC - out-of-fold AUC)",
     )
     return {
         "folds": per_fold,
-        "in_sample_auc": float(np.mean([r["in_sample_auc"].estimate for r in per_fold])),
-        "oof_auc": float(np.mean([r["oof_auc"].estimate for r in per_fold])),
-        "gap": Estimate(
-            overall.estimate,
-            overall.low,
-            overall.high,
-            0.95,
-            f"mean over folds of (in-sample AUC - out-of-fold AUC); percentile "
-            f"bootstrap over {unit} ({overall.method})",
-        ),
+        "in_sample_auc": float(np.mean(point[:, 0])),
+        "oof_auc": float(np.mean(point[:, 1])),
+        "gap": overall,
     }
 
 
