@@ -99,9 +99,14 @@ REC_SPREAD = (
 )
 TITLE_UNDERTRAINED = "Training stopped while the model was still improving ({n} of {k} folds)"
 MSG_UNDERTRAINED = (
-    "In {n} of {k} folds the best inner-validation epoch was the last one trained "
-    "({epochs}): the model was still improving when the schedule ended, so it is probably "
-    "under-trained, and every finding that rests on it is weaker than it could be."
+    "In {n} of {k} folds the best inner-validation epoch was the last one trained and the "
+    "inner-validation loss was still falling over the last quarter of the epochs ({epochs}): "
+    "the model was still improving when the schedule ended, so it is probably under-trained, "
+    "and every finding that rests on it is weaker than it could be."
+)
+MSG_FLAT_EDGE = (
+    " In {n} fold(s) the last epoch was the best by a small margin, the loss having flattened: "
+    "that is the end of a decaying learning rate, not under-training."
 )
 REC_UNDERTRAINED = "Train for more epochs (e.g. --epochs {suggest}) and audit again."
 TITLE_LENGTH_OK = "Training length: best epoch inside the schedule in {n} of {k} folds"
@@ -161,6 +166,10 @@ class OverfittingConfig:
     spread_alpha : float
         Significance level of Cochran's Q test of fold heterogeneity (0.01:
         there are few folds and the test is approximate).
+    min_recent_improvement : float
+        Relative fall of the inner-validation loss over the last quarter of
+        the epochs above which a fold whose best epoch is the last one is
+        "still improving" (0.02; :func:`training_length`).
     undertrained_fraction : float
         Fraction of folds whose selected epoch is the last one trained from
         which under-training is a warning (0.5: a majority of the folds).
@@ -184,6 +193,7 @@ class OverfittingConfig:
     memorised_auc: float = 0.98
     spread_alpha: float = 0.01
     undertrained_fraction: float = 0.5
+    min_recent_improvement: float = 0.02
     slope_warn: float = 0.8
     lc_flat_gain: float = 0.01
     n_boot: int = 300
@@ -284,8 +294,12 @@ def in_sample_gap(
 
     if not fold_ids:
         nan = float("nan")
-        return {"folds": [], "in_sample_auc": nan, "oof_auc": nan,
-                "gap": Estimate(nan, nan, nan, 0.95, "no fold has in-sample rows")}
+        return {
+            "folds": [],
+            "in_sample_auc": nan,
+            "oof_auc": nan,
+            "gap": Estimate(nan, nan, nan, 0.95, "no fold has in-sample rows"),
+        }
     point, reps = bootstrap_replicates(stat, y, p, folds, ins, n_boot=n_boot, seed=seed, groups=g)
     point, reps = point.reshape(-1, 2), reps.reshape(n_boot, -1, 2)
     method = f"percentile bootstrap over {unit} ({n_boot} replicates)"
@@ -365,22 +379,33 @@ def fold_heterogeneity(aucs: list[Estimate]) -> dict[str, Any]:
     return out
 
 
-def training_length(history: dict[str, Any]) -> dict[str, Any] | None:
+def training_length(
+    history: dict[str, Any], *, min_recent_improvement: float = 0.02
+) -> dict[str, Any] | None:
     """Where each fold's selected epoch sits in its inner-validation curve.
+
+    A fold is *still improving* when its best epoch is the last one run, training
+    was not stopped early, and the inner-validation loss fell by more than
+    ``min_recent_improvement`` (relative) over the last quarter of the epochs
+    (at least 2). The second condition keeps a converged run from counting: with
+    a cosine schedule the learning rate goes to zero, so the last epoch is often
+    the best by a hair even when nothing is left to learn.
 
     Parameters
     ----------
     history : dict
         ``train/history.json`` (``folds``: per fold ``epochs`` with
         ``inner_val_loss``, ``best_epoch``, ``stopped_early``).
+    min_recent_improvement : float
+        See :attr:`OverfittingConfig.min_recent_improvement`.
 
     Returns
     -------
     dict or None
         ``folds``: per fold ``{fold, best_epoch, epochs_run, epochs_past_best,
-        at_edge, stopped_early, inner_val_loss_rise}`` (``at_edge``: the best
-        epoch is the last one run and training was not stopped early);
-        ``n_at_edge``; None when no fold has an epoch curve (linear probe).
+        at_edge, recent_improvement, still_improving, stopped_early,
+        inner_val_loss_rise}``; ``n_at_edge``, ``n_still_improving``; None when no
+        fold has an epoch curve (linear probe).
     """
     rows = []
     for f in history.get("folds", []):
@@ -393,6 +418,11 @@ def training_length(history: dict[str, Any]) -> dict[str, Any] | None:
         rise = None
         if losses[best - 1] is not None and losses[-1] is not None:
             rise = round(float(losses[-1]) - float(losses[best - 1]), 4)
+        q = min(max(2, math.ceil(run / 4)), run - 1)
+        recent = None
+        if q >= 1 and losses[-1 - q] is not None and losses[-1] is not None and losses[-1 - q]:
+            recent = round((float(losses[-1 - q]) - float(losses[-1])) / float(losses[-1 - q]), 4)
+        at_edge = best == run and not f.get("stopped_early")
         rows.append(
             {
                 "fold": f.get("fold"),
@@ -400,13 +430,21 @@ def training_length(history: dict[str, Any]) -> dict[str, Any] | None:
                 "epochs_run": run,
                 "epochs_past_best": run - best,
                 "stopped_early": bool(f.get("stopped_early")),
-                "at_edge": best == run and not f.get("stopped_early"),
+                "at_edge": at_edge,
+                "recent_improvement": recent,
+                "still_improving": bool(
+                    at_edge and recent is not None and recent > min_recent_improvement
+                ),
                 "inner_val_loss_rise": rise,
             }
         )
     if not rows:
         return None
-    return {"folds": rows, "n_at_edge": sum(r["at_edge"] for r in rows)}
+    return {
+        "folds": rows,
+        "n_at_edge": sum(r["at_edge"] for r in rows),
+        "n_still_improving": sum(r["still_improving"] for r in rows),
+    }
 
 
 def _slope(y: np.ndarray, x: np.ndarray) -> float:
@@ -682,41 +720,46 @@ def _spread_finding(gap: Finding, config: OverfittingConfig) -> Finding | None:
 
 
 def _length_finding(history: dict[str, Any], config: OverfittingConfig) -> Finding | None:
-    tl = training_length(history)
+    tl = training_length(history, min_recent_improvement=config.min_recent_improvement)
     if tl is None:
         return None
     k = len(tl["folds"])
-    n_edge = tl["n_at_edge"]
+    n_imp = tl["n_still_improving"]
     ev = {
         **tl,
         "undertrained_fraction": config.undertrained_fraction,
-        "method": "best epoch (lowest inner-validation loss) against the epochs trained, "
-        "per fold, from train/history.json",
+        "min_recent_improvement": config.min_recent_improvement,
+        "method": "best epoch (lowest inner-validation loss) against the epochs trained, and "
+        "the relative fall of that loss over the last quarter of the epochs, per fold, from "
+        "train/history.json",
     }
-    if n_edge and n_edge / k >= config.undertrained_fraction:
-        edge = [r for r in tl["folds"] if r["at_edge"]]
-        epochs = ", ".join(f"epoch {r['best_epoch']} of {r['epochs_run']}" for r in edge[:5])
-        most = max(r["epochs_run"] for r in tl["folds"])
+    most = max(r["epochs_run"] for r in tl["folds"])
+    if n_imp:
+        still = [r for r in tl["folds"] if r["still_improving"]]
+        epochs = ", ".join(
+            f"epoch {r['best_epoch']} of {r['epochs_run']}, loss -{r['recent_improvement']:.0%}"
+            for r in still[:5]
+        )
+        warn = n_imp / k >= config.undertrained_fraction
         return Finding(
             check=NAME,
-            severity="warning",
-            title=TITLE_UNDERTRAINED.format(n=n_edge, k=k),
-            message=MSG_UNDERTRAINED.format(n=n_edge, k=k, epochs=epochs),
+            severity="warning" if warn else "info",
+            title=TITLE_UNDERTRAINED.format(n=n_imp, k=k),
+            message=MSG_UNDERTRAINED.format(n=n_imp, k=k, epochs=epochs),
             evidence=ev,
             recommendation=REC_UNDERTRAINED.format(suggest=2 * most),
             references=["CLAIM:model"],
         )
-    inside = k - n_edge
+    inside = k - tl["n_at_edge"]
     past = float(np.mean([r["epochs_past_best"] for r in tl["folds"]]))
     return Finding(
         check=NAME,
-        severity="pass" if not n_edge else "info",
+        severity="pass",
         title=TITLE_LENGTH_OK.format(n=inside, k=k),
-        message=MSG_LENGTH_OK.format(n=inside, k=k, past=past),
+        message=MSG_LENGTH_OK.format(n=inside, k=k, past=past)
+        + (MSG_FLAT_EDGE.format(n=tl["n_at_edge"]) if tl["n_at_edge"] else ""),
         evidence=ev,
-        recommendation="No action needed."
-        if not n_edge
-        else REC_UNDERTRAINED.format(suggest=2 * max(r["epochs_run"] for r in tl["folds"])),
+        recommendation="No action needed.",
         references=["CLAIM:model"],
     )
 

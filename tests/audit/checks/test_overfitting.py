@@ -124,6 +124,14 @@ def test_undertraining_is_a_finding_and_early_stopping_is_not() -> None:
     assert tl is not None and tl["folds"][0]["epochs_past_best"] == 4
     assert tl["folds"][0]["inner_val_loss_rise"] == pytest.approx(0.04)
     assert training_length({"mode": "linear-probe", "folds": [{"epochs": []}]}) is None
+    # the last epoch best by a hair, the loss flat: a decayed learning rate, not under-training
+    flat = {"folds": [{"fold": k, "best_epoch": 10, "stopped_early": False, "epochs": [
+        {"epoch": e, "inner_val_loss": 0.7 - 0.05 * min(e, 5) - 0.0005 * e} for e in range(1, 11)
+    ]} for k in range(F)]}  # fmt: skip
+    calm = check_overfitting(_ctx(y, folds, oof, history=flat), FAST)
+    length = _by_title(calm, "Training length")[0]
+    assert length.severity == "pass" and "not under-training" in length.message
+    assert training_length(flat)["n_at_edge"] == F  # type: ignore[index]
 
 
 def test_overconfident_predictions_give_a_low_calibration_slope() -> None:
