@@ -24,9 +24,15 @@ def _specs() -> list[CheckSpec]:
         annotator_agreement,
         class_balance_and_size,
         duplicates_and_leakage,
+        embedding_encodes_metadata,
+        hidden_stratification,
+        image_property_shortcut,
         label_issues,
+        masking_test,
+        metadata_shortcut,
         outliers,
         overfitting,
+        subgroup_performance,
     )
 
     return [
@@ -35,6 +41,12 @@ def _specs() -> list[CheckSpec]:
         duplicates_and_leakage.SPEC,
         outliers.SPEC,
         class_balance_and_size.SPEC,
+        metadata_shortcut.SPEC,
+        embedding_encodes_metadata.SPEC,
+        image_property_shortcut.SPEC,
+        masking_test.SPEC,
+        subgroup_performance.SPEC,
+        hidden_stratification.SPEC,
         overfitting.SPEC,
     ]
 

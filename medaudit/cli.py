@@ -57,9 +57,9 @@ def to_cli_wording(message: str) -> str:
 
 
 def _command_modules() -> list[ModuleType]:
-    from medaudit.commands import audit, demo, ingest, report, run, train, verify
+    from medaudit.commands import audit, dashboard, demo, ingest, report, run, train, verify
 
-    return [ingest, train, audit, run, demo, report, verify]
+    return [ingest, train, audit, run, demo, report, verify, dashboard]
 
 
 def _describe_os_error(err: OSError) -> str:

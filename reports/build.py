@@ -8,6 +8,7 @@ clock). Nothing is written.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from audit.consistency import verify_run
@@ -36,7 +37,8 @@ TITLES: dict[str, str] = {
 
 
 def build_report(run_dir: str | os.PathLike[str] | RunDir,
-                 options: ReportOptions | None = None) -> Report:
+                 options: ReportOptions | None = None, *,
+                 only: Collection[str] | None = None) -> Report:
     """Build the report of one audience from a run directory.
 
     Parameters
@@ -46,6 +48,10 @@ def build_report(run_dir: str | os.PathLike[str] | RunDir,
         missing parts are reported as not evaluated).
     options : ReportOptions, optional
         Audience and caps (defaults: every section).
+    only : collection of str, optional
+        Build only these of the audience's sections (the summary is always built):
+        the dashboard shows the findings of a large run without waiting for the model
+        card's bootstrap intervals.
 
     Returns
     -------
@@ -63,6 +69,12 @@ def build_report(run_dir: str | os.PathLike[str] | RunDir,
     verify_run(run)
     data = load_run(run)
     wanted = options.sections
+    if only is not None:
+        unknown = sorted(set(only) - set(wanted))
+        if unknown:
+            raise ValueError(f"only={sorted(only)} names sections not in the "
+                             f"{options.audience!r} audience: {unknown}; valid: {list(wanted)}")
+        wanted = tuple(s for s in wanted if s in set(only) | {"summary"})
     train = data.info.get("train") or {}
     report = Report(
         schema_version=SCHEMA_VERSION, audience=options.audience, title=TITLES[options.audience],

@@ -26,7 +26,7 @@ from reports.evidence import iter_records
 from reports.model import FigureSpec, Gallery, ModelCard, Table, Thumb
 from reports.options import ReportOptions
 
-__all__ = ["MODEL_CHECKS", "NOT_EVALUATED", "build_model_card"]
+__all__ = ["MODEL_CHECKS", "NOT_EVALUATED", "build_model_card", "ppv_npv_cells"]
 
 NOT_EVALUATED = "not evaluated by this run"
 #: Checks whose findings belong to the model card, with what they evaluate.
@@ -176,7 +176,19 @@ def _deployment_prevalence(data: RunData, positive: str) -> tuple[float | None, 
     return None, "not stated in this run (audit with a deployment prevalence to add it)"
 
 
-def _ppv_npv(sens: Mapping[str, Any], spec: Mapping[str, Any], p: float) -> list[Any]:
+def ppv_npv_cells(sens: Mapping[str, Any], spec: Mapping[str, Any], p: float) -> list[Any]:
+    """PPV and NPV (intervals), false alarms and missed cases per 1,000, at prevalence ``p``.
+
+    ``sens`` and ``spec`` are interval dicts; PPV and NPV come from
+    :func:`audit.operating_point.predictive_values` applied to the estimates and to the
+    ends of the intervals (both are monotone in sensitivity and specificity).
+    Used by the model card and by the dashboard's prevalence controls.
+
+    Returns
+    -------
+    list
+        ``[ppv, npv, false_alarms_per_1000, missed_per_1000]``.
+    """
     def val(d: Mapping[str, Any], k: str) -> float:
         v = d.get(k)
         return float("nan") if v is None else float(v)
@@ -359,10 +371,10 @@ def build_model_card(data: RunData, options: ReportOptions) -> ModelCard:
             "training": _r(train_prev), "training_source": "share of the class among the "
             f"{len(y)} evaluated images", "deployment": dep, "deployment_source": where}
         pv_rows.append([data.classes[c], "training", _r(train_prev),
-                        *_ppv_npv(d["sensitivity"], d["specificity"], train_prev)])
+                        *ppv_npv_cells(d["sensitivity"], d["specificity"], train_prev)])
         if dep is not None:
             pv_rows.append([data.classes[c], "deployment", _r(dep),
-                            *_ppv_npv(d["sensitivity"], d["specificity"], dep)])
+                            *ppv_npv_cells(d["sensitivity"], d["specificity"], dep)])
         else:
             pv_rows.append([data.classes[c], "deployment", "not stated", None, None, None, None])
     tables.append(Table(

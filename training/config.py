@@ -41,7 +41,11 @@ StemPool = Literal["auto", "keep", "drop"]
 
 #: Fields that change how a run is executed but not what it computes; they are
 #: left out of :meth:`TrainConfig.config_hash` so a resumed run may change them.
-_EXECUTION_ONLY = frozenset({"jobs", "threads", "num_workers", "quiet"})
+_EXECUTION_ONLY = frozenset({"jobs", "threads", "num_workers", "quiet", "stop_at"})
+
+#: Budget-dependent fields: ``None`` = derived by :func:`training.budget.budget_defaults`.
+_AUTO = ("ema_epochs", "warmup_epochs", "mixup", "augment_probability", "select_epochs", "refit",
+         "keep_selected")
 
 #: Names of the masked re-scoring variants (see :mod:`training.masking`).
 _KNOWN_VARIANTS = ("center_masked", "border_only", "corners_masked")
@@ -72,8 +76,12 @@ class TrainConfig:
         Peak AdamW learning rate of the warmup + cosine schedule.
     weight_decay : float
         AdamW decoupled weight decay.
-    warmup_epochs : int
-        Linear warm-up epochs before the cosine decay.
+    warmup_epochs : float or None
+        Linear warm-up epochs before the cosine decay (may be fractional: it
+        is rounded to optimizer steps). ``None`` (default): derived from
+        ``epochs`` by :func:`training.budget.budget_defaults` (5 % of the
+        schedule, 2 at 40 epochs), like every field documented "auto" below;
+        :meth:`resolved` fills them in.
     image_size : int or None
         Side of the square model input; ``None`` uses the cache size. Images are
         resized on the fly (bilinear, antialiased when shrinking).
@@ -116,16 +124,17 @@ class TrainConfig:
         Maximum additive intensity shift (images in ``[0, 1]``).
     contrast : float
         Maximum relative contrast change around the image mean.
-    augment_probability : float
-        Probability that a training image is augmented at all.
-    mixup : float
+    augment_probability : float or None
+        Probability that a training image is augmented at all. ``None``: auto
+        (0.3 in runs of up to 10 epochs, rising to 0.9 at 40).
+    mixup : float or None
+        ``None``: auto (off up to 10 epochs, rising to 0.2 at 40). Otherwise the
         ``alpha`` of mixup (:func:`training.augment.mixup`): each training batch
         is blended with a shuffled copy of itself with a weight drawn from
         ``Beta(alpha, alpha)``, and the loss mixes both labels; ``0`` = off.
         A regulariser for small datasets: the best epochs come later, so
         training takes longer, and it needs that longer training (short runs
-        such as the 10-epoch ``medaudit demo`` under-fit with it, so the demo
-        turns it off).
+        under-fit with it, hence the auto value).
     class_weighting : {'balanced', 'none', 'sampler'}
         Class-imbalance handling: inverse-frequency weighted loss, nothing, or a
         class-balanced sampler. With ``balanced`` or ``sampler`` the log class
@@ -139,9 +148,11 @@ class TrainConfig:
         With ``refit`` the final model is trained on these rows too, so a
         larger inner split costs no training data, only makes the epoch choice
         less noisy.
-    ema_epochs : float
+    ema_epochs : float or None
         Horizon, in epochs, of the exponential moving average of the weights
         that is evaluated, early-stopped and kept (``0`` = no averaging).
+        ``None``: auto (off up to 10 epochs or under 200 optimizer steps,
+        rising to 3 at 40 epochs).
     patience : int
         Early-stopping patience in epochs on the inner-validation loss; ``0``
         disables early stopping (the best inner-validation epoch is still
@@ -152,7 +163,16 @@ class TrainConfig:
         quarter of the schedule on: earlier, under-trained weights with
         near-uniform outputs can win on log loss against a better but more
         confident model.
-    refit : bool
+    select_epochs : bool or None
+        Choose each fold's epoch count on the inner split (early stopping,
+        best epoch; then ``refit``). ``False`` trains each fold's model once,
+        on all the fold's training rows (inner split included), for exactly
+        ``epochs`` epochs and keeps the last weights: in a short cosine
+        schedule there is nothing to choose, the last epoch is the best.
+        ``None``: auto (selection from 20 epochs on).
+    refit : bool or None
+        Only with ``select_epochs``. ``None``: auto (a refit from 20 epochs on; shorter runs keep the
+        model selected on the inner split). Otherwise:
         After the inner split has chosen the epoch count (early stopping,
         best epoch), retrain the fold's model from the same seed on all its
         training rows, inner split included, for exactly that many epochs of
@@ -161,7 +181,8 @@ class TrainConfig:
         data). The fold's out-of-fold rows are never used for either step. It
         costs one extra partial training pass per fold; ``False`` keeps the
         selected model fitted without the inner rows.
-    keep_selected : bool
+    keep_selected : bool or None
+        ``None``: auto (the same as ``refit``). Otherwise:
         With ``refit``: keep the model selected on the inner split as well and
         average its probabilities with the refitted model's (``logits.npy``
         then holds the log of the mean probability), a two-model
@@ -191,6 +212,14 @@ class TrainConfig:
         Background threads that prefetch batches from the image cache (0 = none).
     quiet : bool
         Disable progress bars.
+    stop_at : float or None
+        Wall-clock deadline (``time.time()`` seconds) by which training must
+        end, set by the ``--time-budget`` planner (:mod:`training.planner`):
+        each fold gets an equal share of the time left when it starts, and a
+        training pass that reaches its share stops cleanly after the current
+        batch, keeping its best weights so far (and skipping the refit). It
+        changes how long, not what, a run computes up to that point, so it is
+        left out of :meth:`config_hash`. ``None``: no deadline.
     """
 
     model: str = "resnet10t"
@@ -199,7 +228,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup_epochs: int = 2
+    warmup_epochs: float | None = None
     image_size: int | None = None
     stem_pool: StemPool = "keep"
     precision: Precision = "auto"
@@ -214,20 +243,22 @@ class TrainConfig:
     translate_fraction: float = 0.06
     brightness: float = 0.1
     contrast: float = 0.15
-    augment_probability: float = 0.9
-    mixup: float = 0.2
+    augment_probability: float | None = None
+    mixup: float | None = None
     class_weighting: ClassWeighting = "balanced"
     inner_val_fraction: float = 0.25
-    ema_epochs: float = 3.0
+    ema_epochs: float | None = None
     patience: int = 10
-    refit: bool = True
-    keep_selected: bool = True
+    select_epochs: bool | None = None
+    refit: bool | None = None
+    keep_selected: bool | None = None
     models_per_fold: int = 1
     masked_variants: tuple[str, ...] = field(default=_KNOWN_VARIANTS)
     jobs: int = 1
     threads: int | None = None
     num_workers: int = 0
     quiet: bool = False
+    stop_at: float | None = None
 
     def __post_init__(self) -> None:
         weights = self.pretrained_weights
@@ -280,6 +311,37 @@ class TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def auto_fields(self) -> tuple[str, ...]:
+        """The budget-dependent fields left at ``None`` (derived by :meth:`resolved`)."""
+        return tuple(name for name in _AUTO if getattr(self, name) is None)
+
+    def resolved(self, steps_per_epoch: int | None = None) -> TrainConfig:
+        """A copy with every "auto" (``None``) field derived from the budget.
+
+        :func:`training.budget.budget_defaults` of ``epochs`` (and
+        ``steps_per_epoch``) fills the fields in :attr:`auto_fields`; fields set
+        explicitly are kept. Idempotent.
+
+        Parameters
+        ----------
+        steps_per_epoch : int, optional
+            Optimizer steps per epoch of a fold's selection pass
+            (:func:`training.budget.planned_steps_per_epoch`); the weight average
+            is off under 200 steps in all.
+
+        Returns
+        -------
+        TrainConfig
+        """
+        auto = self.auto_fields
+        if not auto:
+            return self
+        from training.budget import budget_defaults
+
+        derived = budget_defaults(self.epochs, steps_per_epoch).to_dict()
+        return self.replace(**{name: derived[name] for name in auto})
+
     def config_hash(self) -> str:
         """Hash of every field that changes results (execution-only fields excluded).
 
@@ -306,7 +368,6 @@ def _validate(cfg: TrainConfig) -> None:
         "folds": (2, None),
         "epochs": (1, None),
         "batch_size": (2, None),
-        "warmup_epochs": (0, None),
         "seed": (0, None),
         "patience": (0, None),
         "jobs": (1, None),
@@ -319,9 +380,15 @@ def _validate(cfg: TrainConfig) -> None:
             raise TypeError(f"TrainConfig.{name} must be an int; got {type(value).__name__}")
         if value < lo:
             raise ValueError(f"TrainConfig.{name} must be >= {lo}; got {value}")
-    for name in ("refit", "keep_selected", "quiet"):
+    for name in ("select_epochs", "refit", "keep_selected", "quiet"):
+        if name in _AUTO and getattr(cfg, name) is None:
+            continue
         if not isinstance(getattr(cfg, name), bool):
             raise TypeError(f"TrainConfig.{name} must be a bool; got {getattr(cfg, name)!r}")
+    if cfg.stop_at is not None and (
+        isinstance(cfg.stop_at, bool) or not isinstance(cfg.stop_at, int | float)
+    ):
+        raise TypeError(f"TrainConfig.stop_at must be None or a time.time() value; got {cfg.stop_at!r}")
     if cfg.threads is not None and (
         isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1
     ):
@@ -345,9 +412,12 @@ def _validate(cfg: TrainConfig) -> None:
         "mixup": (0.0, None, True),
         "inner_val_fraction": (0.0, 0.5, False),
         "ema_epochs": (0.0, None, True),
+        "warmup_epochs": (0.0, None, True),
     }
     for name, (lo, hi, lo_inclusive) in floats.items():
         value = getattr(cfg, name)
+        if name in _AUTO and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"TrainConfig.{name} must be a number; got {type(value).__name__}")
         if (value < lo) if lo_inclusive else (value <= lo):

@@ -43,6 +43,7 @@ from audit.consistency import artifact_digests
 from audit.metrics import accuracy_with_ci, auc_score, auc_with_ci
 from audit.rundir import LEARNING_CURVE, RunDir, stale_after
 from audit.stats import Estimate, finite_or_none
+from training.budget import resolve_for_context
 from training.config import TrainConfig
 from training.fold_outputs import (
     WORK_DIR,
@@ -203,6 +204,7 @@ def train_run(
     run_dir: RunDir | str | os.PathLike[str],
     config: TrainConfig | None = None,
     *,
+    extra_record: dict[str, Any] | None = None,
     learning_curve: Sequence[float] | str | None = None,
 ) -> TrainSummary:
     """Cross-validate a model on an ingested run directory and write the OOF artifacts.
@@ -213,7 +215,13 @@ def train_run(
         Run directory with ``manifest.parquet``, ``images.npy`` and ``run.json``
         (``classes``), as written by ``medaudit ingest``.
     config : TrainConfig, optional
-        Defaults to ``TrainConfig()``.
+        Defaults to ``TrainConfig()``. Its "auto" fields (``None``, see
+        :attr:`TrainConfig.auto_fields`) are derived from the budget
+        (:func:`training.budget.budget_defaults`); ``run.json['train']``
+        records the resolved config and, under ``auto_fields``, what was derived.
+    extra_record : dict, optional
+        JSON-ready entries added to ``run.json['train']`` (the ``--time-budget``
+        planner records its plan under ``budget``).
     learning_curve : sequence of float or str, optional
         Fractions of each fold's training rows (e.g. ``(0.25, 0.5, 0.75, 1.0)``):
         after the folds, retrain each fold on patient-grouped fractions of its
@@ -260,12 +268,17 @@ def train_run(
 
         fractions = parse_fractions(learning_curve)
     with run.transaction("medaudit train") as staged:
-        return _train_and_publish(run, staged, config, t0, fractions)
+        return _train_and_publish(run, staged, config, t0, dict(extra_record or {}), fractions)
 
 
-def _train_and_publish(run: RunDir, staged: RunDir, config: TrainConfig, t0: float,
-                       fractions: tuple[float, ...] | None = None) -> TrainSummary:
+def _train_and_publish(
+    run: RunDir, staged: RunDir, config: TrainConfig, t0: float, extra: dict[str, Any],
+    fractions: tuple[float, ...] | None = None,
+) -> TrainSummary:
     ctx = load_context(run, config)
+    auto = config.auto_fields
+    config = resolve_for_context(config, ctx)  # the budget-dependent "auto" fields
+    extra["auto_fields"] = {name: getattr(config, name) for name in auto}
     _clean_stale(run, config)
 
     done_before = [k for k in range(config.folds) if fold_is_done(run, k, config, ctx.fingerprint)]
@@ -297,7 +310,7 @@ def _train_and_publish(run: RunDir, staged: RunDir, config: TrainConfig, t0: flo
     stale, _ = stale_after("train")
     staged.remove([p for p in stale if p != ".work"])  # the work area stays: resume state
     return _assemble(run, staged, ctx, config, fold_results, histories, time.perf_counter() - t0,
-                     curve)
+                     extra, curve)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -316,6 +329,7 @@ def _assemble(
     fold_results: list[FoldResult],
     histories: list[dict[str, Any]],
     elapsed_before: float,
+    extra: dict[str, Any],
     curve: dict[str, Any] | None = None,
 ) -> TrainSummary:
     t0 = time.perf_counter()
@@ -420,6 +434,7 @@ def _assemble(
         "auc_definition": "binary ROC AUC" if k == 2 else "macro one-vs-rest ROC AUC",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "artifacts": artifact_digests(staged, consumed),
+        **extra,
     }
     _, drop = stale_after("train")
     staged.update_run_json({"train": record}, drop=drop)
@@ -485,7 +500,10 @@ def _summary_text(
         "  in-sample  " + "  ".join(f"{r.in_sample_auc:.3f}" for r in folds)
         + "  (AUC on each fold's own training rows)",
     ]
-    if config.mode == "finetune":
+    if config.mode == "finetune" and not config.select_epochs:
+        lines.append(f"  epochs     {config.epochs} per fold, on all the fold's training rows "
+                     "(short schedule: no selection on an inner split)")
+    elif config.mode == "finetune":
         refit = all(r.refit for r in folds)
         lines.append(
             "  epochs     " + "  ".join(f"{r.best_epoch:>5d}" for r in folds)

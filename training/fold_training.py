@@ -14,6 +14,7 @@ the kept models' probabilities.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,8 +28,10 @@ from torch import nn
 from audit.metrics import auc_score
 from audit.rundir import RunDir, atomic_write
 from audit.stats import finite_or_none
+from training.budget import resolve_for_context
 from training.config import TrainConfig
 from training.dataset import ImageCache
+from training.deadline import Deadline
 from training.device import resolve_device_setup
 from training.fold_outputs import (
     FoldOutputs,
@@ -84,11 +87,18 @@ def train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) ->
             return np.zeros(k, np.float32)
         return np.log(class_prior(fc.labels[rows], k)).astype(np.float32)
 
+    if not config.select_epochs:
+        # A short schedule: nothing to select, one pass on all the fold's training rows.
+        rows = np.sort(np.concatenate([split.train, split.inner_val]))
+        only = fit_model(fc, rows, seed=seed, desc=desc)
+        return _Member(seed, only, only, rows, [(only.net, log_prior(rows))])
     # The refit keeps the selection pass's normalisation and seed, so it replays the
     # trajectory the inner split validated, only on more rows.
     select = fit_model(fc, split.train, seed=seed, inner_val=split.inner_val, desc=desc)
     fit, fit_rows = select, split.train
-    if config.refit:
+    if config.refit and not _refit_fits(fc, select, split):
+        _log.info("%s: no refit, it would not end before the time budget's deadline", desc)
+    elif config.refit:
         # Model selection (the epoch count) is done; now use every training row of the
         # fold, inner split included, with the same seed and schedule up to that epoch.
         fit_rows = np.sort(np.concatenate([split.train, split.inner_val]))
@@ -150,6 +160,20 @@ def ensemble_predict(
     return np.log(np.clip(mean, 1e-12, None)).astype(np.float32), outs[0][1]
 
 
+def _refit_fits(fc: FitContext, select: FitResult, split: FoldSplit) -> bool:
+    """Whether a refit can end before ``fc.deadline`` (always, without one).
+
+    Its cost is estimated from the selection pass: the training seconds of its
+    first ``best_epoch`` epochs, scaled by the refit's larger row count.
+    """
+    if fc.deadline is None:
+        return True
+    if select.deadline_hit:
+        return False
+    per_row = sum(r["train_seconds"] for r in select.history[: select.best_epoch]) / len(split.train)
+    return per_row * (len(split.train) + len(split.inner_val)) < fc.deadline.remaining()
+
+
 def _clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()}
             for r in records]
@@ -163,10 +187,14 @@ def _member_history(m: _Member, config: TrainConfig) -> dict[str, Any]:
         "epochs": _clean(m.select.history),
         "best_epoch": m.select.best_epoch,
         "stopped_early": len(m.select.history) < config.epochs,
+        "stopped_by_deadline": m.select.deadline_hit or m.fit.deadline_hit,
+        "refit_skipped_for_deadline": bool(config.select_epochs and config.refit)
+        and m.fit is m.select,
+        "selected_on_inner_split": bool(config.select_epochs),
         "refit": None if m.fit is m.select else {
             "n_rows": len(m.fit_rows), "epochs": _clean(m.fit.history),
         },
-        "inner_val_auc": finite_or_none(best["inner_val_auc"]),
+        "inner_val_auc": finite_or_none(best.get("inner_val_auc", float("nan"))),
     }
 
 
@@ -188,12 +216,20 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
     setup = resolve_device_setup(device=config.device, precision=config.precision)
     cache = ImageCache(run)
     norm = cache.channel_stats(split.train, seed=fold_seed(config.seed, fold))
+    fold_deadline = None
+    if config.stop_at is not None:
+        # An equal share of the time left for this fold and the ones after it (sequential
+        # folds, as the --time-budget planner runs them).
+        fold_deadline = Deadline(config.stop_at).share(config.folds - fold)
     fc = FitContext(config=config, labels=ctx.labels, n_classes=len(ctx.classes), setup=setup,
                     cache=cache, norm=norm, position=position)
 
     with deterministic(setup):
-        members = [train_member(fc, split, member=m, fold=fold)
-                   for m in range(config.models_per_fold)]
+        members = []
+        for m in range(config.models_per_fold):
+            deadline = None if fold_deadline is None else fold_deadline.share(config.models_per_fold - m)
+            members.append(train_member(dataclasses.replace(fc, deadline=deadline), split,
+                                         member=m, fold=fold))
         nets = [(net, lp) for m in members for net, lp in m.kept]
 
         def predict(rows: np.ndarray, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +256,7 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
     fits = [f for m in members for f in m.fits]
     result = FoldResult(
         fold=fold, auc=fold_auc, in_sample_auc=in_auc,
-        inner_val_auc=first.select.best_record["inner_val_auc"],
+        inner_val_auc=first.select.best_record.get("inner_val_auc", float("nan")),
         best_epoch=first.select.best_epoch, epochs_run=len(first.select.history),
         n_train=len(fit_rows), n_inner_val=len(split.inner_val),
         n_oof=len(split.oof), n_holdout=len(split.holdout),
@@ -303,6 +339,7 @@ def train_fold(
         raise ValueError(f"fold must be an int in [0, {config.folds}); got {fold!r}")
     fold = int(fold)
     ctx = load_context(run, config)
+    config = resolve_for_context(config, ctx)  # the budget-dependent "auto" fields
     if fold_is_done(run, fold, config, ctx.fingerprint):
         _log.info("fold %d of %s already done with the same config and data; reusing it",
                   fold, run.path)

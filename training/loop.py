@@ -28,6 +28,7 @@ from audit.metrics import auc_score
 from training.augment import BatchAugmenter, mixup
 from training.config import TrainConfig
 from training.dataset import ImageCache, Normalization, iterate_batches, prepare_batch
+from training.deadline import Deadline
 from training.device import DeviceSetup
 from training.models import build_model
 from training.predict import predict_rows, softmax
@@ -70,6 +71,9 @@ class FitContext:
         Input normalisation (statistics of the fold's training rows).
     position : int
         Line of the progress bar (parallel folds).
+    deadline : Deadline, optional
+        When training passes must stop (``--time-budget``); checked after
+        every optimizer step.
     """
 
     config: TrainConfig
@@ -79,6 +83,7 @@ class FitContext:
     cache: ImageCache
     norm: Normalization
     position: int = 0
+    deadline: Deadline | None = None
 
 
 @dataclass
@@ -99,6 +104,10 @@ class FitResult:
         Time spent in training epochs.
     train_images : int
         Training images processed.
+    deadline_hit : bool
+        Training stopped at ``FitContext.deadline`` before the end of its last
+        epoch; the epoch cut short is the last record of ``history`` (marked
+        ``stopped_by_deadline``, evaluated like the others).
     """
 
     net: nn.Module
@@ -106,6 +115,7 @@ class FitResult:
     best_epoch: int
     train_seconds: float
     train_images: int
+    deadline_hit: bool = False
 
     @property
     def best_record(self) -> dict[str, Any]:
@@ -243,6 +253,11 @@ def fit_model(
     config, setup, cache, norm = fc.config, fc.setup, fc.cache, fc.norm
     k = fc.n_classes
     bs = config.batch_size
+    n_fit = len(rows)
+    drop_last = n_fit > bs
+    steps_per_epoch = n_fit // bs if drop_last else 1
+    if config.auto_fields:  # called outside train_run / train_fold: derive them here
+        config = config.resolved(steps_per_epoch)
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build_model(config, k, cache, setup)
@@ -258,22 +273,20 @@ def fit_model(
     weight = None
     if config.class_weighting == "balanced":
         weight = torch.tensor(1.0 / (k * prior), dtype=torch.float32, device=setup.device)
-    n_fit = len(rows)
-    drop_last = n_fit > bs
-    steps_per_epoch = n_fit // bs if drop_last else 1
+    warmup_epochs = float(config.warmup_epochs or 0.0)
     sched = warmup_cosine_schedule(optimizer, total_steps=steps_per_epoch * config.epochs,
-                                   warmup_steps=steps_per_epoch * config.warmup_epochs)
+                                   warmup_steps=round(steps_per_epoch * warmup_epochs))
     scaler = torch.amp.GradScaler("cuda") if setup.needs_grad_scaler else None
     augmenter = BatchAugmenter(
         flips=config.flips, rotate_degrees=config.rotate_degrees,
         scale_range=config.scale_range, translate_fraction=config.translate_fraction,
         brightness=config.brightness, contrast=config.contrast,
-        probability=config.augment_probability,
+        probability=float(config.augment_probability or 0.0),
     )
     sample_w = torch.tensor((1.0 / prior)[y_fit], dtype=torch.float64)
     ema = (
         weight_ema(model, horizon_steps=config.ema_epochs * steps_per_epoch)
-        if config.ema_epochs > 0 else None
+        if config.ema_epochs else None
     )
     net = ema.module if ema is not None else model  # the weights that are evaluated and kept
 
@@ -292,13 +305,14 @@ def fit_model(
     best_loss, best_epoch, best_state = math.inf, 0, None
     # Early epochs at a high learning rate are noisy on small inner splits: never stop
     # before half of the cosine schedule has run.
-    min_epochs = max(config.warmup_epochs + config.patience, math.ceil(config.epochs / 2))
+    min_epochs = max(math.ceil(warmup_epochs) + config.patience, math.ceil(config.epochs / 2))
     # Weights from the first quarter of the schedule are never kept: they are under-trained,
     # and on a small, hard inner split their near-uniform predictions can have a lower log
     # loss than a better but more confident model.
     min_keep = min(max(1, math.ceil(config.epochs / 4)), config.epochs)
     last = min(stop_after or config.epochs, config.epochs)
     train_seconds, train_images, steps = 0.0, 0, 0
+    deadline_hit = False
     bar = tqdm(range(1, last + 1), desc=desc, unit="epoch", disable=config.quiet,
                position=fc.position, leave=True, dynamic_ncols=True)
     for epoch in bar:
@@ -337,6 +351,9 @@ def fit_model(
                 ema.update(model, step=steps)
             total += float(loss.detach()) * len(batch_rows)
             count += len(batch_rows)
+            if fc.deadline is not None and fc.deadline.expired():
+                deadline_hit = epoch < last or count < len(epoch_rows)
+                break
         t_train = time.perf_counter() - t0
         train_seconds += t_train
         train_images += count
@@ -353,7 +370,12 @@ def fit_model(
             bar.set_postfix(loss=f"{rec['train_loss']:.3f}")
         rec.update(lr=float(optimizer.param_groups[0]["lr"]), train_seconds=t_train,
                    seconds=time.perf_counter() - t0)
+        if deadline_hit:
+            rec["stopped_by_deadline"] = True  # this epoch was cut short
         history.append(rec)
+        if deadline_hit:
+            _log.info("%s: time budget reached during epoch %d; training stops", desc, epoch)
+            break
         if (inner_val is not None and config.patience and epoch >= min_epochs
                 and epoch - best_epoch >= config.patience):
             _log.info("%s: early stop at epoch %d (best inner-val loss at epoch %d)",
@@ -362,4 +384,5 @@ def fit_model(
     bar.close()
     if best_state is not None:
         net.load_state_dict(best_state)
-    return FitResult(net, history, best_epoch or len(history), train_seconds, train_images)
+    return FitResult(net, history, best_epoch or len(history), train_seconds, train_images,
+                     deadline_hit)

@@ -415,6 +415,8 @@ def training_length(
         best = int(f["best_epoch"])
         run = len(epochs)
         losses = [e.get("inner_val_loss") for e in epochs]
+        if all(v is None for v in losses):  # no inner split (a short schedule): no curve
+            continue
         rise = None
         if losses[best - 1] is not None and losses[-1] is not None:
             rise = round(float(losses[-1]) - float(losses[best - 1]), 4)

@@ -32,7 +32,9 @@ _NEAR_MAX_SHIFT = 2  # pixels, each axis
 _NEAR_NOISE = 0.004  # display units
 
 
-def to_site_display(display: np.ndarray, site: Site, size: int) -> np.ndarray:
+def to_site_display(
+    display: np.ndarray, site: Site, size: int, marker: np.ndarray | None = None
+) -> np.ndarray:
     """Apply the site look: gamma, brightness, contrast, collimation border, marker.
 
     Parameters
@@ -43,6 +45,8 @@ def to_site_display(display: np.ndarray, site: Site, size: int) -> np.ndarray:
         The site of every image in the batch.
     size : int
         Rows = columns.
+    marker : ndarray of bool, (B,), optional
+        Which images get the marker; default: all of them when ``site.marker``.
 
     Returns
     -------
@@ -56,8 +60,11 @@ def to_site_display(display: np.ndarray, site: Site, size: int) -> np.ndarray:
         out[:, -border:, :] = 0.0
         out[:, :, :border] = 0.0
         out[:, :, -border:] = 0.0
-    if site.marker:
-        out[:, marker_mask(size)] = 1.0
+    if marker is None:
+        marker = np.full(out.shape[0], site.marker)
+    if marker.any():
+        mr, mc = np.nonzero(marker_mask(size))
+        out[np.flatnonzero(marker)[:, None], mr, mc] = 1.0
     return out.astype(np.float32, copy=False)
 
 
@@ -160,6 +167,7 @@ def render_chunk(
     site_of: np.ndarray,
     size: int,
     rng: np.random.Generator,
+    marker: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Render one chunk and convert each image to its site's stored values.
 
@@ -175,6 +183,8 @@ def render_chunk(
         Rows = columns.
     rng : numpy.random.Generator
         The chunk's own noise stream.
+    marker : ndarray of bool, (B,), optional
+        Which images carry the marker; default: those of the marker site.
 
     Returns
     -------
@@ -187,7 +197,8 @@ def render_chunk(
     for s, site in enumerate(SITES):
         members = np.flatnonzero(site_of == s)
         if members.size:
-            stored = display_to_stored(to_site_display(display[members], site, size), site)
+            mark = None if marker is None else marker[members]
+            stored = display_to_stored(to_site_display(display[members], site, size, mark), site)
             for m, arr in zip(members, stored):
                 out[int(m)] = arr
     return out

@@ -57,6 +57,8 @@ _INT_MINIMUMS = {
     "seed": 0,
 }
 _MAX_IMAGE_SIZE = 4096
+# Fields added after identifiers were first derived, with their default (see config_digest).
+_ADDED_FIELDS = {"shortcuts": True}
 # Rate fields: (low, high, low end included); the high end is always excluded.
 _RATE_BOUNDS = {
     "prevalence": (0.0, 1.0, False),
@@ -102,6 +104,13 @@ class DemoConfig:
         DICOM files without pixel data (Basic Text SR documents).
     seed : int, default 0
         Seed of every random choice.
+    shortcuts : bool, default True
+        Plant the site shortcut: site_b's prevalence is 2.2 times the overall
+        rate (site_a about half of it) and only site_b's images carry the 'R'
+        marker. ``False`` generates the same kind of data without shortcuts:
+        every site at the overall prevalence, and the marker burned into a
+        random 20 % of the images whatever their site or label (the sites keep
+        their scanners and looks, which then carry no label information).
     """
 
     n_patients: int = 1400
@@ -116,6 +125,7 @@ class DemoConfig:
     n_corrupted: int = 4
     n_non_image: int = 1
     seed: int = 0
+    shortcuts: bool = True
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,8 @@ def validate_config(config: DemoConfig) -> DemoConfig:
     """
     if not isinstance(config, DemoConfig):
         raise TypeError(_MSG_CONFIG_TYPE.format(got=type(config).__name__))
+    if not isinstance(config.shortcuts, (bool, np.bool_)):
+        raise TypeError(f"DemoConfig.shortcuts must be a bool; got {type(config.shortcuts).__name__}")
     problems = _int_problems(config) + _rate_problems(config)
     if problems:
         raise ValueError("invalid DemoConfig: " + "; ".join(problems))
@@ -172,6 +184,7 @@ def validate_config(config: DemoConfig) -> DemoConfig:
         config,
         **{name: int(getattr(config, name)) for name in _INT_MINIMUMS},
         **{name: float(getattr(config, name)) for name in _RATE_BOUNDS},
+        shortcuts=bool(config.shortcuts),
     )
 
 
@@ -209,7 +222,14 @@ def config_digest(config: DemoConfig) -> str:
     """16 hex digits of SHA-256 over the config as sorted JSON.
 
     Every UID and file name is derived from it, so two configurations never
-    share identifiers and one configuration always gets the same ones.
+    share identifiers and one configuration always gets the same ones. Fields
+    added later (:data:`_ADDED_FIELDS`) count only when they differ from their
+    default, so that the identifiers of every earlier configuration stay as
+    they were.
     """
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    fields = dataclasses.asdict(config)
+    for name, default in _ADDED_FIELDS.items():
+        if fields[name] == default:
+            del fields[name]
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

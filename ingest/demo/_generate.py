@@ -160,6 +160,7 @@ def _write_files(
                 batch.site_of[chunk.start : chunk.stop],
                 size,
                 np.random.default_rng(seed),
+                batch.marker[chunk.start : chunk.stop],
             )
             for chunk, seed in zip(chunks, noise_seeds)
         ]

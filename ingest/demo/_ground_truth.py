@@ -55,6 +55,9 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
     site_of = {im.index: patients[im.patient].site for im in images}
     path_of = {im.index: im.path for im in images}
     follow_up_groups = _follow_up_groups(images)
+    rendered = {im.index: bool(plan.batch.marker[im.render_row]) for im in plan.batch.rows}
+    marker_of = {im.index: rendered.get(im.index if im.source is None else im.source, False)
+                 for im in images}
     corrupted = [im for im in ordered if im.kind.startswith("corrupted")]
 
     def pair_paths(kind: str) -> list[list[str]]:
@@ -72,8 +75,10 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
             "patients_with_readable_images": len({im.patient for im in valid}),
         },
         "prevalence": _prevalence(cfg, valid, site_of),
+        "shortcuts": _shortcuts(cfg),
         "sites": {
-            s.key: _site_record(s, [im for im in valid if site_of[im.index] == k], cfg.image_size)
+            s.key: _site_record(s, [im for im in valid if site_of[im.index] == k], cfg.image_size,
+                                cfg.shortcuts)
             for k, s in enumerate(SITES)
         },
         "label_noise": _label_noise(cfg, valid, ordered),
@@ -95,7 +100,10 @@ def build_ground_truth(cfg: DemoConfig, plan: DemoPlan) -> dict[str, Any]:
         },
         "non_image": [im.path for im in ordered if im.kind == "non_image"],
         "true_labels": {im.path: CLASS_NAMES[im.true_label] for im in ordered},
-        "images": {im.path: _image_record(im, patients, site_of, path_of) for im in valid},
+        "images": {
+            im.path: {**_image_record(im, patients, site_of, path_of), "marker": marker_of[im.index]}
+            for im in valid
+        },
     }
 
 
@@ -125,7 +133,19 @@ def _prevalence(
     }
 
 
-def _site_record(site: Site, members: list[PlannedImage], size: int) -> dict[str, Any]:
+def _shortcuts(cfg: DemoConfig) -> dict[str, Any]:
+    """What the shortcut plan was (``DemoConfig.shortcuts``)."""
+    if cfg.shortcuts:
+        return {"planted": True, "site_prevalence": "site_b 2.2x the overall rate, site_a about "
+                "half of it", "marker": "on every site_b image and no other"}
+    return {"planted": False, "site_prevalence": "equal at every site (the overall rate)",
+            "marker": "on a random 20% of the images, independent of site and label; the "
+            "BurnedInAnnotation header stays per site"}
+
+
+def _site_record(
+    site: Site, members: list[PlannedImage], size: int, shortcuts: bool = True
+) -> dict[str, Any]:
     """Header values and planted look of one site, and its readable images."""
     return {
         "institution_name": site.institution,
@@ -142,8 +162,8 @@ def _site_record(site: Site, members: list[PlannedImage], size: int) -> dict[str
         "brightness": site.brightness,
         "contrast": site.contrast,
         "noise_factor": site.noise,
-        "marker": _MARKER if site.marker else None,
-        "marker_box": list(marker_box(size)) if site.marker else None,
+        "marker": _MARKER if site.marker and shortcuts else None,
+        "marker_box": list(marker_box(size)) if site.marker and shortcuts else None,
         "collimation_border_px": border_px(site, size),
         "description": site.description,
         "n_images": len(members),
@@ -247,7 +267,9 @@ def load_ground_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``site``, ``patient`` and ``true_patient`` as opaque folder indices,
     ``kind``, ``source``, ``view``, ``true_label``, ``recorded_label`` and
     ``lesion`` with ``row``, ``col``, ``diameter_px``, ``sigma_px``,
-    ``peak_contrast`` or null). Every path is relative to ``dicom/``.
+    ``peak_contrast`` or null, and ``marker``: whether the 'R' is burned in).
+    ``shortcuts`` says whether the site shortcut was planted
+    (``DemoConfig.shortcuts``). Every path is relative to ``dicom/``.
     """
     p = Path(path)
     if p.is_dir():

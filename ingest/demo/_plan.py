@@ -14,6 +14,7 @@ output: changing it changes the dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,9 @@ _AP_FRACTION = 0.15
 _AGE_YEARS = (25, 86)  # upper end excluded
 _BASE_DATE = _dt.date(2016, 1, 1)
 _FIRST_DAY_SPAN = 3 * 365  # first images fall in the three years from _BASE_DATE
+# Without shortcuts: share of images, drawn at random, that carry the marker (about the
+# share of the marker site's images with shortcuts).
+_RANDOM_MARKER_FRACTION = 0.2
 
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "cross_patient_duplicate")
 """The planted duplicate kinds, in the order their sources are drawn."""
@@ -65,6 +69,9 @@ class RandomStreams:
         Label noise.
     headers : numpy.random.Generator
         Folder order and study times (:mod:`ingest.demo._identifiers`).
+    markers : numpy.random.Generator
+        Which images carry the marker when ``DemoConfig.shortcuts`` is False
+        (unused otherwise, so the planted dataset does not depend on it).
     """
 
     patients: np.random.Generator
@@ -73,11 +80,12 @@ class RandomStreams:
     extra: np.random.Generator
     flips: np.random.Generator
     headers: np.random.Generator
+    markers: np.random.Generator
 
     @classmethod
     def from_seed(cls, seed: int) -> RandomStreams:
-        """Spawn the six streams of ``seed``, in a fixed order."""
-        s = np.random.SeedSequence(seed).spawn(6)
+        """Spawn the seven streams of ``seed``, in a fixed order (the first six as before)."""
+        s = np.random.SeedSequence(seed).spawn(7)
         rng = np.random.default_rng
         return cls(
             patients=rng(s[0]),
@@ -86,6 +94,7 @@ class RandomStreams:
             extra=rng(s[3]),
             flips=rng(s[4]),
             headers=rng(s[5]),
+            markers=rng(s[6]),
         )
 
 
@@ -103,12 +112,16 @@ class RenderBatch:
         Whether each image contains a nodule.
     site_of : ndarray of int, (B,)
         Index into :data:`ingest.demo._sites.SITES` of each image.
+    marker : ndarray of bool, (B,)
+        Whether the 'R' marker is burned into each image: the images of the
+        marker site with ``DemoConfig.shortcuts``, else a random 20 %.
     """
 
     rows: list[PlannedImage]
     params: dict[str, np.ndarray]
     nodule: np.ndarray
     site_of: np.ndarray
+    marker: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,9 @@ def make_plan(cfg: DemoConfig, streams: RandomStreams) -> DemoPlan:
         raise ValueError(_MSG_TOO_FEW.format(wanted=n_dup, have=n_base, n=cfg.n_patients))
     _add_broken(images, patients, cfg.n_corrupted, streams.extra)
     batch = _plan_rendering(images, patients, cfg.image_size, streams.anatomy)
+    if not cfg.shortcuts:
+        marker = streams.markers.random(len(batch.rows)) < _RANDOM_MARKER_FRACTION
+        batch = dataclasses.replace(batch, marker=marker)
     pairs, near = _add_duplicates(images, patients, cfg, n_base, streams.extra)
     _add_non_image(images, patients, cfg.n_non_image, streams.extra)
     garbage = {
@@ -216,7 +232,9 @@ def _make_patients(cfg: DemoConfig, rng: np.random.Generator) -> list[Patient]:
                 first_date=first,
             )
         )
-    _assign_labels(patients, site_prevalences(cfg.prevalence), cfg.prevalence, rng)
+    site_prev = (site_prevalences(cfg.prevalence) if cfg.shortcuts
+                 else np.full(len(SITES), cfg.prevalence))
+    _assign_labels(patients, site_prev, cfg.prevalence, rng)
     return patients
 
 
@@ -343,7 +361,8 @@ def _plan_rendering(
         img.render_row = row
         if img.true_label == 1:
             img.lesion = lesion_record(params, row, size)
-    return RenderBatch(rows=rows, params=params, nodule=nodule, site_of=site_of)
+    marker = np.array([SITES[s].marker for s in site_of], dtype=bool)
+    return RenderBatch(rows=rows, params=params, nodule=nodule, site_of=site_of, marker=marker)
 
 
 def _add_duplicates(

@@ -30,11 +30,9 @@ def run_stages(args: argparse.Namespace, out: Path) -> int:
     summary = ingest_from_args(args, out)
     print_ingest_summary(summary)
     if not args.no_train:
-        from medaudit.commands.train import flag_words, train_config_from_args
-        from training import train_run
+        from medaudit.commands.train import train_from_args
 
-        with flag_words():
-            trained = train_run(summary.run, train_config_from_args(args))
+        trained = train_from_args(summary.run.path, args)
         print(trained.text)
     code = 0
     if not args.no_audit:

@@ -21,10 +21,13 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from training.config import StemPool, TrainConfig
 from training.messages import NO_DOWNLOAD_MESSAGE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training.cv import TrainSummary
 
 __all__ = [
     "add_parser",
@@ -33,6 +36,7 @@ __all__ = [
     "reword_for_cli",
     "run",
     "train_config_from_args",
+    "train_from_args",
 ]
 
 _DEFAULTS = TrainConfig()
@@ -98,32 +102,78 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    default=_DEFAULTS.class_weighting,
                    help="class-imbalance handling (default: %(default)s)")
     g.add_argument("--mixup", type=float, default=_DEFAULTS.mixup, metavar="ALPHA",
-                   help="mixup Beta(ALPHA, ALPHA) blending of training batches, 0 = off; it "
-                        "needs long training, use 0 with 10-20 epochs (default: %(default)s)")
+                   help="mixup Beta(ALPHA, ALPHA) blending of training batches, 0 = off "
+                        "(default: auto from --epochs: off up to 10, 0.2 at 40)")
     g.add_argument("--ema-epochs", type=float, default=_DEFAULTS.ema_epochs,
                    help="horizon in epochs of the weight average that is evaluated and kept, "
-                        "0 = off (default: %(default)s)")
+                        "0 = off (default: auto from --epochs: off up to 10, 3 at 40)")
     g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
                    help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
     g.add_argument("--refit", action=argparse.BooleanOptionalAction, default=_DEFAULTS.refit,
                    help="refit each fold's model on all its training rows for the epoch count "
                         "the inner split chose; --no-refit keeps the model selected on the "
-                        "inner split (default: --refit)")
+                        "inner split (default: auto, --refit from 20 epochs)")
     g.add_argument("--keep-selected", action=argparse.BooleanOptionalAction,
                    default=_DEFAULTS.keep_selected,
                    help="with --refit, also keep the model selected on the inner split and "
-                        "average both models' probabilities (no extra training; default: "
-                        + ("--keep-selected" if _DEFAULTS.keep_selected else "--no-keep-selected")
-                        + ")")
+                        "average both models' probabilities (no extra training; default: auto, "
+                        "as --refit)")
     g.add_argument("--models-per-fold", type=int, default=_DEFAULTS.models_per_fold, metavar="M",
                    help="models trained per fold from different seeds, their probabilities "
                         "averaged; M times the training time (default: %(default)s)")
+    g.add_argument("--time-budget", type=_duration, default=None, metavar="DURATION",
+                   help="wall-time budget such as 2m, 15m or 1h: measure this machine, choose "
+                        "--model, --epochs, --train-image-size and --models-per-fold on the "
+                        "inner split of fold 0's training rows, and stop training cleanly at "
+                        "the deadline (the plan is recorded in run.json)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                    help="folds trained in parallel processes (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads per training process (default: all cores, or cores // jobs)")
     g.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
                    help="batch prefetch threads (default: %(default)s)")
+
+
+def _duration(text: str) -> float:
+    """``--time-budget`` value in seconds (argparse reports the error as one line, exit 2)."""
+    from training.planner import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("time_budget", "--time-budget")) from None
+
+
+def train_from_args(run_dir: Path, args: argparse.Namespace) -> TrainSummary:
+    """Train ``run_dir`` with the parsed options (planned by ``--time-budget`` when given)."""
+    from audit.rundir import RunDir
+    from training.cv import train_run
+
+    with flag_words():
+        config = train_config_from_args(args)
+        budget = getattr(args, "time_budget", None)
+        curve = getattr(args, "learning_curve", None)
+        if curve is not None:
+            from training.learning_curve import parse_fractions
+
+            if budget is not None:
+                raise ValueError("--learning-curve cannot be combined with --time-budget; train "
+                                 "within the budget first, then rerun with --learning-curve "
+                                 "and the same options (finished folds are reused)")
+            try:
+                curve = parse_fractions(curve)
+            except ValueError as err:
+                raise ValueError(str(err).replace("learning-curve fractions",
+                                                  "--learning-curve")) from None
+        if budget is not None:
+            from training.planner import train_within_budget
+
+            try:
+                return train_within_budget(RunDir(run_dir), config, budget)
+            except ValueError as err:
+                err.args = (str(err).replace("time_budget", "--time-budget"),)
+                raise
+        return train_run(RunDir(run_dir), config, learning_curve=curve)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -287,21 +337,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """``medaudit train``: train, print the one-screen summary, return 0."""
-    from audit.rundir import RunDir
-    from training.cv import train_run
-
-    with flag_words():
-        config = train_config_from_args(args)
-        curve = getattr(args, "learning_curve", None)
-        if curve is not None:
-            from training.learning_curve import parse_fractions
-
-            try:
-                curve = parse_fractions(curve)
-            except ValueError as err:
-                raise ValueError(str(err).replace("learning-curve fractions",
-                                                  "--learning-curve")) from None
-        summary = train_run(RunDir(args.run_dir), config, learning_curve=curve)
+    summary = train_from_args(args.run_dir, args)
     if not getattr(args, "quiet", False):
         print(summary.text)
     return 0

@@ -58,20 +58,32 @@ def full_context(seed: int = 0) -> AuditContext:
             **readers,
         }
     )
-    props = pd.DataFrame(
+    gray = images[:, 0].astype(np.float64) / 255
+    flat = gray.reshape(N, -1)
+    pct = np.percentile(flat, [1, 5, 50, 95, 99], axis=1)
+    corner = rng.random(N) * 0.01
+    corner[y == 1] += 0.05 * (rng.random(int((y == 1).sum())) < 0.7)  # planted marker shortcut
+    props = pd.DataFrame(  # the columns of ingest.properties (image_properties.parquet)
         {
             "sample_id": manifest["sample_id"],
-            "mean_intensity": images.mean(axis=(1, 2, 3)) / 255,
-            "std_intensity": images.std(axis=(1, 2, 3)) / 255,
-            "border_fraction": rng.random(N),
-            "height": np.full(N, S),
-            "width": np.full(N, S),
+            "mean_intensity": flat.mean(1), "std_intensity": flat.std(1),
+            "p01": pct[0], "p05": pct[1], "p50": pct[2], "p95": pct[3], "p99": pct[4],
+            "contrast": pct[3] - pct[1],
+            "black_fraction": (flat < 0.04).mean(1), "saturated_fraction": (flat >= 0.98).mean(1),
+            "border_black_fraction": rng.random(N) * 0.1,
+            "corner_mark_score": corner,
+            "corner_mark_corner": rng.integers(0, 4, N).astype(np.int8),
+            "edge_mark_score": rng.random(N) * 0.01,
+            "has_corner_mark": corner >= 0.02,
+            "orig_height": np.full(N, S), "orig_width": np.full(N, S),
+            "aspect_ratio": np.ones(N), "bits_stored": np.full(N, 8.0),
         }
-    )
+    )  # fmt: skip
     folds = np.where(np.arange(N) < 100, np.arange(N) % 5, -1).astype(np.int16)
     history = {"folds": [{"fold": 0, "epochs": [{"epoch": 0, "train_loss": 1.0,
                                                    "val_loss": 1.1, "val_auc": 0.7}]}]}
-    masked = {"center_masked": probs[::-1].copy()}
+    masked = {"center_masked": probs[::-1].copy(), "border_only": probs.copy(),
+              "corners_masked": probs[::-1].copy()}
     return AuditContext.from_arrays(
         manifest, CLASSES, pred_probs=probs.astype(np.float32), logits=logits, embeddings=emb,
         folds=folds, images=images, image_properties=props, history=history, masked=masked,
@@ -81,7 +93,7 @@ def full_context(seed: int = 0) -> AuditContext:
 def _fast_config(name: str):  # type: ignore[no-untyped-def]
     spec = get_check(name)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    overrides = {k: v for k, v in {"n_boot": 50}.items() if k in fields}
+    overrides = {k: v for k, v in {"n_boot": 50, "n_permutations": 50}.items() if k in fields}
     return build_config(spec, overrides)
 
 

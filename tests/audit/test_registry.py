@@ -24,9 +24,13 @@ def _noop(ctx: AuditContext, config: _Cfg) -> list[Finding]:
     return []
 
 
-def test_registry_lists_the_five_checks_of_issue_4() -> None:
+def test_registry_lists_the_checks_in_report_order() -> None:
     assert list_checks()[:5] == ["label_issues", "annotator_agreement", "duplicates_and_leakage",
                                  "outliers", "class_balance_and_size"]
+    shortcut_checks = ["metadata_shortcut", "embedding_encodes_metadata",
+                       "image_property_shortcut", "masking_test", "subgroup_performance",
+                       "hidden_stratification"]
+    assert [c for c in list_checks() if c in shortcut_checks] == shortcut_checks
     assert "overfitting" in list_checks()
 
 

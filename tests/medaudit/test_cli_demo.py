@@ -64,3 +64,17 @@ def test_demo_defaults_differ_from_train_only_where_documented() -> None:
     assert demo.jobs == train.jobs == TrainConfig.jobs
     assert parser.parse_args(["demo", "--epochs", "3"]).epochs == 3
     assert parser.parse_args(["demo", "--mixup", "0.3"]).mixup == 0.3
+
+
+def test_no_shortcuts_flag_reaches_the_generator(tmp_path: Path) -> None:
+    from medaudit.cli import build_parser
+    from medaudit.commands.demo import _demo_config
+
+    parser = build_parser()
+    assert _demo_config(parser.parse_args(["demo"])).shortcuts is True
+    cfg = _demo_config(parser.parse_args(["demo-data", "--out", "x", "--no-shortcuts",
+                                          "--n-patients", "40", "--dicom-size", "32"]))
+    assert cfg.shortcuts is False
+    ensure_demo_data(tmp_path / "d", cfg)
+    truth = json.loads((tmp_path / "d" / "ground_truth.json").read_text())
+    assert truth["config"]["shortcuts"] is False and truth["shortcuts"]["planted"] is False

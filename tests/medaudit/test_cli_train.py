@@ -67,8 +67,8 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     cfg = train_config_from_args(plain.parse_args(["--image-size", "40", "--mode", "linear-probe"]))
     assert cfg.image_size == 40 and cfg.mode == "linear-probe" and not cfg.quiet
     assert np.isclose(cfg.lr, train_config_from_args(plain.parse_args([])).lr)
-    assert train_config_from_args(plain.parse_args([])).refit
-    assert not train_config_from_args(plain.parse_args(["--no-refit"])).refit
+    assert train_config_from_args(plain.parse_args([])).refit is None  # auto: from --epochs
+    assert train_config_from_args(plain.parse_args(["--no-refit"])).refit is False
     assert train_config_from_args(plain.parse_args(["--stem-pool", "drop"])).stem_pool == "drop"
     assert train_config_from_args(plain.parse_args([])).stem_pool == TrainConfig().stem_pool
     assert train_config_from_args(plain.parse_args(["--no-refit", "--refit"])).refit

@@ -146,3 +146,14 @@ def test_an_unaudited_run_reports_every_check_as_not_run(tmp_path) -> None:
     assert report.summary.audited is False
     assert {r.status for r in report.summary.checks} == {"not_run"}
     assert report.model.kind == "none" and report.findings.findings == []
+
+
+def test_only_some_sections_are_built_when_asked(audited_run: RunDir) -> None:
+    light = build_report(audited_run, ReportOptions(), only=("dataset", "findings"))
+    full = build_report(audited_run, ReportOptions())
+    assert light.sections == ["summary", "dataset", "findings"]
+    assert light.model is None and light.regulatory is None and light.reproducibility is None
+    assert light.summary == full.summary and light.dataset == full.dataset
+    assert [f.id for f in light.findings.findings] == [f.id for f in full.findings.findings]
+    with pytest.raises(ValueError, match="not in the 'clinician' audience"):
+        build_report(audited_run, ReportOptions(audience="clinician"), only=("findings",))

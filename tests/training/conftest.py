@@ -10,8 +10,12 @@ import pytest
 from audit.rundir import RunDir
 from training import TrainConfig
 
-#: A tiny, fast fine-tuning config: timm's ``test_resnet``, 3 folds, 3 epochs, lr 3e-3, 32 px cache.
-FAST = TrainConfig(model="test_resnet", folds=3, epochs=3, batch_size=32, lr=3e-3, quiet=True)
+#: A tiny, fast fine-tuning config: timm's ``test_resnet``, 3 folds, 3 epochs, lr 3e-3, 32 px cache,
+#: with the epoch count selected on the inner split (the long-run recipe, which the
+#: budget-aware defaults would switch off at 3 epochs; ``tests/training/test_budget.py``
+#: tests the short-run path).
+FAST = TrainConfig(model="test_resnet", folds=3, epochs=3, batch_size=32, lr=3e-3, quiet=True,
+                   select_epochs=True)
 
 
 @pytest.fixture

@@ -67,7 +67,9 @@ def test_train_run_writes_the_contract_artifacts_and_learns(
     assert summary.oof_auc.estimate > 0.8
     assert auc_score(manifest["label"].to_numpy(), probs) == pytest.approx(summary.oof_auc.estimate)
     assert "OOF AUC" in summary.text and "fold AUC" in summary.text
-    assert "refitted on all training rows" in summary.text
+    # 3 epochs: the budget-aware defaults keep the selected model, no refit
+    assert rec["config"]["refit"] is False and rec["auto_fields"]["refit"] is False
+    assert "refitted on all training rows" not in summary.text
 
 
 def test_two_runs_give_identical_predictions(
@@ -121,7 +123,8 @@ def test_holdout_rows_get_fold_minus_one_and_ensemble_scores(
     make_split_run: Callable[..., RunDir], fast_config: TrainConfig
 ) -> None:
     run = make_split_run(n_classes=3, n=180)
-    cfg = fast_config.replace(epochs=1, holdout_split="test", masked_variants=("border_only",))
+    cfg = fast_config.replace(epochs=1, holdout_split="test", masked_variants=("border_only",),
+                              select_epochs=True, refit=True, keep_selected=True)
     summary = train_run(run, cfg)
     manifest = run.read_manifest()
     folds = run.read_array("oof/folds")
@@ -138,7 +141,7 @@ def test_holdout_rows_get_fold_minus_one_and_ensemble_scores(
     assert rec["holdout"]["split"] == "test" and rec["n_holdout_rows"] == int(hold.sum())
     assert rec["auc_definition"] == "macro one-vs-rest ROC AUC"
     assert summary.holdout_auc is not None and "holdout" in summary.text
-    # the default keeps the selected model beside its refit: two models per fold
+    # keep_selected keeps the selected model beside its refit: two models per fold
     assert all(r.models == 2 for r in summary.folds)
     assert rec["holdout"]["scored_by"] == "mean of 3 folds' probabilities (2 model(s) per fold)"
     assert "ensemble of 3 folds x 2 models" in summary.text

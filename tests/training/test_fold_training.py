@@ -67,7 +67,7 @@ def test_refit_uses_all_training_rows_for_the_selected_epochs_and_never_the_held
         return out
 
     monkeypatch.setattr(fold_training, "fit_model", spy)
-    cfg = fast_config.replace(epochs=4)
+    cfg = fast_config.replace(epochs=4, select_epochs=True, refit=True)
     res = train_fold(tiny_run, 0, cfg)
     select, refit = calls
     held = np.flatnonzero(assign_folds(tiny_run.read_manifest(), folds=3, seed=cfg.seed) == 0)
@@ -166,7 +166,7 @@ def test_several_models_per_fold_average_the_probabilities_of_separately_seeded_
     from training.models import build_model
     from training.predict import predict_rows
 
-    cfg = fast_config.replace(epochs=2, keep_selected=False)
+    cfg = fast_config.replace(epochs=2, select_epochs=True, refit=True, keep_selected=False)
     one, two = make_tiny_run("one"), make_tiny_run("two")
     single = train_fold(one, 1, cfg)
     pair = train_fold(two, 1, cfg.replace(models_per_fold=2))
@@ -219,7 +219,7 @@ def test_keeping_the_selected_model_averages_it_with_the_refit(
 ) -> None:
     import torch
 
-    cfg = fast_config.replace(epochs=2, keep_selected=False)
+    cfg = fast_config.replace(epochs=2, select_epochs=True, refit=True, keep_selected=False)
     runs = {name: make_tiny_run(name) for name in ("refit", "selected", "both")}
     train_fold(runs["refit"], 0, cfg)
     train_fold(runs["selected"], 0, cfg.replace(refit=False))

@@ -48,3 +48,11 @@ def test_config_digest_is_stable_and_tells_configs_apart() -> None:
     assert config_digest(DemoConfig()) == config_digest(DemoConfig())
     assert config_digest(DemoConfig()) != config_digest(DemoConfig(seed=1))
     assert len(config_digest(DemoConfig())) == 16
+
+
+def test_shortcuts_changes_identifiers_only_when_turned_off() -> None:
+    base = DemoConfig()
+    assert config_digest(dataclasses.replace(base, shortcuts=True)) == config_digest(base)
+    assert config_digest(dataclasses.replace(base, shortcuts=False)) != config_digest(base)
+    with pytest.raises(TypeError, match="shortcuts"):
+        validate_config(dataclasses.replace(base, shortcuts="no"))  # type: ignore[arg-type]

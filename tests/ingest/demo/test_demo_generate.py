@@ -61,7 +61,10 @@ TINY = DemoConfig(
     seed=5,
 )
 TINY_LABELS_SHA256 = "e74c9a505b85b4a57f2a7a76f784790b6c06e74a97d287a15325dfc4162ca426"
-TINY_GROUND_TRUTH_SHA256 = "00203c2426cfdbc1f5dda499594926af65d33ddfcc0452ae67e2904506be809f"
+# Re-pinned for issue 15: the ground truth gained "shortcuts", config.shortcuts and a
+# per-image "marker" (labels, headers and pixels unchanged).
+# Re-pinned for issue 17 as well (nodule sizes and contrasts in the ground truth).
+TINY_GROUND_TRUTH_SHA256 = "1386d2207a125fc1a9d3381c8180a030d87143fd5d0e93e0a8d72ee7911a0dac"
 # SHA-256 over the headers (file meta and pixel data left out) of every file pydicom reads.
 TINY_HEADERS_SHA256 = "642b4667936a5883f2d218a50a0a32c4db3d2bec608f61f4d7b752055f7ede84"
 # Sum of the stored values of each readable image, in path order. Pinned with a

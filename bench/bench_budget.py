@@ -1,0 +1,246 @@
+"""medaudit training against a bare timm loop at short and long budgets (issue 21).
+
+For each dataset and number of epochs, in the same process and on the same
+folds: the bare loop of :mod:`bench.bare_loop` (the baseline, always run
+first), then ``train_run`` with each requested variant of the training config.
+Reported per variant: OOF AUC with its 95 % CI against the recorded labels,
+against the true labels (demo data: ``ground_truth.json``), holdout AUC when a
+holdout split exists, and wall time.
+
+Datasets:
+
+* ``demo``: the demo generator's dataset at its default size, ingested at the
+  default cache size (64 px); its ``ground_truth.json`` gives the true labels.
+* ``speed``: ``bench_train_speed``'s synthetic blob data (1,200 images, 64 px).
+* ``breastmnist``: ``/work/shared/data/breastmnist.npz``, official test split
+  held out (``holdout_split='test'``).
+
+Variants (``--variants``, comma-separated):
+
+* ``default``: ``TrainConfig(epochs=E)`` with every other field at its default
+  (after issue 21 the budget-dependent fields follow :func:`training.budget.budget_defaults`);
+* ``old``: the pre-issue-21 fixed defaults (EMA 3 epochs, 2 warm-up epochs,
+  mixup 0.2, full augmentation, refit + keep-selected), whatever ``E``;
+* ablations of ``old``: ``old-noema``, ``old-nowarmup``, ``old-noaug``,
+  ``old-nomixup``, ``old-norefit``, ``old-nokeep`` (one cause removed each);
+* ``budget=2m`` etc.: ``--time-budget`` (the planner chooses, ``E`` ignored).
+
+Usage::
+
+    .venv/bin/python bench/bench_budget.py --data demo --epochs 3 10 --variants default,old
+    .venv/bin/python bench/bench_budget.py --data speed --epochs 3 --variants old,old-noema,...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from audit.metrics import auc_with_ci
+from audit.rundir import RunDir
+from bench.bare_loop import bare_loop
+from training import TrainConfig, train_run
+from training.splits import HOLDOUT_FOLD
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
+
+#: The fixed defaults before issue 21 (tuned for 40 epochs on BreastMNIST).
+OLD = {
+    "ema_epochs": 3.0,
+    "warmup_epochs": 2,
+    "mixup": 0.2,
+    "augment_probability": 0.9,
+    "refit": True,
+    "keep_selected": True,
+    "patience": 10,
+}
+
+ABLATIONS = {
+    "old-noema": {"ema_epochs": 0.0},
+    "old-nowarmup": {"warmup_epochs": 0},
+    "old-noaug": {"augment_probability": 0.0},
+    "old-nomixup": {"mixup": 0.0},
+    "old-norefit": {"refit": False},
+    "old-nokeep": {"keep_selected": False},
+}
+
+
+def _prepare(data: str, tmp: Path) -> tuple[RunDir, np.ndarray | None, str | None, int]:
+    """(run, true labels or None, holdout split, folds) of a benchmark dataset."""
+    if data == "demo":
+        from ingest.demo import CLASS_NAMES, DemoConfig, generate_demo, load_ground_truth
+        from ingest.sources import IngestOptions, ingest_dicom_dir
+
+        ds = generate_demo(tmp / "demo-data", DemoConfig())
+        summary = ingest_dicom_dir(
+            ds.dicom_dir,
+            ds.labels_csv,
+            tmp / "run",
+            IngestOptions(classes=tuple(CLASS_NAMES), use_cache=False, overwrite=True),
+        )
+        run = summary.run
+        truth = load_ground_truth(ds.ground_truth)
+        classes = truth["class_names"]
+        ids = run.read_manifest()["sample_id"].tolist()
+        true = np.array([classes.index(truth["images"][s]["true_label"]) for s in ids])
+        return run, true, None, 5
+    if data == "speed":
+        from bench.bench_train_speed import make_run
+
+        return make_run(tmp / "run", n=1200, size=64), None, None, 3
+    if data == "breastmnist":
+        from bench.bench_breastmnist import build_run
+
+        return build_run(NPZ, tmp / "run", 28), None, "test", 5
+    raise ValueError(f"unknown --data {data!r}; use demo, speed or breastmnist")
+
+
+def _scores(
+    probs: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+    true: np.ndarray | None,
+    groups: np.ndarray,
+) -> dict[str, Any]:
+    cv = folds != HOLDOUT_FOLD
+    out = {"oof_auc": auc_with_ci(labels[cv], probs[cv], groups=groups[cv]).to_dict()}
+    if true is not None:
+        out["oof_auc_true"] = auc_with_ci(true[cv], probs[cv], groups=groups[cv]).to_dict()
+    if (~cv).any():
+        out["holdout_auc"] = auc_with_ci(labels[~cv], probs[~cv]).to_dict()
+    return out
+
+
+def _config(
+    variant: str, epochs: int, folds: int, holdout: str | None
+) -> tuple[TrainConfig, str | None]:
+    base = TrainConfig(
+        epochs=epochs,
+        folds=folds,
+        holdout_split=holdout,
+        quiet=True,
+        threads=torch.get_num_threads(),
+    )
+    if variant == "default":
+        return base, None
+    if variant.startswith("budget="):
+        return base, variant.split("=", 1)[1]
+    if variant == "old":
+        return base.replace(**OLD), None
+    if variant in ABLATIONS:
+        return base.replace(**{**OLD, **ABLATIONS[variant]}), None
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def _fmt(e: dict[str, Any]) -> str:
+    return f"{e['estimate']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default="demo", choices=["demo", "speed", "breastmnist"])
+    ap.add_argument("--epochs", type=int, nargs="+", default=[3, 10])
+    ap.add_argument("--folds", type=int, default=None, help="default: 5 (speed data: 3)")
+    ap.add_argument("--variants", default="default,old")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (budget runs)")
+    ap.add_argument("--name", default=None)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for every variant (default 1: on a shared, loaded "
+        "machine 2 threads per process oversubscribe the cores and run many times "
+        "slower)",
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    variants = args.variants.split(",")
+    results: dict[str, Any] = {
+        "benchmark": "budget",
+        "data": args.data,
+        "threads": args.threads,
+        "loadavg_before": os.getloadavg(),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        run, true, holdout, folds = _prepare(args.data, Path(tmp))
+        folds = args.folds or folds
+        groups = run.read_manifest()["patient_key"].astype(str).to_numpy()
+        for epochs in args.epochs:
+            if not args.no_bare:
+                print(f"{args.data}, {epochs} epochs: bare loop ...", file=sys.stderr, flush=True)
+                b = bare_loop(run, folds=folds, epochs=epochs, holdout_split=holdout)
+                rec = {
+                    "variant": "bare",
+                    "epochs": epochs,
+                    "seconds": b.seconds,
+                    **_scores(b.probs, b.folds, b.labels, true, groups),
+                }
+                results["runs"].append(rec)
+                print(
+                    f"  bare        {_fmt(rec['oof_auc'])}"
+                    + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
+                    + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
+                    + f"  {b.seconds:.0f}s",
+                    flush=True,
+                )
+            for v in variants:
+                config, budget = _config(v, epochs, folds, holdout)
+                print(f"{args.data}, {epochs} epochs: {v} ...", file=sys.stderr, flush=True)
+                shutil.rmtree(run.path / "train", ignore_errors=True)
+                shutil.rmtree(run.path / ".work", ignore_errors=True)
+                t0 = time.perf_counter()
+                if budget is not None:
+                    from training.planner import train_within_budget
+
+                    summary = train_within_budget(run, config, budget)
+                else:
+                    summary = train_run(run, config)
+                wall = time.perf_counter() - t0
+                probs = run.read_array("oof/pred_probs")
+                folds_arr = run.read_array("oof/folds")
+                labels = run.read_manifest()["label"].to_numpy()
+                rec = {
+                    "variant": v,
+                    "epochs": epochs,
+                    "seconds": wall,
+                    "config": summary.record["config"],
+                    "plan": summary.record.get("budget"),
+                    **_scores(probs, folds_arr, labels, true, groups),
+                }
+                results["runs"].append(rec)
+                print(
+                    f"  {v:11s} {_fmt(rec['oof_auc'])}"
+                    + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
+                    + (f" holdout {_fmt(rec['holdout_auc'])}" if "holdout_auc" in rec else "")
+                    + f"  {wall:.0f}s",
+                    flush=True,
+                )
+    results["loadavg_after"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = args.name or f"budget_{args.data}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"written {RESULTS / (name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""image_property_shortcut: a marker that only stands in for a site is 'mediated by site'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.checks.image_property_shortcut import (
+    SPEC,
+    ImagePropertyShortcutConfig,
+    check_image_property_shortcut,
+)
+from tests.audit.checks.shortcut_sim import context, shortcut_data
+
+FAST = ImagePropertyShortcutConfig(n_permutations=300, n_boot=200)
+
+
+def _props(findings):  # type: ignore[no-untyped-def]
+    return {p["property"]: p for p in findings[0].evidence["properties"]}
+
+
+def test_marker_on_one_site_is_mediated_by_site() -> None:
+    data = shortcut_data(planted=True)
+    findings = check_image_property_shortcut(context(data), FAST)
+    assert all(f.severity in ("info", "pass") for f in findings)
+    mediated = [f for f in findings if "mediated by site" in f.message]
+    assert len(mediated) == 1
+    props = _props(findings)
+    assert props["has_corner_mark"]["mediated_by"] == ["site", "scanner", "dicom_manufacturer"]
+    assert abs(props["has_corner_mark"]["within_group_auc"] - 0.5) < 0.1
+    assert "corner_mark_corner" not in props  # a code, not a measurement
+
+
+def test_marker_only_shortcut_without_metadata_is_flagged() -> None:
+    data = shortcut_data(planted=False, seed=5, site_column=False)
+    rng = np.random.default_rng(0)
+    y = data["y"]
+    marker = np.where(rng.random(len(y)) < 0.9, y == 1, rng.random(len(y)) < 0.25)
+    props = data["image_properties"].copy()
+    props["corner_mark_score"] = np.where(marker, 0.06, 0.001)
+    props["has_corner_mark"] = marker
+    findings = check_image_property_shortcut(context(data, image_properties=props), FAST)
+    flagged = [f for f in findings if f.severity in ("warning", "critical")]
+    assert len(flagged) == 1
+    p = _props(findings)["has_corner_mark"]
+    assert p["flagged"] and p["mediated_by"] is None and p["auc"]["estimate"] > 0.85
+    assert len(p["extreme_sample_ids"]) == 2 * FAST.n_extremes
+    together = findings[0].evidence["all_properties"]
+    majority = max(np.mean(y), 1 - np.mean(y))  # the majority class's rate, not its index
+    assert together["majority_class_rate"]["estimate"] == pytest.approx(majority, abs=1e-4)
+
+
+def test_clean_control_passes_and_table() -> None:
+    data = shortcut_data(planted=False, seed=6)
+    findings = check_image_property_shortcut(context(data), FAST)
+    assert [f.severity for f in findings] == ["pass"]
+    table = SPEC.table(context(data), FAST)  # type: ignore[misc]
+    assert len(table) == len(data["manifest"]) and "has_corner_mark_oof_score" in table
