@@ -47,8 +47,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 CHECKS = ["label_issues", "duplicates_and_leakage", "class_balance_and_size"]
-PAGES = ["overview", "label_issues", "duplicates", "shortcuts", "subgroups", "calibration",
-         "overfitting", "report", "new_audit"]
+PAGES = [
+    "overview",
+    "label_issues",
+    "duplicates",
+    "shortcuts",
+    "subgroups",
+    "calibration",
+    "overfitting",
+    "report",
+    "new_audit",
+]
 APP = str(ROOT / "dashboard" / "app.py")
 
 
@@ -70,10 +79,15 @@ def build_run(path: Path, n: int, seed: int = 0) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         medaudit.audit_predictions(
-            given, np.c_[1 - p1, p1].astype(np.float32), images=images,
+            given,
+            np.c_[1 - p1, p1].astype(np.float32),
+            images=images,
             patient_ids=[f"P{i // 2}" for i in range(n)],
             metadata={"site": np.where(rng.random(n) < 0.5, "north", "south")},
-            class_names=["benign", "malignant"], checks=CHECKS, out=path)
+            class_names=["benign", "malignant"],
+            checks=CHECKS,
+            out=path,
+        )
     return time.perf_counter() - t0
 
 
@@ -114,16 +128,28 @@ def measure(runs: Path, run: str, repeats: int) -> dict[str, Any]:
             ts.append(t)
         out["warm_s"][page] = round(statistics.median(ts), 3)
 
-    inter: dict[str, list[float]] = {k: [] for k in ("gallery_next_page", "filter_all_images",
-                                                     "record_review", "threshold_change",
-                                                     "prevalence_change")}
+    inter: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "gallery_next_page",
+            "filter_all_images",
+            "record_review",
+            "threshold_change",
+            "prevalence_change",
+        )
+    }
     for r in range(repeats):
         at = _check(_app(runs, run, "label_issues").run(), "label issues")
         at.sidebar.text_input(key="reviewer").set_value("bench")
         at = at.run()
         page = 2 + r
-        t, at = _timed(lambda at=at, page=page: at.number_input(key="li-page").set_value(
-            min(page, at.number_input(key="li-page").max)).run())
+        t, at = _timed(
+            lambda at=at, page=page: (
+                at.number_input(key="li-page")
+                .set_value(min(page, at.number_input(key="li-page").max))
+                .run()
+            )
+        )
         inter["gallery_next_page"].append(t)
         t, at = _timed(lambda at=at: at.toggle(key="li-flagged").set_value(False).run())
         inter["filter_all_images"].append(t)
@@ -133,11 +159,11 @@ def measure(runs: Path, run: str, repeats: int) -> dict[str, Any]:
         _check(at, "review click")
         inter["record_review"].append(t)
         at = _check(_app(runs, run, "calibration").run(), "calibration")
-        t, at = _timed(lambda at=at, r=r: at.slider(key="cal-threshold").set_value(
-            0.3 + 0.05 * r).run())
+        t, at = _timed(
+            lambda at=at, r=r: at.slider(key="cal-threshold").set_value(0.3 + 0.05 * r).run()
+        )
         inter["threshold_change"].append(t)
-        t, at = _timed(lambda at=at, r=r: at.slider(key="cal-prevalence").set_value(
-            5.0 + r).run())
+        t, at = _timed(lambda at=at, r=r: at.slider(key="cal-prevalence").set_value(5.0 + r).run())
         _check(at, "calibration interaction")
         inter["prevalence_change"].append(t)
     out["interactions_s"] = {k: round(statistics.median(v), 3) for k, v in inter.items()}
@@ -159,10 +185,13 @@ def browser_load(runs: Path, names: list[str]) -> dict[str, Any]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "medaudit", "dashboard", str(runs),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medaudit", "dashboard", str(runs), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {}
     try:
@@ -172,13 +201,17 @@ def browser_load(runs: Path, names: list[str]) -> dict[str, Any]:
                 break
             except OSError:
                 time.sleep(0.5)
-        settled = ("() => document.querySelector('[data-testid=\"stMain\"]')"
-                   " && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-                   " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0"
-                   " && document.querySelectorAll('button').length > 10")
+        settled = (
+            "() => document.querySelector('[data-testid=\"stMain\"]')"
+            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+            " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0"
+            " && document.querySelectorAll('button').length > 10"
+        )
         with sync_playwright() as pw:
-            b = pw.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            b = pw.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             page = b.new_page(viewport={"width": 1440, "height": 1000})
             for name in names:
                 for which in ("cold", "warm"):
@@ -210,10 +243,17 @@ def main() -> None:
     runs = tmp / "runs"
     names = {f"n{args.baseline}": args.baseline, f"n{args.n}": args.n}
     result: dict[str, Any] = {
-        "benchmark": "dashboard", "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
-        "checks": CHECKS, "repeats": args.repeats, "runs": {}}
+        "benchmark": "dashboard",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "checks": CHECKS,
+        "repeats": args.repeats,
+        "runs": {},
+    }
     try:
         build_run(runs / "warmup", 60, seed=1)
         for name, n in names.items():
@@ -229,9 +269,11 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base, big = (result["runs"][k] for k in names)
-    result["browser_label_issues"] = {k: v for k, v in result.get("browser_label_issues",
-                                                                  {}).items()
-                                      if not k.startswith("warmup")} or None
+    result["browser_label_issues"] = {
+        k: v
+        for k, v in result.get("browser_label_issues", {}).items()
+        if not k.startswith("warmup")
+    } or None
     print(f"\n{'':28s} {'baseline':>10s} {'large':>10s}   (seconds; AppTest script runs)")
     for section in ("cold_s", "warm_s", "interactions_s"):
         for k in base[section]:

@@ -44,8 +44,9 @@ def _pick_run(cat) -> str | None:  # type: ignore[no-untyped-def]
     elif st.session_state["run"] not in runs:
         st.session_state["run"] = names[0]
     if len(names) > 1:
-        name = st.sidebar.selectbox("Run", names, key="run",
-                                    help=f"run directories under {cat.root}")
+        name = st.sidebar.selectbox(
+            "Run", names, key="run", help=f"run directories under {cat.root}"
+        )
     else:
         name = names[0]
         st.sidebar.markdown(f"**Run:** `{name}`")
@@ -55,12 +56,16 @@ def _pick_run(cat) -> str | None:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     """Render the app."""
-    st.set_page_config(page_title="medaudit dashboard", page_icon=":material/health_and_safety:", layout="wide")
+    st.set_page_config(
+        page_title="medaudit dashboard", page_icon=":material/health_and_safety:", layout="wide"
+    )
     st.sidebar.title("medaudit")
     root = os.environ.get(ENV_RUNS)
     if not root:
-        st.error(f"No runs given: start the app with `medaudit dashboard RUN_DIR_OR_FOLDER` "
-                 f"(it sets {ENV_RUNS}).")
+        st.error(
+            f"No runs given: start the app with `medaudit dashboard RUN_DIR_OR_FOLDER` "
+            f"(it sets {ENV_RUNS})."
+        )
         return
     try:
         cat = catalog(root)
@@ -71,20 +76,27 @@ def main() -> None:
     name = _pick_run(cat)
     bad = st.session_state.pop("_bad_run", None)
     if bad is not None:
-        st.warning(f"The link asked for run {bad!r}, which is not one of the runs this dashboard "
-                   "was started with; showing the first run instead.")
+        st.warning(
+            f"The link asked for run {bad!r}, which is not one of the runs this dashboard "
+            "was started with; showing the first run instead."
+        )
     reviewer = st.sidebar.text_input(
-        "Your name (for review decisions)", key="reviewer", max_chars=80,
-        help="Recorded with every decision you make, in the run's reviews.sqlite.")
+        "Your name (for review decisions)",
+        key="reviewer",
+        max_chars=80,
+        help="Recorded with every decision you make, in the run's reviews.sqlite.",
+    )
     data_root = data_root_from_env()
     if name is None:
         if page == "new_audit":
             views.render(page, None, cat=cat, data_root=data_root)
             return
-        missing(f"No run directory under {cat.root}",
-                "Run `medaudit run --manifest CSV --out RUN_DIR` (or `medaudit demo`) to make "
-                "one, then reload; or start a new audit on the New audit page (needs "
-                "`--data-root`).")
+        missing(
+            f"No run directory under {cat.root}",
+            "Run `medaudit run --manifest CSV --out RUN_DIR` (or `medaudit demo`) to make "
+            "one, then reload; or start a new audit on the New audit page (needs "
+            "`--data-root`).",
+        )
         return
     try:
         path = cat.resolve(name)
@@ -95,11 +107,21 @@ def main() -> None:
 
     stamp = run_stamp(path)
     info, manifest, fingerprint = cached_run(str(path), stamp)
-    ctx = PageContext(catalog=cat, data_root=data_root, run_name=name, path=path, stamp=stamp,
-                      info=info, manifest=manifest, fingerprint=fingerprint,
-                      reviewer=(reviewer or "").strip())
-    st.sidebar.caption(f"{len(manifest):,} images · {manifest['patient_key'].nunique():,} "
-                       f"patients · {run_kind(info)} · data fingerprint `{fingerprint}`")
+    ctx = PageContext(
+        catalog=cat,
+        data_root=data_root,
+        run_name=name,
+        path=path,
+        stamp=stamp,
+        info=info,
+        manifest=manifest,
+        fingerprint=fingerprint,
+        reviewer=(reviewer or "").strip(),
+    )
+    st.sidebar.caption(
+        f"{len(manifest):,} images · {manifest['patient_key'].nunique():,} "
+        f"patients · {run_kind(info)} · data fingerprint `{fingerprint}`"
+    )
     views.render(page, ctx, cat=cat, data_root=data_root)
 
 

@@ -41,8 +41,9 @@ __all__ = [
 def run_stamp(run_path: str | Path) -> tuple[float, ...]:
     """Modification times of the files the dashboard's caches depend on (a cache key)."""
     p = Path(run_path)
-    return tuple((p / n).stat().st_mtime if (p / n).exists() else 0.0
-                 for n in (MANIFEST, RUN_JSON, FINDINGS))
+    return tuple(
+        (p / n).stat().st_mtime if (p / n).exists() else 0.0 for n in (MANIFEST, RUN_JSON, FINDINGS)
+    )
 
 
 #: Sections of the light report model: every finding and the traffic lights, without the
@@ -52,8 +53,11 @@ LIGHT_SECTIONS = ("summary", "dataset", "findings")
 
 def load_report(run_path: str | Path, *, light: bool = False) -> Report:
     """The report model (:func:`reports.build_report`); ``light``: :data:`LIGHT_SECTIONS` only."""
-    return build_report(RunDir(Path(run_path)), ReportOptions(audience="all"),
-                        only=LIGHT_SECTIONS if light else None)
+    return build_report(
+        RunDir(Path(run_path)),
+        ReportOptions(audience="all"),
+        only=LIGHT_SECTIONS if light else None,
+    )
 
 
 def run_fingerprint(run_path: str | Path) -> str:
@@ -63,8 +67,12 @@ def run_fingerprint(run_path: str | Path) -> str:
 
 def run_kind(info: Mapping[str, Any]) -> str:
     """How the run's predictions came to be, in words."""
-    kind = str(info.get("kind") or (info.get("predict") and "predict") or
-               (info.get("drift") and "drift") or "")
+    kind = str(
+        info.get("kind")
+        or (info.get("predict") and "predict")
+        or (info.get("drift") and "drift")
+        or ""
+    )
     if kind in ("predict", "drift"):
         return f"{kind} run (new data scored by saved fold models)"
     if info.get("train"):
@@ -112,8 +120,11 @@ def check_table(run_path: str | Path, check: str) -> TableResult:
     if check in skipped:
         return TableResult(None, f"check {check!r} was skipped: {skipped[check]}")
     if check not in (audit.get("checks_run") or []):
-        return TableResult(None, f"check {check!r} did not run in this audit: run "
-                           f"`medaudit audit {run.path} --checks {check}`")
+        return TableResult(
+            None,
+            f"check {check!r} did not run in this audit: run "
+            f"`medaudit audit {run.path} --checks {check}`",
+        )
     recorded = dict((audit.get("config") or {}).get(check) or {})
     fields = {f for f in spec.config_cls.__dataclass_fields__}
     recorded = {k: v for k, v in recorded.items() if k in fields}
@@ -132,8 +143,9 @@ def images(run_path: str | Path) -> np.ndarray | None:
     return run.read_array("images", mmap=True) if run.has("images") else None
 
 
-def thumbnail(cache: np.ndarray, row: int, *, max_px: int = 160,
-              variant: str | None = None) -> bytes:
+def thumbnail(
+    cache: np.ndarray, row: int, *, max_px: int = 160, variant: str | None = None
+) -> bytes:
     """PNG bytes of row ``row`` of the image cache (optionally a masked variant)."""
     return thumbnail_png(np.asarray(cache[int(row)]), max_px=max_px, variant=variant)
 

@@ -31,8 +31,12 @@ from dashboard.reviews import ReviewStore
 __all__ = ["EXPORT_FILES", "ExportResult", "export_reviews"]
 
 #: Files written into the output folder.
-EXPORT_FILES = {"decisions": "review_decisions.csv", "trail": "review_trail.csv",
-                "manifest": "corrected_manifest.csv", "labels": "corrected_labels.csv"}
+EXPORT_FILES = {
+    "decisions": "review_decisions.csv",
+    "trail": "review_trail.csv",
+    "manifest": "corrected_manifest.csv",
+    "labels": "corrected_labels.csv",
+}
 #: Manifest columns written under another name (the ingest names).
 _RENAME = {"patient_key": "patient_id", "study_key": "study_id"}
 _DROP = {"label", "label_name", "path"}
@@ -75,8 +79,9 @@ def _merge_patients(keys: pd.Series, pairs: list[tuple[str, str]]) -> tuple[pd.S
     return keys.map(lambda k: find(k)), merged
 
 
-def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                   overwrite: bool = False) -> ExportResult:
+def export_reviews(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
+) -> ExportResult:
     """Write the decisions, the trail and a corrected manifest of a run into ``out``.
 
     Parameters
@@ -105,12 +110,15 @@ def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     out = Path(out)
     here = run.path.resolve()
     if out.resolve() == here or here in out.resolve().parents:
-        raise ValueError(f"out={out} is inside the run directory {run.path}; the run is never "
-                         "rewritten: choose a folder outside it")
+        raise ValueError(
+            f"out={out} is inside the run directory {run.path}; the run is never "
+            "rewritten: choose a folder outside it"
+        )
     existing = [n for n in EXPORT_FILES.values() if (out / n).exists()]
     if existing and not overwrite:
-        raise ValueError(f"{out} already holds {', '.join(existing)}; pass overwrite=True or "
-                         "choose a new out")
+        raise ValueError(
+            f"{out} already holds {', '.join(existing)}; pass overwrite=True or choose a new out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for n in existing:
         (out / n).unlink()
@@ -120,8 +128,9 @@ def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     notes = []
     hidden = store.n_other_fingerprints()
     if hidden:
-        notes.append(f"{hidden} review(s) of other data in this directory (before a re-ingest) "
-                     "were left out")
+        notes.append(
+            f"{hidden} review(s) of other data in this directory (before a re-ingest) were left out"
+        )
 
     dec = current.copy()
     split = dec["item"].str.split("|", n=1, expand=True) if len(dec) else None
@@ -137,8 +146,11 @@ def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     label = m["label_name"].astype(str).copy()
     sid = m["sample_id"].astype(str)
     fixes = current[(current["kind"] == "label_issue") & (current["decision"] == "confirm_error")]
-    fix = {str(i): str(c) for i, c in zip(fixes["item"], fixes["corrected_label"])
-           if c is not None and str(c) in classes}
+    fix = {
+        str(i): str(c)
+        for i, c in zip(fixes["item"], fixes["corrected_label"])
+        if c is not None and str(c) in classes
+    }
     changed = sid.map(fix).astype(object)
     n_fixed = int((changed.notna() & (changed != label)).sum())
     label = label.where(changed.isna(), changed)
@@ -157,15 +169,19 @@ def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         abs_path = [p if Path(p).is_absolute() else str(base / p) for p in rel]
         missing = sum(not Path(p).is_file() for p in abs_path)
         if missing:
-            notes.append(f"{missing} image file(s) of the manifest are not at their recorded "
-                         f"path under {base} any more; fix their paths before ingesting")
+            notes.append(
+                f"{missing} image file(s) of the manifest are not at their recorded "
+                f"path under {base} any more; fix their paths before ingesting"
+            )
         table = pd.DataFrame({"path": abs_path, "label": label.to_numpy()})
         kind = "manifest"
     else:
         table = pd.DataFrame({"label": label.to_numpy()})
         kind = "labels"
-        notes.append("the run holds no image paths (npz or external predictions), so there is "
-                     "no manifest to ingest again; corrected_labels.csv has the labels by sample_id")
+        notes.append(
+            "the run holds no image paths (npz or external predictions), so there is "
+            "no manifest to ingest again; corrected_labels.csv has the labels by sample_id"
+        )
     table["sample_id"] = sid.to_numpy()
     table["patient_id"] = patients.to_numpy()
     for c in m.columns:
@@ -174,8 +190,13 @@ def export_reviews(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         values = m[c]
         if str(c).startswith("label_"):  # annotator ratings: class index -> class name
             idx = pd.to_numeric(values, errors="coerce")
-            values = pd.Series([classes[int(v)] if np.isfinite(v) and 0 <= int(v) < len(classes)
-                                else None for v in idx], index=m.index)
+            values = pd.Series(
+                [
+                    classes[int(v)] if np.isfinite(v) and 0 <= int(v) < len(classes) else None
+                    for v in idx
+                ],
+                index=m.index,
+            )
         table[_RENAME.get(c, c)] = values.to_numpy()
     paths[kind] = out / EXPORT_FILES[kind]
     table.to_csv(paths[kind], index=False)

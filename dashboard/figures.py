@@ -12,8 +12,15 @@ from reports.model import FigureSpec
 
 __all__ = ["forest_plot", "report_figure"]
 
-_RC = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-       "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "legend.frameon": False}
+_RC = {
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+}
 
 
 def report_figure(spec: FigureSpec) -> None:
@@ -36,8 +43,11 @@ def _est(value: Any) -> tuple[float, float, float] | None:
     return e, float(lo) if lo is not None else e, float(hi) if hi is not None else e
 
 
-def forest_plot(groups: Sequence[Mapping[str, Any]], metrics: Sequence[str],
-                overall: Mapping[str, Any] | None = None) -> Any:
+def forest_plot(
+    groups: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    overall: Mapping[str, Any] | None = None,
+) -> Any:
     """A forest plot: one row per subgroup, one panel per metric, estimates with 95% CIs.
 
     Parameters
@@ -57,31 +67,57 @@ def forest_plot(groups: Sequence[Mapping[str, Any]], metrics: Sequence[str],
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
-    labels = [f"{g.get('column')} = {g.get('level')}  (n={g.get('n')})"
-              + ("  too small" if g.get("too_small") else "") for g in groups]
+    labels = [
+        f"{g.get('column')} = {g.get('level')}  (n={g.get('n')})"
+        + ("  too small" if g.get("too_small") else "")
+        for g in groups
+    ]
     with rc_context(_RC):
-        fig = Figure(figsize=(3.0 * len(metrics) + 2.6, 1.2 + 0.36 * len(groups)),
-                     layout="constrained")
+        fig = Figure(
+            figsize=(3.0 * len(metrics) + 2.6, 1.2 + 0.36 * len(groups)), layout="constrained"
+        )
         axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
         y = list(range(len(groups)))
         for ax, metric in zip(axes, metrics):
             for i, g in enumerate(groups):
                 e = _est(g.get(metric))
                 if e is None:
-                    ax.text(0.5, i, "not estimable", va="center", ha="center", fontsize=7,
-                            color="#888888", transform=ax.get_yaxis_transform())
+                    ax.text(
+                        0.5,
+                        i,
+                        "not estimable",
+                        va="center",
+                        ha="center",
+                        fontsize=7,
+                        color="#888888",
+                        transform=ax.get_yaxis_transform(),
+                    )
                     continue
                 small = bool(g.get("too_small"))
                 color = "#888888" if small else "#1f5fa8"
-                ax.errorbar([e[0]], [i], xerr=[[e[0] - e[1]], [e[2] - e[0]]], fmt="s",
-                            color=color, ms=4, capsize=2, lw=1.2,
-                            mfc="white" if small else color)
+                ax.errorbar(
+                    [e[0]],
+                    [i],
+                    xerr=[[e[0] - e[1]], [e[2] - e[0]]],
+                    fmt="s",
+                    color=color,
+                    ms=4,
+                    capsize=2,
+                    lw=1.2,
+                    mfc="white" if small else color,
+                )
             ref = (overall or {}).get(metric)
-            ref_e = _est(ref) if isinstance(ref, Mapping) else (
-                (float(ref), float(ref), float(ref)) if isinstance(ref, (int, float)) else None)
+            ref_e = (
+                _est(ref)
+                if isinstance(ref, Mapping)
+                else (
+                    (float(ref), float(ref), float(ref)) if isinstance(ref, (int, float)) else None
+                )
+            )
             if ref_e is not None:
-                ax.axvline(ref_e[0], color="#d9730d", ls="--", lw=1,
-                           label=f"all images ({ref_e[0]:.2f})")
+                ax.axvline(
+                    ref_e[0], color="#d9730d", ls="--", lw=1, label=f"all images ({ref_e[0]:.2f})"
+                )
                 ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=1)
             ax.set_xlim(0, 1.02)
             ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, none on an edge

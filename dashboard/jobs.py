@@ -26,16 +26,24 @@ __all__ = ["JOBS_DIR", "PRESETS", "Job", "list_jobs", "start_job"]
 JOBS_DIR = ".medaudit-jobs"
 #: Flags of ``medaudit run`` per preset, with what each means.
 PRESETS: dict[str, tuple[list[str], str]] = {
-    "quick": (["--folds", "3", "--epochs", "5", "--image-size", "64"],
-              "3 folds x 5 epochs at 64 px: minutes on a laptop; a first look, not a "
-              "final audit"),
-    "standard": ([], "medaudit's defaults (5 folds, full training schedule): the audit to "
-                 "report; can take an hour or more on a CPU"),
+    "quick": (
+        ["--folds", "3", "--epochs", "5", "--image-size", "64"],
+        "3 folds x 5 epochs at 64 px: minutes on a laptop; a first look, not a final audit",
+    ),
+    "standard": (
+        [],
+        "medaudit's defaults (5 folds, full training schedule): the audit to "
+        "report; can take an hour or more on a CPU",
+    ),
 }
 #: Log lines that mark the stages, in order.
 STAGES: tuple[tuple[str, str], ...] = (
-    ("ingest", "accepted"), ("train", "fold"), ("audit", "finding"), ("report", "report ("),
-    ("done", "run directory:"))
+    ("ingest", "accepted"),
+    ("train", "fold"),
+    ("audit", "finding"),
+    ("report", "report ("),
+    ("done", "run directory:"),
+)
 
 
 @dataclass
@@ -94,13 +102,30 @@ def _alive(pid: int) -> bool:
 
 
 def _write_status(job: Job) -> None:
-    job.status_file.write_text(json.dumps({
-        "name": job.name, "out": str(job.out), "log": str(job.log), "pid": job.pid,
-        "started_at": job.started_at, "returncode": job.returncode}), encoding="utf-8")
+    job.status_file.write_text(
+        json.dumps(
+            {
+                "name": job.name,
+                "out": str(job.out),
+                "log": str(job.log),
+                "pid": job.pid,
+                "started_at": job.started_at,
+                "returncode": job.returncode,
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
-def start_job(runs_folder: Path, name: str, *, preset: str, manifest: Path | None = None,
-              dicom_dir: Path | None = None, labels: Path | None = None) -> Job:
+def start_job(
+    runs_folder: Path,
+    name: str,
+    *,
+    preset: str,
+    manifest: Path | None = None,
+    dicom_dir: Path | None = None,
+    labels: Path | None = None,
+) -> Job:
     """Start ``medaudit run`` into ``runs_folder / name`` in the background.
 
     Parameters
@@ -134,14 +159,19 @@ def start_job(runs_folder: Path, name: str, *, preset: str, manifest: Path | Non
     jobs = runs_folder / JOBS_DIR
     jobs.mkdir(exist_ok=True)
     log = jobs / f"{name}.log"
-    cmd = [sys.executable, "-m", "medaudit", "run", *source, "--out", str(out),
-           *PRESETS[preset][0]]
+    cmd = [sys.executable, "-m", "medaudit", "run", *source, "--out", str(out), *PRESETS[preset][0]]
     with open(log, "wb") as fh:
         fh.write(("$ medaudit " + " ".join(cmd[3:]) + "\n").encode())
         fh.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     _PROCS[name] = proc
     job = Job(name, out, log, jobs / f"{name}.json", proc.pid, time.time())
     _write_status(job)
@@ -156,8 +186,17 @@ def list_jobs(runs_folder: Path) -> list[Job]:
         try:
             d: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
             name = safe_run_name(str(d["name"]))  # paths derived here, never read from the file
-            out.append(Job(name, runs_folder / name, jobs / f"{name}.log", f, int(d["pid"]),
-                           float(d["started_at"]), d.get("returncode")))
+            out.append(
+                Job(
+                    name,
+                    runs_folder / name,
+                    jobs / f"{name}.log",
+                    f,
+                    int(d["pid"]),
+                    float(d["started_at"]),
+                    d.get("returncode"),
+                )
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return sorted(out, key=lambda j: -j.started_at)

@@ -49,7 +49,8 @@ def safe_run_name(name: str) -> str:
     name = str(name).strip()
     if not RUN_NAME.fullmatch(name) or name in (".", ".."):
         raise PathNotAllowedError(
-            f"run name must be 1-64 letters, digits, '-', '_' or '.' (not first); got {name!r}")
+            f"run name must be 1-64 letters, digits, '-', '_' or '.' (not first); got {name!r}"
+        )
     return name
 
 
@@ -69,8 +70,9 @@ class RunCatalog:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{root} is not a directory; give a run directory or a "
-                                    "folder of run directories")
+            raise FileNotFoundError(
+                f"{root} is not a directory; give a run directory or a folder of run directories"
+            )
 
     @property
     def single(self) -> bool:
@@ -85,7 +87,9 @@ class RunCatalog:
 
         def walk(d: Path, depth: int) -> None:
             try:
-                entries = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+                entries = sorted(
+                    p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
+                )
             except OSError:
                 return
             for p in entries:
@@ -174,9 +178,14 @@ class DataRoot:
             For an absolute path, ``..``, or anything that resolves outside the root or
             is not a listed entry of that kind.
         """
-        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        if (
+            not isinstance(rel, str)
+            or not rel
+            or Path(rel).is_absolute()
+            or ".." in Path(rel).parts
+        ):
             raise PathNotAllowedError(f"{rel!r} is not a path under the data root")
-        p = (self.root / rel)
+        p = self.root / rel
         if not _inside(p, self.root):
             raise PathNotAllowedError(f"{rel!r} leads outside the data root")
         listed = self.folders() if kind == "dir" else self.csv_files()

@@ -50,10 +50,16 @@ SCHEMA_VERSION = 1
 ReviewKind = Literal["label_issue", "duplicate"]
 #: The decisions of each kind of item, with the words the dashboard shows.
 DECISIONS: dict[str, dict[str, str]] = {
-    "label_issue": {"confirm_error": "Confirm error", "keep_label": "Keep label",
-                    "unsure": "Unsure"},
-    "duplicate": {"same_patient": "Same patient", "different_patients": "Different patients",
-                  "not_duplicate": "Not a duplicate"},
+    "label_issue": {
+        "confirm_error": "Confirm error",
+        "keep_label": "Keep label",
+        "unsure": "Unsure",
+    },
+    "duplicate": {
+        "same_patient": "Same patient",
+        "different_patients": "Different patients",
+        "not_duplicate": "Not a duplicate",
+    },
 }
 #: Longest reviewer name and note kept (characters).
 MAX_REVIEWER = 80
@@ -82,8 +88,18 @@ BEGIN SELECT RAISE(ABORT, 'reviews are append-only: rows cannot be changed'); EN
 CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews
 BEGIN SELECT RAISE(ABORT, 'reviews are append-only: rows cannot be deleted'); END;
 """
-_COLUMNS = ("id", "data_fingerprint", "kind", "item", "decision", "previous_decision",
-            "reviewer", "note", "corrected_label", "reviewed_at")
+_COLUMNS = (
+    "id",
+    "data_fingerprint",
+    "kind",
+    "item",
+    "decision",
+    "previous_decision",
+    "reviewer",
+    "note",
+    "corrected_label",
+    "reviewed_at",
+)
 
 
 class ReviewStoreBusyError(RuntimeError):
@@ -158,7 +174,8 @@ class ReviewStore:
                     if _is_busy(err):
                         raise ReviewStoreBusyError(
                             f"{self.path} stayed locked by another writer through {RETRIES} "
-                            "attempts; try again") from err
+                            "attempts; try again"
+                        ) from err
                     raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, 0.5)
@@ -166,12 +183,22 @@ class ReviewStore:
 
     def _ensure(self, con: sqlite3.Connection) -> None:
         con.executescript(_SCHEMA)
-        con.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),))
+        con.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
 
     # -- writing ------------------------------------------------------------------------
-    def record(self, kind: ReviewKind, item: str, decision: str, *, reviewer: str,
-               note: str = "", corrected_label: str | None = None) -> Review:
+    def record(
+        self,
+        kind: ReviewKind,
+        item: str,
+        decision: str,
+        *,
+        reviewer: str,
+        note: str = "",
+        corrected_label: str | None = None,
+    ) -> Review:
         """Append a decision (one transaction) and return the row written.
 
         Parameters
@@ -198,8 +225,9 @@ class ReviewStore:
         if kind not in DECISIONS:
             raise ValueError(f"kind must be one of {list(DECISIONS)}; got {kind!r}")
         if decision not in DECISIONS[kind]:
-            raise ValueError(f"decision for {kind} must be one of {list(DECISIONS[kind])}; "
-                             f"got {decision!r}")
+            raise ValueError(
+                f"decision for {kind} must be one of {list(DECISIONS[kind])}; got {decision!r}"
+            )
         reviewer = " ".join(str(reviewer).split())
         if not reviewer or len(reviewer) > MAX_REVIEWER:
             raise ValueError(f"reviewer must be 1 to {MAX_REVIEWER} characters; got {reviewer!r}")
@@ -216,19 +244,41 @@ class ReviewStore:
             try:
                 prev = con.execute(
                     "SELECT decision FROM reviews WHERE data_fingerprint=? AND kind=? AND item=? "
-                    "ORDER BY id DESC LIMIT 1", (self.fingerprint, kind, str(item))).fetchone()
+                    "ORDER BY id DESC LIMIT 1",
+                    (self.fingerprint, kind, str(item)),
+                ).fetchone()
                 cur = con.execute(
                     "INSERT INTO reviews (data_fingerprint, kind, item, decision, "
                     "previous_decision, reviewer, note, corrected_label, reviewed_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.fingerprint, kind, str(item), decision, prev[0] if prev else None,
-                     reviewer, note, corrected_label, stamp))
+                    (
+                        self.fingerprint,
+                        kind,
+                        str(item),
+                        decision,
+                        prev[0] if prev else None,
+                        reviewer,
+                        note,
+                        corrected_label,
+                        stamp,
+                    ),
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return Review(int(cur.lastrowid or 0), self.fingerprint, kind, str(item), decision,
-                          prev[0] if prev else None, reviewer, note, corrected_label, stamp)
+            return Review(
+                int(cur.lastrowid or 0),
+                self.fingerprint,
+                kind,
+                str(item),
+                decision,
+                prev[0] if prev else None,
+                reviewer,
+                note,
+                corrected_label,
+                stamp,
+            )
 
         return self._retry(write)
 
@@ -254,8 +304,10 @@ class ReviewStore:
 
     def current(self, kind: ReviewKind | None = None) -> pd.DataFrame:
         """The latest decision of every item of this fingerprint (one row per item)."""
-        sql = (f"SELECT {', '.join(_COLUMNS)} FROM reviews WHERE id IN (SELECT MAX(id) FROM "
-               "reviews WHERE data_fingerprint=? GROUP BY kind, item)")
+        sql = (
+            f"SELECT {', '.join(_COLUMNS)} FROM reviews WHERE id IN (SELECT MAX(id) FROM "
+            "reviews WHERE data_fingerprint=? GROUP BY kind, item)"
+        )
         params: tuple[Any, ...] = (self.fingerprint,)
         if kind is not None:
             sql += " AND kind=?"
@@ -269,6 +321,7 @@ class ReviewStore:
 
     def n_other_fingerprints(self) -> int:
         """Rows recorded for other data in this directory (hidden here; after a re-ingest)."""
-        rows = self._query("SELECT COUNT(*) FROM reviews WHERE data_fingerprint<>?",
-                           (self.fingerprint,))
+        rows = self._query(
+            "SELECT COUNT(*) FROM reviews WHERE data_fingerprint<>?", (self.fingerprint,)
+        )
         return int(rows[0][0]) if rows else 0

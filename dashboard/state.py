@@ -24,15 +24,24 @@ from dashboard.paths import DataRoot, RunCatalog
 from dashboard.reviews import ReviewStore
 from reports.model import Report
 
-__all__ = ["ENV_DATA_ROOT", "ENV_RUNS", "PageContext", "cached_check_table", "cached_images",
-           "cached_thumbnail"]
+__all__ = [
+    "ENV_DATA_ROOT",
+    "ENV_RUNS",
+    "PageContext",
+    "cached_check_table",
+    "cached_images",
+    "cached_thumbnail",
+]
 
 ENV_RUNS = "MEDAUDIT_DASHBOARD_RUNS"
 ENV_DATA_ROOT = "MEDAUDIT_DASHBOARD_DATA_ROOT"
 
 
-@st.cache_resource(max_entries=8, show_spinner="Building the model card (performance with "
-                   "bootstrap intervals; a minute or more on large runs, once)…")
+@st.cache_resource(
+    max_entries=8,
+    show_spinner="Building the model card (performance with "
+    "bootstrap intervals; a minute or more on large runs, once)…",
+)
 def cached_report(path: str, stamp: tuple[float, ...]) -> Report:
     """:func:`dashboard.data.load_report` (every section), once per run state."""
     return data.load_report(path)
@@ -54,8 +63,10 @@ def cached_run(path: str, stamp: tuple[float, ...]) -> tuple[dict[str, Any], pd.
     return run.read_run_json(), manifest, data_fingerprint(run, manifest)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Computing the check's full per-sample table "
-                   "with the audit's recorded settings…")
+@st.cache_resource(
+    max_entries=16,
+    show_spinner="Computing the check's full per-sample table with the audit's recorded settings…",
+)
 def cached_check_table(path: str, stamp: tuple[float, ...], check: str) -> data.TableResult:
     """:func:`dashboard.data.check_table`, once per run state."""
     return data.check_table(path, check)
@@ -68,8 +79,9 @@ def cached_images(path: str, stamp: tuple[float, ...]) -> np.ndarray | None:
 
 
 @st.cache_data(max_entries=4000, show_spinner=False)
-def cached_thumbnail(path: str, stamp: tuple[float, ...], row: int, max_px: int = 160,
-                     variant: str | None = None) -> bytes | None:
+def cached_thumbnail(
+    path: str, stamp: tuple[float, ...], row: int, max_px: int = 160, variant: str | None = None
+) -> bytes | None:
     """PNG of one cache image (or a masked variant), downscaled."""
     cache = cached_images(path, stamp)
     if cache is None or not 0 <= row < len(cache):
@@ -122,7 +134,9 @@ class PageContext:
         """``{sample_id: row}`` of the manifest."""
         k = "_row_of::" + self.key + str(self.stamp)
         if k not in st.session_state:
-            st.session_state[k] = {s: i for i, s in enumerate(self.manifest["sample_id"].astype(str))}
+            st.session_state[k] = {
+                s: i for i, s in enumerate(self.manifest["sample_id"].astype(str))
+            }
         return st.session_state[k]
 
     def thumbnail(self, row: int, *, max_px: int = 160, variant: str | None = None) -> bytes | None:

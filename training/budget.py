@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from training.splits import HOLDOUT_FOLD
-
-if TYPE_CHECKING:  # pragma: no cover
-    from training.config import TrainConfig
-    from training.run_context import RunContext
 
 __all__ = [
     "AUTO_FIELDS",
@@ -153,7 +149,10 @@ def budget_defaults(epochs: int, steps_per_epoch: int | None = None) -> BudgetDe
     )
 
 
-def planned_steps_per_epoch(n_cv_rows: int, config: TrainConfig) -> int:
+# ``config`` / ``ctx`` below are a ``training.config.TrainConfig`` and a
+# ``training.run_context.RunContext``; not imported here, as ``TrainConfig.resolved``
+# imports this module.
+def planned_steps_per_epoch(n_cv_rows: int, config: Any) -> int:
     """Optimizer steps per epoch of a fold's selection pass, from the CV row count.
 
     The rows a selection pass trains on are the fold's training rows less the
@@ -177,7 +176,7 @@ def planned_steps_per_epoch(n_cv_rows: int, config: TrainConfig) -> int:
     return max(1, n_fit // config.batch_size)
 
 
-def resolve_for_context(config: TrainConfig, ctx: RunContext) -> TrainConfig:
+def resolve_for_context(config: Any, ctx: Any) -> Any:
     """``config.resolved(...)`` with the step count of the run in ``ctx``.
 
     The same for every fold of a run (it depends on the CV row count, not on

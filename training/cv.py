@@ -26,13 +26,11 @@ would mean nothing).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import platform
 import shutil
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from audit.rundir import LEARNING_CURVE, RunDir, stale_after
 from audit.stats import Estimate, finite_or_none
 from training.budget import resolve_for_context
 from training.config import TrainConfig
+from training.executors import Executor, LocalExecutor
 from training.fold_outputs import (
     WORK_DIR,
     FoldResult,
@@ -53,7 +52,6 @@ from training.fold_outputs import (
     load_fold_outputs,
     load_fold_result,
 )
-from training.fold_training import train_fold
 from training.models import check_model_name
 from training.reproducibility import fold_seed
 from training.run_context import RunContext, load_context
@@ -118,33 +116,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _worker_init(threads: int, level: int, parent_pid: int) -> None:
-    import threading
-
-    import torch
-
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-    def exit_with_parent() -> None:  # a killed `medaudit train` leaves no orphaned workers
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=exit_with_parent, name="medaudit-parent-watch", daemon=True).start()
-
-
-def _run_fold_in_worker(run_path: str, fold: int, config: TrainConfig) -> FoldResult:
-    return train_fold(run_path, fold, config)
-
-
 def _clean_stale(run: RunDir, config: TrainConfig) -> None:
     """Remove work-area fold folders beyond ``config.folds`` (from a run with more folds)."""
     work = run.path / WORK_DIR
@@ -160,51 +131,12 @@ def _clean_stale(run: RunDir, config: TrainConfig) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _run_finetune_folds(run: RunDir, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
-    from tqdm.auto import tqdm
-
-    results: dict[int, FoldResult] = {}
-    if not todo:
-        return results
-    jobs = min(config.jobs, len(todo))
-    if jobs <= 1:
-        for k in todo:
-            results[k] = train_fold(run, k, config)
-        return results
-    threads = config.threads or max(1, _cpu_count() // jobs)
-    level = logging.getLogger().getEffectiveLevel()
-    _log.info("training %d folds in %d processes with %d thread(s) each", len(todo), jobs, threads)
-    ctx = multiprocessing.get_context("spawn")
-    worker_cfg = config.replace(quiet=True, jobs=1, threads=threads)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads, level, os.getpid())) as pool:
-        futures: dict[Future[FoldResult], int] = {
-            pool.submit(_run_fold_in_worker, str(run.path), k, worker_cfg): k for k in todo
-        }
-        bar = tqdm(total=len(todo), desc="folds", unit="fold", disable=config.quiet)
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    res = fut.result()
-                    results[futures[fut]] = res
-                    bar.update(1)
-                    bar.set_postfix(last=f"fold {res.fold} AUC {res.auc:.3f}")
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-        finally:
-            bar.close()
-    return results
-
-
 def train_run(
     run_dir: RunDir | str | os.PathLike[str],
     config: TrainConfig | None = None,
     *,
     extra_record: dict[str, Any] | None = None,
+    executor: Executor | None = None,
     learning_curve: Sequence[float] | str | None = None,
 ) -> TrainSummary:
     """Cross-validate a model on an ingested run directory and write the OOF artifacts.
@@ -222,6 +154,12 @@ def train_run(
     extra_record : dict, optional
         JSON-ready entries added to ``run.json['train']`` (the ``--time-budget``
         planner records its plan under ``budget``).
+    executor : Executor, optional
+        Where the folds train (:mod:`training.executors`): default
+        :class:`~training.executors.LocalExecutor` (this process, or
+        ``config.jobs`` local processes); :class:`~training.executors.RayExecutor`
+        runs each fold as a Ray task. Results do not depend on it (same seed,
+        data and CPU thread count per fold).
     learning_curve : sequence of float or str, optional
         Fractions of each fold's training rows (e.g. ``(0.25, 0.5, 0.75, 1.0)``):
         after the folds, retrain each fold on patient-grouped fractions of its
@@ -243,6 +181,10 @@ def train_run(
 
     audit.transaction.RunDirBusyError
         When another process is writing the run directory.
+    training.executors.ExecutorUnavailableError
+        When the executor cannot run (Ray not installed, cluster unreachable).
+    training.executors.FoldFailedError
+        When folds failed on their workers (one line per fold).
 
     Notes
     -----
@@ -268,17 +210,20 @@ def train_run(
 
         fractions = parse_fractions(learning_curve)
     with run.transaction("medaudit train") as staged:
-        return _train_and_publish(run, staged, config, t0, dict(extra_record or {}), fractions)
+        return _train_and_publish(run, staged, config, t0, dict(extra_record or {}),
+                                  executor or LocalExecutor(), fractions)
 
 
 def _train_and_publish(
     run: RunDir, staged: RunDir, config: TrainConfig, t0: float, extra: dict[str, Any],
+    executor: Executor,
     fractions: tuple[float, ...] | None = None,
 ) -> TrainSummary:
     ctx = load_context(run, config)
     auto = config.auto_fields
     config = resolve_for_context(config, ctx)  # the budget-dependent "auto" fields
     extra["auto_fields"] = {name: getattr(config, name) for name in auto}
+    extra["executor"] = executor.describe()
     _clean_stale(run, config)
 
     done_before = [k for k in range(config.folds) if fold_is_done(run, k, config, ctx.fingerprint)]
@@ -291,7 +236,7 @@ def _train_and_publish(
 
         fresh = train_linear_probe(ctx, config, todo)
     else:
-        fresh = _run_finetune_folds(run, config, todo)
+        fresh = executor.run_folds(run, config, todo)
 
     fold_results: list[FoldResult] = []
     histories: list[dict[str, Any]] = []

@@ -47,6 +47,9 @@ def render(page: str, ctx: Any, **kw: Any) -> None:
     except (RunDirMismatchError, RunDirCorruptError, RunArtifactMissingError) as err:
         # a run being rewritten, or edited by hand: say so instead of a traceback
         st.error(f"This run directory cannot be shown as it is: {err}", icon=":material/error:")
-        st.info("If a medaudit command is writing it, wait until it is done and reload; "
-                f"otherwise run `medaudit audit {ctx.path}` (or train again) to make it "
-                "consistent.", icon=":material/info:")
+        st.info(
+            "If a medaudit command is writing it, wait until it is done and reload; "
+            f"otherwise run `medaudit audit {ctx.path}` (or train again) to make it "
+            "consistent.",
+            icon=":material/info:",
+        )

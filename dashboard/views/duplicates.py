@@ -34,27 +34,34 @@ def pairs_of(findings: list[Any]) -> list[dict[str, Any]]:
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Duplicates and leakage")
-    st.caption("Exact and near-duplicate images, duplicates filed under different patients, "
-               "and duplicates that cross the train/test split or the cross-validation folds "
-               "(which inflate the measured performance). Decide for each pair whether it is "
-               "the same patient; `medaudit export-reviews` merges confirmed patients in the "
-               "corrected manifest.")
+    st.caption(
+        "Exact and near-duplicate images, duplicates filed under different patients, "
+        "and duplicates that cross the train/test split or the cross-validation folds "
+        "(which inflate the measured performance). Decide for each pair whether it is "
+        "the same patient; `medaudit export-reviews` merges confirmed patients in the "
+        "corrected manifest."
+    )
     audit = ctx.info.get("audit") or {}
     if not audit:
         missing("This run has not been audited", f"Run `medaudit audit {ctx.path}`.")
         return
     skipped = {s["check"]: s.get("reason", "") for s in audit.get("skipped") or []}
     if CHECK in skipped or CHECK not in (audit.get("checks_run") or []):
-        missing("The duplicate check did not run on this run",
-                f"Reason recorded by the audit: {skipped.get(CHECK, 'not asked for')}. "
-                "The check needs the image cache "
-                f"(`images.npy`): ingest images, then `medaudit audit {ctx.path} --checks {CHECK}`.")
+        missing(
+            "The duplicate check did not run on this run",
+            f"Reason recorded by the audit: {skipped.get(CHECK, 'not asked for')}. "
+            "The check needs the image cache "
+            f"(`images.npy`): ingest images, then `medaudit audit {ctx.path} --checks {CHECK}`.",
+        )
         return
     found = findings_of(ctx.light, CHECK)
     for f in found:
         finding(f)
-    pairs = [p for p in pairs_of(found) if p["sample_id_a"] in ctx.row_of and
-             p["sample_id_b"] in ctx.row_of]
+    pairs = [
+        p
+        for p in pairs_of(found)
+        if p["sample_id_a"] in ctx.row_of and p["sample_id_b"] in ctx.row_of
+    ]
     if not pairs:
         st.success("No duplicate pair was found.")
         return
@@ -76,8 +83,10 @@ def render(ctx: PageContext) -> None:
     for p in pairs[start:stop]:
         a, b = str(p["sample_id_a"]), str(p["sample_id_b"])
         with st.container(border=True):
-            st.markdown(f"**{p['title']}** ({p['finding']}) · {p.get('kind', '')} duplicate · "
-                        f"distance {float(p.get('distance') or 0):.4f}")
+            st.markdown(
+                f"**{p['title']}** ({p['finding']}) · {p.get('kind', '')} duplicate · "
+                f"distance {float(p.get('distance') or 0):.4f}"
+            )
             st.caption("distance: 1 − correlation of the two images' pixels (0 = identical)")
             c1, c2, c3 = st.columns([1, 1, 1.6])
             for col, sid in ((c1, a), (c2, b)):
@@ -87,7 +96,8 @@ def render(ctx: PageContext) -> None:
                     col.image(png, width="stretch")
                 row = m.iloc[r]
                 extra = "".join(f" · {c} `{row[c]}`" for c in ("site", "split") if c in m.columns)
-                col.markdown(f"`{sid}`  \n{row['label_name']} · patient `{row['patient_key']}`"
-                             f"{extra}")
+                col.markdown(
+                    f"`{sid}`  \n{row['label_name']} · patient `{row['patient_key']}`{extra}"
+                )
             with c3:
                 review_controls(ctx, "duplicate", pair_key(a, b), decisions.get(pair_key(a, b)))

@@ -24,15 +24,20 @@ COLUMNS = 4
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Label issues")
-    st.caption("Images whose given label disagrees with what the out-of-fold model predicts "
-               "confidently (confident learning, cleanlab). A low label-quality score means the "
-               "label is more likely wrong. Look at each image and record a decision; "
-               "`medaudit export-reviews` turns confirmed errors into a corrected manifest.")
+    st.caption(
+        "Images whose given label disagrees with what the out-of-fold model predicts "
+        "confidently (confident learning, cleanlab). A low label-quality score means the "
+        "label is more likely wrong. Look at each image and record a decision; "
+        "`medaudit export-reviews` turns confirmed errors into a corrected manifest."
+    )
     res = cached_check_table(ctx.key, ctx.stamp, CHECK)
     if res.table is None:
-        missing("No label-issue ranking for this run", res.reason + ". The ranking needs "
-                "out-of-fold probabilities: `medaudit train RUN_DIR` then `medaudit audit "
-                "RUN_DIR`, or `medaudit audit-predictions` for a model trained elsewhere.")
+        missing(
+            "No label-issue ranking for this run",
+            res.reason + ". The ranking needs "
+            "out-of-fold probabilities: `medaudit train RUN_DIR` then `medaudit audit "
+            "RUN_DIR`, or `medaudit audit-predictions` for a model trained elsewhere.",
+        )
         return
     for f in findings_of(ctx.light, CHECK):
         finding(f)
@@ -42,18 +47,24 @@ def render(ctx: PageContext) -> None:
     decisions = ctx.store.decisions("label_issue")
 
     c1, c2, c3, c4 = st.columns([1.2, 1.5, 1.5, 2])
-    flagged_only = c1.toggle("Flagged only", value=True, key="li-flagged",
-                             help="only images the check flags as likely mislabelled; off: "
-                             "every image, ranked")
+    flagged_only = c1.toggle(
+        "Flagged only",
+        value=True,
+        key="li-flagged",
+        help="only images the check flags as likely mislabelled; off: every image, ranked",
+    )
     classes = sorted(table["given_label_name"].astype(str).unique())
-    pick_classes = c2.multiselect("Given label", classes, key="li-classes",
-                                  placeholder="all classes")
+    pick_classes = c2.multiselect(
+        "Given label", classes, key="li-classes", placeholder="all classes"
+    )
     sites = sorted(m["site"].dropna().astype(str).unique()) if "site" in m.columns else []
-    pick_sites = c3.multiselect("Site", sites, key="li-sites", placeholder="all sites",
-                                disabled=not sites)
+    pick_sites = c3.multiselect(
+        "Site", sites, key="li-sites", placeholder="all sites", disabled=not sites
+    )
     lo, hi = c4.slider("Label-quality score", 0.0, 1.0, (0.0, 1.0), step=0.01, key="li-score")
-    status = st.radio("Review status", ["all", "not reviewed", "reviewed"], horizontal=True,
-                      key="li-status")
+    status = st.radio(
+        "Review status", ["all", "not reviewed", "reviewed"], horizontal=True, key="li-status"
+    )
 
     sel = np.ones(len(table), dtype=bool)
     if flagged_only and "is_label_issue" in table:
@@ -69,17 +80,21 @@ def render(ctx: PageContext) -> None:
         sel &= reviewed if status == "reviewed" else ~reviewed
     rows = np.flatnonzero(sel)
     rows = rows[np.argsort(score[rows], kind="stable")]  # most suspicious first
-    st.markdown(f"**{len(rows):,}** image(s) match (of {len(table):,}; "
-                f"{int(table['is_label_issue'].sum()):,} flagged by the check; "
-                f"{len(decisions):,} reviewed).")
+    st.markdown(
+        f"**{len(rows):,}** image(s) match (of {len(table):,}; "
+        f"{int(table['is_label_issue'].sum()):,} flagged by the check; "
+        f"{len(decisions):,} reviewed)."
+    )
     if not len(rows):
         st.info("No image matches these filters.")
         return
     if not ctx.reviewer:
         st.warning("Enter your name in the sidebar to record decisions.", icon=":material/edit:")
     if ctx.thumbnail(0, max_px=16) is None:
-        st.caption("This run has no image cache (predictions imported without images), so the "
-                   "cards show the labels and scores only.")
+        st.caption(
+            "This run has no image cache (predictions imported without images), so the "
+            "cards show the labels and scores only."
+        )
     start, stop = paginate(len(rows), key="li")
     for line in chunks(list(rows[start:stop]), COLUMNS):
         cols = st.columns(COLUMNS, border=True)
@@ -96,10 +111,17 @@ def _card(ctx: PageContext, table, r: int, decisions) -> None:  # type: ignore[n
         st.image(png, width="stretch")
     m = ctx.manifest.iloc[r]
     site = f" · site `{m['site']}`" if "site" in ctx.manifest.columns else ""
-    st.markdown(f"**given:** {row['given_label_name']} → **suggested:** "
-                f"{row['suggested_label_name']}  \n"
-                f"label quality **{float(row['label_quality_score']):.3f}** · rank "
-                f"{int(row['issue_rank']) if 'issue_rank' in row else '–'} of {len(table):,}  \n"
-                f"`{sid}` · patient `{row['patient_key']}`{site}")
-    review_controls(ctx, "label_issue", sid, decisions.get(sid),
-                    corrected_label=str(row["suggested_label_name"]))
+    st.markdown(
+        f"**given:** {row['given_label_name']} → **suggested:** "
+        f"{row['suggested_label_name']}  \n"
+        f"label quality **{float(row['label_quality_score']):.3f}** · rank "
+        f"{int(row['issue_rank']) if 'issue_rank' in row else '–'} of {len(table):,}  \n"
+        f"`{sid}` · patient `{row['patient_key']}`{site}"
+    )
+    review_controls(
+        ctx,
+        "label_issue",
+        sid,
+        decisions.get(sid),
+        corrected_label=str(row["suggested_label_name"]),
+    )

@@ -26,9 +26,14 @@ def _curve_frame(curve: Any) -> pd.DataFrame | None:
                 curve = curve[key]
                 break
     if isinstance(curve, list) and curve and all(isinstance(r, dict) for r in curve):
-        flat = [{k: (v.get("estimate") if isinstance(v, dict) and "estimate" in v else v)
-                 for k, v in r.items() if not isinstance(v, (list, dict)) or "estimate" in v}
-                for r in curve]
+        flat = [
+            {
+                k: (v.get("estimate") if isinstance(v, dict) and "estimate" in v else v)
+                for k, v in r.items()
+                if not isinstance(v, (list, dict)) or "estimate" in v
+            }
+            for r in curve
+        ]
         return pd.DataFrame(flat)
     if isinstance(curve, dict):
         lists = {k: v for k, v in curve.items() if isinstance(v, list)}
@@ -40,13 +45,18 @@ def _curve_frame(curve: Any) -> pd.DataFrame | None:
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Overfitting and drift")
-    st.caption("Did the model memorise its training images instead of learning what "
-               "generalises? Does new data still look like the data it was trained on?")
+    st.caption(
+        "Did the model memorise its training images instead of learning what "
+        "generalises? Does new data still look like the data it was trained on?"
+    )
     run = RunDir(ctx.path)
     shown = False
     light = ctx.light
-    found = [f for f in (light.findings.findings if light.findings else [])
-             if f.check == "overfitting" or "drift" in f.check]
+    found = [
+        f
+        for f in (light.findings.findings if light.findings else [])
+        if f.check == "overfitting" or "drift" in f.check
+    ]
     for f in found:
         finding(f, expanded=f.severity in ("critical", "warning"))
         shown = True
@@ -68,21 +78,38 @@ def render(ctx: PageContext) -> None:
             st.json(run.read_json(LEARNING_CURVE), expanded=False)
         else:
             st.dataframe(frame, hide_index=True, width="stretch")
-            x = next((c for c in ("n_train", "n", "fraction", "train_fraction", "size")
-                      if c in frame.columns), None)
-            ys = [c for c in frame.columns if c != x and pd.api.types.is_numeric_dtype(frame[c])
-                  and ("auc" in c.lower() or "loss" in c.lower())]
+            x = next(
+                (
+                    c
+                    for c in ("n_train", "n", "fraction", "train_fraction", "size")
+                    if c in frame.columns
+                ),
+                None,
+            )
+            ys = [
+                c
+                for c in frame.columns
+                if c != x
+                and pd.api.types.is_numeric_dtype(frame[c])
+                and ("auc" in c.lower() or "loss" in c.lower())
+            ]
             if x and ys:
                 st.line_chart(frame, x=x, y=ys)
-            st.caption("Performance against the number of training images: a curve still "
-                       "rising means more data would help.")
+            st.caption(
+                "Performance against the number of training images: a curve still "
+                "rising means more data would help."
+            )
         shown = True
     if not shown:
-        missing("No learning history, learning curve or drift result in this run",
-                "Learning histories come with `medaudit train` (a run of external predictions "
-                "has none); the overfitting and drift checks write the rest: run "
-                f"`medaudit audit {ctx.path}` with a medaudit that has them (see `medaudit "
-                "audit --list`).")
+        missing(
+            "No learning history, learning curve or drift result in this run",
+            "Learning histories come with `medaudit train` (a run of external predictions "
+            "has none); the overfitting and drift checks write the rest: run "
+            f"`medaudit audit {ctx.path}` with a medaudit that has them (see `medaudit "
+            "audit --list`).",
+        )
     elif not found:
-        st.caption("The overfitting and drift checks did not run on this run; run `medaudit "
-                   "audit` with a medaudit that has them to add their findings here.")
+        st.caption(
+            "The overfitting and drift checks did not run on this run; run `medaudit "
+            "audit` with a medaudit that has them to add their findings here."
+        )

@@ -22,15 +22,27 @@ from reports.render_html import fmt_cell
 
 __all__ = ["CHECKS", "render"]
 
-CHECKS = ("metadata_shortcut", "embedding_encodes_metadata", "image_property_shortcut",
-          "masking_test", "hidden_stratification")
+CHECKS = (
+    "metadata_shortcut",
+    "embedding_encodes_metadata",
+    "image_property_shortcut",
+    "masking_test",
+    "hidden_stratification",
+)
 EXTREMES_SHOWN = 6
 
 
 def _frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
     """Records as a table; intervals as ``est [lo, hi]``, lists and mappings as text."""
-    frame = pd.DataFrame([{k: (fmt_cell(v)[0] if isinstance(v, (Mapping, list)) or v is None
-                               else v) for k, v in r.items()} for r in records])
+    frame = pd.DataFrame(
+        [
+            {
+                k: (fmt_cell(v)[0] if isinstance(v, (Mapping, list)) or v is None else v)
+                for k, v in r.items()
+            }
+            for r in records
+        ]
+    )
     for c in frame.columns:
         if frame[c].map(type).nunique() > 1:
             frame[c] = frame[c].map(lambda v: fmt_cell(v)[0])
@@ -45,8 +57,7 @@ def _images(ctx: PageContext, ids: list[str], caption: str) -> None:
     for col, (sid, r) in zip(cols, rows):
         png = ctx.thumbnail(r, max_px=128)
         if png is not None:
-            col.image(png, caption=f"{sid} ({ctx.manifest['label_name'].iat[r]})",
-                      width="stretch")
+            col.image(png, caption=f"{sid} ({ctx.manifest['label_name'].iat[r]})", width="stretch")
     st.caption(caption)
 
 
@@ -61,8 +72,12 @@ def _properties(ctx: PageContext, f: Any) -> None:
         ids = [str(s) for s in p.get("extreme_sample_ids") or []]
         if ids:
             st.markdown(f"Images at the extremes of **{p.get('property')}**")
-            _images(ctx, ids, "If these images differ by something other than anatomy (a "
-                    "marker, a border, brightness), the model may use it as a shortcut.")
+            _images(
+                ctx,
+                ids,
+                "If these images differ by something other than anatomy (a "
+                "marker, a border, brightness), the model may use it as a shortcut.",
+            )
 
 
 def _masking(ctx: PageContext, f: Any) -> None:
@@ -87,47 +102,71 @@ def _masked_examples(ctx: PageContext, names: list[str]) -> None:
             continue
         r = int(hits[0])
         cols = st.columns(1 + len(names))
-        cols[0].image(ctx.thumbnail(r, max_px=128), caption=f"{cname}: original",
-                      width="stretch")
+        cols[0].image(ctx.thumbnail(r, max_px=128), caption=f"{cname}: original", width="stretch")
         for col, v in zip(cols[1:], names):
-            col.image(ctx.thumbnail(r, max_px=128, variant=v), caption=v,
-                      width="stretch")
+            col.image(ctx.thumbnail(r, max_px=128, variant=v), caption=v, width="stretch")
 
 
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Shortcuts")
-    st.caption("A shortcut is something other than the anatomy that predicts the label: the "
-               "site or scanner, a text marker, the image border. A model that learns one "
-               "fails where the shortcut does not hold.")
+    st.caption(
+        "A shortcut is something other than the anatomy that predicts the label: the "
+        "site or scanner, a text marker, the image border. A model that learns one "
+        "fails where the shortcut does not hold."
+    )
     found = findings_of(ctx.light, *CHECKS)
     # the masked AUCs recorded by training (a trained run's model card reads them cheaply)
     model = ctx.report.model if (ctx.info.get("train") or {}).get("masked_oof_auc") else None
-    masked_table = next((t for t in (model.tables if model else [])
-                         if t.title.startswith("Out-of-fold AUC on masked")), None)
+    masked_table = next(
+        (
+            t
+            for t in (model.tables if model else [])
+            if t.title.startswith("Out-of-fold AUC on masked")
+        ),
+        None,
+    )
     if not found and masked_table is None:
         ran = set((ctx.info.get("audit") or {}).get("checks_run") or [])
-        missing("No shortcut evidence in this run",
-                "The shortcut checks (" + ", ".join(CHECKS) + ") did not run"
-                + (" in this audit" if ran else "") + ". Run `medaudit audit "
-                f"{ctx.path}` with a medaudit that has them (see `medaudit audit --list`); the "
-                "masking test also needs the masked re-scoring written by `medaudit train`.")
+        missing(
+            "No shortcut evidence in this run",
+            "The shortcut checks ("
+            + ", ".join(CHECKS)
+            + ") did not run"
+            + (" in this audit" if ran else "")
+            + ". Run `medaudit audit "
+            f"{ctx.path}` with a medaudit that has them (see `medaudit audit --list`); the "
+            "masking test also needs the masked re-scoring written by `medaudit train`.",
+        )
         return
     for f in found:
         finding(f)
     # the specific views, once each (every finding of a check carries the same tables)
-    props = next((f for f in found if isinstance(f.evidence.get("properties"), list)
-                  and f.evidence["properties"]), None)
+    props = next(
+        (
+            f
+            for f in found
+            if isinstance(f.evidence.get("properties"), list) and f.evidence["properties"]
+        ),
+        None,
+    )
     if props is not None:
         st.subheader("Image properties")
         _properties(ctx, props)
-    masking = next((f for f in found if isinstance(f.evidence.get("variants"), list)
-                    and f.evidence["variants"]), None)
+    masking = next(
+        (
+            f
+            for f in found
+            if isinstance(f.evidence.get("variants"), list) and f.evidence["variants"]
+        ),
+        None,
+    )
     if masking is not None:
         st.subheader("Masking test")
         _masking(ctx, masking)
     if masked_table is not None and masking is None:  # training's own record, when no test ran
         show_table(masked_table)
         if not any(f.check == "masking_test" for f in found):
-            _masked_examples(ctx, [v for v in MASKED_VARIANTS
-                                   if v in {str(r[0]) for r in masked_table.rows}])
+            _masked_examples(
+                ctx, [v for v in MASKED_VARIANTS if v in {str(r[0]) for r in masked_table.rows}]
+            )

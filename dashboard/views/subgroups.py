@@ -21,8 +21,19 @@ METRICS = ("auc", "sensitivity", "specificity")
 
 
 #: Columns shown first, in this order; the others follow.
-FIRST = ("column", "level", "n", "prevalence", "auc", "sensitivity", "specificity", "auc_gap",
-         "q_value", "flagged", "too_small")
+FIRST = (
+    "column",
+    "level",
+    "n",
+    "prevalence",
+    "auc",
+    "sensitivity",
+    "specificity",
+    "auc_gap",
+    "q_value",
+    "flagged",
+    "too_small",
+)
 
 
 def group_table(groups: list[Mapping[str, Any]]) -> pd.DataFrame:
@@ -31,8 +42,11 @@ def group_table(groups: list[Mapping[str, Any]]) -> pd.DataFrame:
     for g in groups:
         row: dict[str, Any] = {}
         keys = [k for k in FIRST if k in g] + [
-            k for k in g if k not in FIRST  # "columns" only when several share the partition
-            and (k != "columns" or len(g.get("columns") or []) > 1)]
+            k
+            for k in g
+            if k not in FIRST  # "columns" only when several share the partition
+            and (k != "columns" or len(g.get("columns") or []) > 1)
+        ]
         for k in keys:
             v = g[k]
             row[k] = fmt_cell(v)[0] if (v is None or isinstance(v, (Mapping, list))) else v
@@ -47,17 +61,22 @@ def group_table(groups: list[Mapping[str, Any]]) -> pd.DataFrame:
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Subgroups")
-    st.caption("Does the model work equally well for every site, scanner, sex, age band and "
-               "view? Each square is a group's estimate with its 95% confidence interval; "
-               "hollow grey squares are groups too small to judge.")
+    st.caption(
+        "Does the model work equally well for every site, scanner, sex, age band and "
+        "view? Each square is a group's estimate with its 95% confidence interval; "
+        "hollow grey squares are groups too small to judge."
+    )
     found = findings_of(ctx.light, CHECK)
-    with_groups = [f for f in found if isinstance(f.evidence.get("groups"), list)
-                   and f.evidence["groups"]]
+    with_groups = [
+        f for f in found if isinstance(f.evidence.get("groups"), list) and f.evidence["groups"]
+    ]
     if not found:
-        missing("No subgroup analysis in this run",
-                f"The {CHECK} check did not run. It needs out-of-fold predictions and metadata "
-                f"columns (site, scanner, sex, age, view): run `medaudit audit {ctx.path}` with "
-                "a medaudit that has it (see `medaudit audit --list`).")
+        missing(
+            "No subgroup analysis in this run",
+            f"The {CHECK} check did not run. It needs out-of-fold predictions and metadata "
+            f"columns (site, scanner, sex, age, view): run `medaudit audit {ctx.path}` with "
+            "a medaudit that has it (see `medaudit audit --list`).",
+        )
         return
     for f in found:
         finding(f, expanded=f.severity in ("critical", "warning"))
@@ -72,5 +91,7 @@ def render(ctx: PageContext) -> None:
                 overall["auc"] = auc
             st.pyplot(forest_plot(groups, metrics, overall), width="content")
         st.dataframe(group_table(groups), hide_index=True, width="stretch")
-        st.caption("auc_gap: the group's AUC minus that of the other images; q_value: "
-                   "p-value corrected for the number of groups tested (false discovery rate).")
+        st.caption(
+            "auc_gap: the group's AUC minus that of the other images; q_value: "
+            "p-value corrected for the number of groups tested (false discovery rate)."
+        )

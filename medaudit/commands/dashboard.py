@@ -17,34 +17,63 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ENV_DATA_ROOT", "ENV_RUNS", "LOCAL_HOSTS", "add_parser", "run_dashboard",
-           "run_export", "streamlit_command"]
+__all__ = [
+    "ENV_DATA_ROOT",
+    "ENV_RUNS",
+    "LOCAL_HOSTS",
+    "add_parser",
+    "run_dashboard",
+    "run_export",
+    "streamlit_command",
+]
 
 #: Environment variables through which the CLI hands its arguments to the app.
 ENV_RUNS = "MEDAUDIT_DASHBOARD_RUNS"
 ENV_DATA_ROOT = "MEDAUDIT_DASHBOARD_DATA_ROOT"
 #: Hosts that keep the app on this machine.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-MSG_PUBLIC = ("medaudit dashboard: warning: binding to {host} makes the dashboard (which has "
-              "no login) reachable from other machines on the network; use it only on a "
-              "trusted network, or keep the default 127.0.0.1")
+MSG_PUBLIC = (
+    "medaudit dashboard: warning: binding to {host} makes the dashboard (which has "
+    "no login) reachable from other machines on the network; use it only on a "
+    "trusted network, or keep the default 127.0.0.1"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medaudit dashboard`` and ``medaudit export-reviews``."""
-    p = sub.add_parser("dashboard", help="open runs in the Streamlit dashboard (local only)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", type=Path, metavar="RUN_DIR_OR_FOLDER",
-                   help="a run directory, or a folder of run directories to switch between")
+    p = sub.add_parser(
+        "dashboard",
+        help="open runs in the Streamlit dashboard (local only)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs",
+        type=Path,
+        metavar="RUN_DIR_OR_FOLDER",
+        help="a run directory, or a folder of run directories to switch between",
+    )
     p.add_argument("--port", type=int, default=8501, help="default: %(default)s")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: %(default)s, this machine only)")
-    p.add_argument("--data-root", type=Path, default=None, metavar="DIR",
-                   help="enable the New-audit page: inputs can be picked under DIR only")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s, this machine only)",
+    )
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="enable the New-audit page: inputs can be picked under DIR only",
+    )
     p.set_defaults(func=run_dashboard)
 
-    e = sub.add_parser("export-reviews", help="write review decisions and a corrected manifest",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e = sub.add_parser(
+        "export-reviews",
+        help="write review decisions and a corrected manifest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     e.add_argument("--out", type=Path, required=True, help="folder to write (outside the run)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
@@ -53,12 +82,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def streamlit_command(app: Path, *, host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line: headless, statistics off, no file watcher."""
-    return [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", host, "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-            "--client.toolbarMode", "minimal", "--theme.base", "light",
-            "--server.maxUploadSize", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--theme.base",
+        "light",
+        "--server.maxUploadSize",
+        "1",
+    ]
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -67,8 +115,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     runs = args.runs.expanduser()
     if not runs.is_dir():
-        raise ValueError(f"{args.runs} is not a directory; give a run directory or a folder of "
-                         "run directories")
+        raise ValueError(
+            f"{args.runs} is not a directory; give a run directory or a folder of run directories"
+        )
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535; got {args.port}")
     env = dict(os.environ)
@@ -82,8 +131,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
         print(MSG_PUBLIC.format(host=args.host), file=sys.stderr)
     root = str(Path(dashboard.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = streamlit_command(Path(dashboard.__file__).with_name("app.py"), host=args.host,
-                            port=args.port)
+    cmd = streamlit_command(
+        Path(dashboard.__file__).with_name("app.py"), host=args.host, port=args.port
+    )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"medaudit dashboard: http://{shown}:{args.port} (Ctrl+C to stop)", flush=True)
     try:
@@ -101,8 +151,10 @@ def run_export(args: argparse.Namespace) -> int:
     res = export_reviews(args.run_dir, args.out, overwrite=args.overwrite)
     for kind, path in res.paths.items():
         print(f"{kind}: {path}")
-    print(f"{res.n_decisions} decision(s); {res.n_labels_corrected} label(s) corrected; "
-          f"{res.n_patients_merged} patient merge(s)")
+    print(
+        f"{res.n_decisions} decision(s); {res.n_labels_corrected} label(s) corrected; "
+        f"{res.n_patients_merged} patient merge(s)"
+    )
     for note in res.notes:
         print(f"note: {note}")
     if "manifest" in res.paths:

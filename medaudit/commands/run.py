@@ -27,12 +27,15 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_stages(args: argparse.Namespace, out: Path) -> int:
     """Ingest (from ``args``), then train, audit and write the reports unless switched off."""
+    from medaudit.commands.executor_options import executor_from_args
+
+    executor = None if args.no_train else executor_from_args(args)  # fails before ingesting
     summary = ingest_from_args(args, out)
     print_ingest_summary(summary)
     if not args.no_train:
         from medaudit.commands.train import train_from_args
 
-        trained = train_from_args(summary.run.path, args)
+        trained = train_from_args(summary.run.path, args, executor=executor)
         print(trained.text)
     code = 0
     if not args.no_audit:

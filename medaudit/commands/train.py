@@ -23,11 +23,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
+from medaudit.commands.executor_options import add_executor_arguments, executor_from_args
 from training.config import StemPool, TrainConfig
 from training.messages import NO_DOWNLOAD_MESSAGE
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.cv import TrainSummary
+    from training.executors import Executor
 
 __all__ = [
     "add_parser",
@@ -127,11 +129,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "inner split of fold 0's training rows, and stop training cleanly at "
                         "the deadline (the plan is recorded in run.json)")
     g.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
-                   help="folds trained in parallel processes (default: %(default)s)")
+                   help="folds trained in parallel processes on this machine (the "
+                        "single-machine path; --executor ray for a cluster; default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads per training process (default: all cores, or cores // jobs)")
     g.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
                    help="batch prefetch threads (default: %(default)s)")
+    add_executor_arguments(parser)
 
 
 def _duration(text: str) -> float:
@@ -144,14 +148,23 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err).replace("time_budget", "--time-budget")) from None
 
 
-def train_from_args(run_dir: Path, args: argparse.Namespace) -> TrainSummary:
-    """Train ``run_dir`` with the parsed options (planned by ``--time-budget`` when given)."""
+def train_from_args(
+    run_dir: Path, args: argparse.Namespace, *, executor: Executor | None = None
+) -> TrainSummary:
+    """Train ``run_dir`` with the parsed options (planned by ``--time-budget`` when given).
+
+    ``executor`` defaults to the one of ``--executor`` (:func:`executor_from_args`).
+    """
     from audit.rundir import RunDir
     from training.cv import train_run
 
     with flag_words():
         config = train_config_from_args(args)
+        executor = executor or executor_from_args(args)
         budget = getattr(args, "time_budget", None)
+        if budget is not None and executor.name != "local":
+            raise ValueError("--time-budget plans for this machine (--jobs); it cannot be "
+                             "combined with --executor ray")
         curve = getattr(args, "learning_curve", None)
         if curve is not None:
             from training.learning_curve import parse_fractions
@@ -173,7 +186,7 @@ def train_from_args(run_dir: Path, args: argparse.Namespace) -> TrainSummary:
             except ValueError as err:
                 err.args = (str(err).replace("time_budget", "--time-budget"),)
                 raise
-        return train_run(RunDir(run_dir), config, learning_curve=curve)
+        return train_run(RunDir(run_dir), config, executor=executor, learning_curve=curve)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -57,10 +57,14 @@ def build_external_run(path: Path) -> RunDir:
     p1[:6] = 1 - p1[:6]  # a few confident disagreements
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        medaudit.audit_predictions(y, np.c_[1 - p1, p1], class_names=["benign", "malignant"],
-                                   patient_ids=[f"p{i // 2}" for i in range(120)],
-                                   metadata={"site": np.where(np.arange(120) % 3, "A", "B")},
-                                   out=path)
+        medaudit.audit_predictions(
+            y,
+            np.c_[1 - p1, p1],
+            class_names=["benign", "malignant"],
+            patient_ids=[f"p{i // 2}" for i in range(120)],
+            metadata={"site": np.where(np.arange(120) % 3, "A", "B")},
+            out=path,
+        )
     return RunDir(path)
 
 
@@ -74,9 +78,11 @@ def build_empty_run(path: Path) -> RunDir:
 @pytest.fixture(scope="session")
 def _templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("dashboard-runs")
-    return {"demo": build_demo_like_run(base / "demo").path,
-            "external": build_external_run(base / "external").path,
-            "empty": build_empty_run(base / "empty").path}
+    return {
+        "demo": build_demo_like_run(base / "demo").path,
+        "external": build_external_run(base / "external").path,
+        "empty": build_empty_run(base / "empty").path,
+    }
 
 
 @pytest.fixture

@@ -21,8 +21,14 @@ APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGE_KEYS = [k for k, _, _ in PAGES]
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, runs: Path, *, run: str | None = None,
-         page: str = "overview", data_root: Path | None = None) -> AppTest:
+def _app(
+    monkeypatch: pytest.MonkeyPatch,
+    runs: Path,
+    *,
+    run: str | None = None,
+    page: str = "overview",
+    data_root: Path | None = None,
+) -> AppTest:
     monkeypatch.setenv(ENV_RUNS, str(runs))
     if data_root is None:
         monkeypatch.delenv(ENV_DATA_ROOT, raising=False)
@@ -37,8 +43,17 @@ def _app(monkeypatch: pytest.MonkeyPatch, runs: Path, *, run: str | None = None,
 
 def _text(at: AppTest) -> str:
     parts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "header",
-                 "subheader", "metric"):
+    for kind in (
+        "markdown",
+        "caption",
+        "info",
+        "warning",
+        "error",
+        "success",
+        "header",
+        "subheader",
+        "metric",
+    ):
         for el in getattr(at, kind):
             parts.append(str(getattr(el, "value", "")) + " " + str(getattr(el, "label", "")))
     return "\n".join(parts)
@@ -55,20 +70,27 @@ def test_every_page_renders(monkeypatch: pytest.MonkeyPatch, runs_folder: Path, 
         assert at.header, page
 
 
-def test_pages_without_evidence_say_what_to_run(monkeypatch: pytest.MonkeyPatch,
-                                                runs_folder: Path) -> None:
+def test_pages_without_evidence_say_what_to_run(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path
+) -> None:
     at = _app(monkeypatch, runs_folder, run="empty", page="label_issues")
     assert "medaudit" in at.info[0].value and "train" in at.info[0].value
-    for page, words in [("shortcuts", "medaudit audit"), ("subgroups", "medaudit audit"),
-                        ("calibration", "medaudit train"), ("duplicates", "medaudit audit"),
-                        ("overfitting", "medaudit train"), ("new_audit", "--data-root"),
-                        ("overview", "No check was evaluated in this audit")]:
+    for page, words in [
+        ("shortcuts", "medaudit audit"),
+        ("subgroups", "medaudit audit"),
+        ("calibration", "medaudit train"),
+        ("duplicates", "medaudit audit"),
+        ("overfitting", "medaudit train"),
+        ("new_audit", "--data-root"),
+        ("overview", "No check was evaluated in this audit"),
+    ]:
         at.sidebar.radio(key="page").set_value(page).run()
         assert words in _text(at), page
 
 
-def test_overview_shows_every_check_and_metrics(monkeypatch: pytest.MonkeyPatch,
-                                                runs_folder: Path) -> None:
+def test_overview_shows_every_check_and_metrics(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path
+) -> None:
     at = _app(monkeypatch, runs_folder, run="demo")
     table = next(m.value for m in at.markdown if m.value.startswith("| status | check |"))
     for check in ("label_issues", "duplicates_and_leakage", "outliers", "annotator_agreement"):
@@ -80,8 +102,9 @@ def test_overview_shows_every_check_and_metrics(monkeypatch: pytest.MonkeyPatch,
     assert "**Reliability of its probabilities**" in _text(at)
 
 
-def test_label_issue_review_button_writes_the_row(monkeypatch: pytest.MonkeyPatch,
-                                                  runs_folder: Path) -> None:
+def test_label_issue_review_button_writes_the_row(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path
+) -> None:
     at = _app(monkeypatch, runs_folder, run="demo", page="label_issues")
     assert not at.exception
     confirm = [b for b in at.button if b.label == "Confirm error"]
@@ -99,8 +122,11 @@ def test_label_issue_review_button_writes_the_row(monkeypatch: pytest.MonkeyPatc
     trail = store.trail()
     assert len(trail) == 1
     row = trail.iloc[0]
-    assert (row["kind"], row["decision"], row["reviewer"]) == ("label_issue", "confirm_error",
-                                                               "Dr Test")
+    assert (row["kind"], row["decision"], row["reviewer"]) == (
+        "label_issue",
+        "confirm_error",
+        "Dr Test",
+    )
     assert row["note"] == "looks benign to me" and row["previous_decision"] is None
     assert row["corrected_label"] in ("class_0", "class_1")
     assert row["data_fingerprint"] == data_fingerprint(run)
@@ -138,8 +164,9 @@ def test_duplicate_pair_review(monkeypatch: pytest.MonkeyPatch, runs_folder: Pat
     assert trail["item"].item() == pair_key(ids[DUP_A], ids[DUP_B])
 
 
-def test_calibration_controls_use_the_audit_functions(monkeypatch: pytest.MonkeyPatch,
-                                                      runs_folder: Path) -> None:
+def test_calibration_controls_use_the_audit_functions(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path
+) -> None:
     import numpy as np
 
     from audit.operating_point import metrics_at_threshold, predictive_values
@@ -151,8 +178,9 @@ def test_calibration_controls_use_the_audit_functions(monkeypatch: pytest.Monkey
     run = RunDir(runs_folder / "demo")
     m = run.read_manifest()
     p = run.read_array("oof/pred_probs").astype(np.float64)
-    sens, spec = metrics_at_threshold(m["label"].to_numpy(), p, 0.5,
-                                      groups=m["patient_key"].to_numpy(), n_boot=300)
+    sens, spec = metrics_at_threshold(
+        m["label"].to_numpy(), p, 0.5, groups=m["patient_key"].to_numpy(), n_boot=300
+    )
     ppv, npv = predictive_values(sens.estimate, spec.estimate, 0.10)
     metrics = {x.label: x.value for x in at.metric}
 
@@ -169,8 +197,9 @@ def test_calibration_controls_use_the_audit_functions(monkeypatch: pytest.Monkey
     assert "this run states no deployment prevalence" in _text(at)
 
 
-def test_crafted_run_name_in_the_url_opens_nothing_else(monkeypatch: pytest.MonkeyPatch,
-                                                        runs_folder: Path, tmp_path: Path) -> None:
+def test_crafted_run_name_in_the_url_opens_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path, tmp_path: Path
+) -> None:
     at = _app(monkeypatch, runs_folder, run="../../etc")
     assert not at.exception
     assert any("not one of the runs" in w.value for w in at.warning)
@@ -179,8 +208,9 @@ def test_crafted_run_name_in_the_url_opens_nothing_else(monkeypatch: pytest.Monk
     assert not at.exception and at.session_state["page"] == "overview"
 
 
-def test_new_audit_page_lists_only_the_data_root(monkeypatch: pytest.MonkeyPatch,
-                                                 runs_folder: Path, tmp_path: Path) -> None:
+def test_new_audit_page_lists_only_the_data_root(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     (data / "dicom").mkdir(parents=True)
     (data / "manifest.csv").write_text("path,label\n")
@@ -198,8 +228,9 @@ def test_new_audit_page_lists_only_the_data_root(monkeypatch: pytest.MonkeyPatch
     assert not (tmp_path / "escape").exists() and not (runs_folder.parent / "escape").exists()
 
 
-def test_an_inconsistent_run_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
-                                                           runs_folder: Path) -> None:
+def test_an_inconsistent_run_is_explained_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path
+) -> None:
     import numpy as np
 
     probs = runs_folder / "demo" / "oof" / "pred_probs.npy"

@@ -25,12 +25,16 @@ import pytest
 
 from dashboard.views import PAGES
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p),
-                None)
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium; "
-                       ".ci/run does it): the real-browser test needs it"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no system Chromium (apt-get install chromium; "
+        ".ci/run does it): the real-browser test needs it",
+    ),
 ]
 
 
@@ -61,9 +65,22 @@ def server(runs_folder: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     data.mkdir()
     (data / "manifest.csv").write_text("path,label\n")
     log = open(tmp_path / "dashboard.log", "wb")  # closed below
-    proc = subprocess.Popen([sys.executable, "-m", "medaudit", "dashboard", str(runs_folder),
-                             "--port", str(port), "--data-root", str(data)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medaudit",
+            "dashboard",
+            str(runs_folder),
+            "--port",
+            str(port),
+            "--data-root",
+            str(data),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -85,22 +102,27 @@ def _settle(page) -> None:  # type: ignore[no-untyped-def]
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0"
         " && document.querySelectorAll('[data-stale=\"true\"]').length === 0",
-        timeout=90_000)
+        timeout=90_000,
+    )
     page.wait_for_timeout(1000)
 
 
-def test_review_in_a_real_browser_and_screenshot_every_page(server: str, runs_folder: Path,
-                                                            tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright for Python is not installed "
-                                   "(pip install -e '.[dev]')")
+def test_review_in_a_real_browser_and_screenshot_every_page(
+    server: str, runs_folder: Path, tmp_path: Path
+) -> None:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright for Python is not installed (pip install -e '.[dev]')",
+    )
     shots = Path(os.environ.get("MEDAUDIT_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     db = runs_folder / "demo" / "reviews.sqlite"
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu",
-                                           "--disable-background-networking"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(f"{server}/?page=label_issues&run=demo")
@@ -110,13 +132,16 @@ def test_review_in_a_real_browser_and_screenshot_every_page(server: str, runs_fo
             name.fill("Dr Browser")
             name.press("Enter")
             _settle(page)
-            assert not db.exists() or sqlite3.connect(db).execute(
-                "SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+            assert (
+                not db.exists()
+                or sqlite3.connect(db).execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+            )
             page.get_by_role("button", name="Confirm error").first.click()
             page.get_by_text("Recorded “Confirm error”").wait_for(timeout=60_000)
             con = sqlite3.connect(db)
-            rows = con.execute("SELECT kind, decision, reviewer, previous_decision "
-                               "FROM reviews").fetchall()
+            rows = con.execute(
+                "SELECT kind, decision, reviewer, previous_decision FROM reviews"
+            ).fetchall()
             con.close()
             assert rows == [("label_issue", "confirm_error", "Dr Browser", None)]
             page.screenshot(path=str(shots / "02-label_issues-after-review.png"), full_page=True)

@@ -20,17 +20,26 @@ def _manifest(folder: Path, n: int = 12) -> Path:
     (folder / "img").mkdir(parents=True)
     rows = []
     for i in range(n):
-        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(folder / "img" / f"{i}.png")
-        rows.append({"path": f"img/{i}.png", "label": ["neg", "pos"][i % 2],
-                     "patient_id": f"P{i // 2}", "site": ["north", "south"][i % 3 == 0],
-                     "age": 40 + i})
+        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(
+            folder / "img" / f"{i}.png"
+        )
+        rows.append(
+            {
+                "path": f"img/{i}.png",
+                "label": ["neg", "pos"][i % 2],
+                "patient_id": f"P{i // 2}",
+                "site": ["north", "south"][i % 3 == 0],
+                "age": 40 + i,
+            }
+        )
     csv = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     return csv
 
 
-def test_export_then_ingest_the_corrected_manifest(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_then_ingest_the_corrected_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     csv = _manifest(tmp_path / "data")
     run_dir = tmp_path / "run"
     assert main(["ingest", "--manifest", str(csv), "--out", str(run_dir)]) == 0
@@ -46,8 +55,9 @@ def test_export_then_ingest_the_corrected_manifest(tmp_path: Path,
     # rows 4 and 8 (patients P2 and P4) are the same patient; 0 and 10 are not duplicates
     store.record("duplicate", pair_key(sid[8], sid[4]), "same_patient", reviewer="Dr A")
     store.record("duplicate", pair_key(sid[0], sid[10]), "not_duplicate", reviewer="Dr A")
-    ReviewStore(run_dir, "ffffffffffffffff").record("label_issue", sid[5], "confirm_error",
-                                                    reviewer="old", corrected_label="neg")
+    ReviewStore(run_dir, "ffffffffffffffff").record(
+        "label_issue", sid[5], "confirm_error", reviewer="old", corrected_label="neg"
+    )
 
     out = tmp_path / "export"
     assert main(["export-reviews", str(run_dir), "--out", str(out)]) == 0
@@ -60,8 +70,10 @@ def test_export_then_ingest_the_corrected_manifest(tmp_path: Path,
     assert len(pd.read_csv(out / "review_trail.csv")) == 5  # the other data's row left out
 
     new_run = tmp_path / "run2"
-    assert main(["ingest", "--manifest", str(out / "corrected_manifest.csv"),
-                 "--out", str(new_run)]) == 0
+    assert (
+        main(["ingest", "--manifest", str(out / "corrected_manifest.csv"), "--out", str(new_run)])
+        == 0
+    )
     m2 = RunDir(new_run).read_manifest().set_index("sample_id")
     m1 = m.set_index("sample_id")
     assert m2.loc[sid[2], "label_name"] == "pos" and m1.loc[sid[2], "label_name"] == "neg"
@@ -75,7 +87,8 @@ def test_export_then_ingest_the_corrected_manifest(tmp_path: Path,
 
 
 def test_export_refuses_the_run_directory_and_overwrites_only_when_asked(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     csv = _manifest(tmp_path / "data", n=6)
     run_dir = tmp_path / "run"
     assert main(["ingest", "--manifest", str(csv), "--out", str(run_dir)]) == 0
@@ -88,8 +101,9 @@ def test_export_refuses_the_run_directory_and_overwrites_only_when_asked(
     assert main(["export-reviews", str(run_dir), "--out", str(out), "--overwrite"]) == 0
 
 
-def test_dashboard_command_refuses_bad_input(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_dashboard_command_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["dashboard", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main(["dashboard", str(tmp_path), "--data-root", str(tmp_path / "nope")]) == 2
@@ -107,7 +121,8 @@ def test_streamlit_command_is_local_headless_and_without_statistics() -> None:
 
 
 def test_dashboard_command_binds_locally_and_warns_for_other_hosts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import subprocess
 
     calls: list[tuple[list[str], dict]] = []

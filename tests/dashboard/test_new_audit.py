@@ -25,17 +25,20 @@ def _data_root(root: Path, n: int = 12) -> Path:
     rows = []
     for i in range(n):
         Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(
-            root / "study" / "img" / f"{i}.png")
-        rows.append({"path": f"img/{i}.png", "label": ["neg", "pos"][i % 2],
-                     "patient_id": f"P{i}"})
+            root / "study" / "img" / f"{i}.png"
+        )
+        rows.append({"path": f"img/{i}.png", "label": ["neg", "pos"][i % 2], "patient_id": f"P{i}"})
     pd.DataFrame(rows).to_csv(root / "study" / "manifest.csv", index=False)
     return root
 
 
 @pytest.fixture
 def fast_preset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(jobs.PRESETS, "quick", (["--no-train", "--no-report", "--image-size",
-                                                 "16"], "test preset: ingest and audit only"))
+    monkeypatch.setitem(
+        jobs.PRESETS,
+        "quick",
+        (["--no-train", "--no-report", "--image-size", "16"], "test preset: ingest and audit only"),
+    )
 
 
 def _wait(job: jobs.Job, timeout: float = 180) -> int:
@@ -65,9 +68,9 @@ def test_start_job_runs_medaudit_in_the_background(tmp_path: Path, fast_preset: 
         jobs.start_job(runs, "second", preset="slowest", manifest=root / "study" / "manifest.csv")
 
 
-def test_new_audit_page_starts_follows_and_opens_the_run(monkeypatch: pytest.MonkeyPatch,
-                                                         runs_folder: Path, tmp_path: Path,
-                                                         fast_preset: None) -> None:
+def test_new_audit_page_starts_follows_and_opens_the_run(
+    monkeypatch: pytest.MonkeyPatch, runs_folder: Path, tmp_path: Path, fast_preset: None
+) -> None:
     root = _data_root(tmp_path / "data")
     at = _app(monkeypatch, runs_folder, page="new_audit", data_root=root)
     assert at.selectbox(key="new-manifest").options == ["study/manifest.csv"]

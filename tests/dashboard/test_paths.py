@@ -26,8 +26,17 @@ def test_catalog_lists_runs_and_resolves_only_listed_names(tmp_path: Path) -> No
     cat = RunCatalog(root)
     assert list(cat.runs()) == ["a", "group/b"]
     assert cat.resolve("group/b") == (root / "group" / "b").resolve()
-    for crafted in ["../outside", str(secret), "link-out", "a/../../outside", "", "a/", None,
-                    "group/../../outside", "%2e%2e/outside"]:
+    for crafted in [
+        "../outside",
+        str(secret),
+        "link-out",
+        "a/../../outside",
+        "",
+        "a/",
+        None,
+        "group/../../outside",
+        "%2e%2e/outside",
+    ]:
         with pytest.raises(PathNotAllowedError):
             cat.resolve(crafted)  # type: ignore[arg-type]
 
@@ -53,8 +62,15 @@ def test_data_root_lists_and_resolves_inside_only(tmp_path: Path) -> None:
     assert dr.folders() == ["dicom", "dicom/series"]
     assert dr.resolve("labels.csv") == (root / "labels.csv").resolve()
     assert dr.resolve("dicom/series", kind="dir") == (root / "dicom" / "series").resolve()
-    for crafted in ["../secret.csv", str(tmp_path / "secret.csv"), "escape.csv",
-                    "dicom/../../secret.csv", "escape-dir/secret.csv", "missing.csv", ""]:
+    for crafted in [
+        "../secret.csv",
+        str(tmp_path / "secret.csv"),
+        "escape.csv",
+        "dicom/../../secret.csv",
+        "escape-dir/secret.csv",
+        "missing.csv",
+        "",
+    ]:
         with pytest.raises(PathNotAllowedError):
             dr.resolve(crafted)
     with pytest.raises(PathNotAllowedError):

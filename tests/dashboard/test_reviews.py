@@ -21,8 +21,9 @@ FP = "0123456789abcdef"
 def test_trail_records_previous_decision_and_current_is_latest(tmp_path: Path) -> None:
     store = ReviewStore(tmp_path, FP)
     first = store.record("label_issue", "s1", "unsure", reviewer="Dr A", note="blurry")
-    second = store.record("label_issue", "s1", "confirm_error", reviewer="Dr B",
-                          corrected_label="class_1")
+    second = store.record(
+        "label_issue", "s1", "confirm_error", reviewer="Dr B", corrected_label="class_1"
+    )
     store.record("duplicate", pair_key("s9", "s2"), "same_patient", reviewer="Dr A")
     assert first.previous_decision is None and second.previous_decision == "unsure"
     trail = store.trail()
@@ -45,19 +46,23 @@ def test_rows_cannot_be_changed_or_deleted(tmp_path: Path) -> None:
 
 
 def test_reviews_of_other_data_never_show_up(tmp_path: Path) -> None:
-    ReviewStore(tmp_path, "aaaaaaaaaaaaaaaa").record("label_issue", "s1", "confirm_error",
-                                                     reviewer="A")
+    ReviewStore(tmp_path, "aaaaaaaaaaaaaaaa").record(
+        "label_issue", "s1", "confirm_error", reviewer="A"
+    )
     new = ReviewStore(tmp_path, "bbbbbbbbbbbbbbbb")
     assert new.trail().empty and new.decisions("label_issue") == {}
     assert new.n_other_fingerprints() == 1
 
 
-@pytest.mark.parametrize("bad", [
-    {"kind": "label_issue", "decision": "delete_everything"},
-    {"kind": "nonsense", "decision": "unsure"},
-    {"kind": "label_issue", "decision": "unsure", "reviewer": "   "},
-    {"kind": "label_issue", "decision": "unsure", "note": "x" * 2001},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "label_issue", "decision": "delete_everything"},
+        {"kind": "nonsense", "decision": "unsure"},
+        {"kind": "label_issue", "decision": "unsure", "reviewer": "   "},
+        {"kind": "label_issue", "decision": "unsure", "note": "x" * 2001},
+    ],
+)
 def test_bad_input_is_refused_and_nothing_written(tmp_path: Path, bad: dict) -> None:
     kw = {"reviewer": "A", **bad}
     with pytest.raises(ValueError):
@@ -78,8 +83,9 @@ _WRITER = textwrap.dedent("""
 
 
 def _writer(run: Path, who: str, n: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(run), who, str(n)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(run), who, str(n)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_two_writers_at_once_both_persist(tmp_path: Path) -> None:
