@@ -18,7 +18,9 @@ from audit.findings import Finding
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["SKIP_UNLABELED", "CheckFunc", "CheckSpec", "TableFunc"]
+    from audit.model_quality import ModelQuality
+
+__all__ = ["SKIP_UNLABELED", "CheckFunc", "CheckSpec", "TableFunc", "WeakModelWording"]
 
 #: Why a check that needs labels is skipped on an unlabeled run.
 SKIP_UNLABELED = "no labels (an unlabeled run, e.g. from medaudit predict without labels)"
@@ -26,6 +28,8 @@ SKIP_UNLABELED = "no labels (an unlabeled run, e.g. from medaudit predict withou
 CheckFunc = Callable[[AuditContext, Any], list[Finding]]
 #: ``table(ctx, config) -> DataFrame``: the full per-sample table behind a check's findings.
 TableFunc = Callable[[AuditContext, Any], "pd.DataFrame"]
+#: ``wording(finding, quality) -> Finding``: a finding reworded for a weak model.
+WeakModelWording = Callable[[Finding, "ModelQuality"], Finding]
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,20 @@ class CheckSpec:
         The findings rest on the model's predictions (probabilities, embeddings
         or errors), so they are only as good as the model: the engine attaches
         the model's out-of-fold quality to them and applies the model-quality
-        rule (see ``docs/audit-checks.md``).
+        rule (:mod:`audit.model_quality`, ``docs/audit-checks.md``).
     needs_labels : bool
         The check needs every row labeled; on an unlabeled run (``medaudit
         predict`` without labels) it is skipped with :data:`SKIP_UNLABELED` as
         the reason. Checks that compare an unlabeled batch with a reference run
         set it to False.
+    weak_model_wording : callable, optional
+        ``wording(finding, quality) -> Finding`` (``model_based`` checks only):
+        how a finding of this check reads when the model is too weak for its
+        number to stand on its own (e.g. ``label_issues`` presents the noise
+        rate as an upper bound). The engine calls it for every non-``pass``
+        finding of the check when the rule says the model is weak, then caps
+        the severity at ``warning`` itself; without it the engine appends the
+        rule's reason to the message.
     """
 
     name: str
@@ -78,8 +90,13 @@ class CheckSpec:
     table: TableFunc | None = None
     model_based: bool = False
     needs_labels: bool = True
+    weak_model_wording: WeakModelWording | None = None
 
     def __post_init__(self) -> None:
+        if self.weak_model_wording is not None and not self.model_based:
+            raise ValueError(
+                f"check {self.name!r}: weak_model_wording needs model_based=True"
+            )
         bad = [e for e in self.requires if e not in EVIDENCE]
         if bad:
             raise ValueError(

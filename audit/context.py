@@ -26,7 +26,7 @@ from audit._schemas import (
     annotator_columns,
     format_schema_errors,
 )
-from audit.rundir import HISTORY, RunArtifactMissingError, RunDir
+from audit.rundir import HISTORY, LEARNING_CURVE, RunArtifactMissingError, RunDir
 
 __all__ = ["ANNOTATOR_PREFIX", "CORE_COLUMNS", "EVIDENCE", "REFERENCE_KEY", "UNLABELED",
            "AuditContext", "Evidence", "ReferenceRun", "annotator_columns", "load_reference"]
@@ -94,6 +94,8 @@ Evidence = Literal[
     "history",
     "masked",
     "reference",
+    "in_sample_probs",
+    "learning_curve",
 ]
 #: Evidence names a check may require (besides the manifest, always present).
 EVIDENCE: tuple[str, ...] = get_args(Evidence)
@@ -119,6 +121,7 @@ _ARRAY_NAMES = {
     "embeddings": "oof/embeddings",
     "folds": "oof/folds",
     "images": "images",
+    "in_sample_probs": "train/in_sample_probs",
 }
 
 
@@ -268,6 +271,8 @@ class AuditContext:
             return self.run.has("image_properties.parquet")
         if name == "history":
             return self.run.has(HISTORY)
+        if name == "learning_curve":
+            return self.run.has(LEARNING_CURVE)
         if name == "masked":
             return bool(self.run.masked_variants())
         if name == "reference":
@@ -284,7 +289,9 @@ class AuditContext:
             ``pred_probs`` / ``logits`` ``(N, K)``, ``embeddings`` ``(N, D)``,
             ``folds`` ``(N,)``, ``images`` ``(N, C, S, S)`` (memory-mapped),
             ``image_properties`` an N-row frame, ``history`` a dict, ``masked``
-            a dict variant -> ``(N, K)``.
+            a dict variant -> ``(N, K)``, ``in_sample_probs`` ``(N, F, K)``
+            (NaN where fold ``f``'s model was not fitted on the row),
+            ``learning_curve`` a dict (``train/learning_curve.json``).
 
         Raises
         ------
@@ -303,6 +310,8 @@ class AuditContext:
             value: Any = self.run.read_image_properties()
         elif name == "history":
             value = self.run.read_json(HISTORY)
+        elif name == "learning_curve":
+            value = self.run.read_json(LEARNING_CURVE)
         elif name == "masked":
             value = {v: self.run.read_array(f"oof/masked/{v}") for v in self.run.masked_variants()}
         elif name == "reference":

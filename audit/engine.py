@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from audit.consistency import verify_run
 from audit.context import AuditContext
-from audit.findings import Finding, sort_findings
-from audit.registry import build_config, get_check, list_checks, registry
+from audit.findings import Finding, severity_rank, sort_findings
+from audit.model_quality import ModelQuality, ModelQualityConfig, model_quality_of_context
+from audit.registry import build_config, build_settings, get_check, list_checks, registry
 from audit.rundir import FINDINGS, RunDir, stale_after
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "ENGINE_SECTIONS",
     "AuditIncompleteError",
     "AuditResult",
+    "apply_model_quality",
     "audit_context",
     "audit_run",
     "run_audit",
@@ -55,6 +58,15 @@ MSG_TABLE_NOT_RUN = (
 MSG_TABLE_NO_CONTEXT = (
     "this AuditResult holds no evidence (it was not made by audit_context or audit_run), "
     "so check tables cannot be computed; audit again"
+)
+
+
+#: Config sections that belong to the engine, not to a check.
+ENGINE_SECTIONS: dict[str, type] = {"model_quality": ModelQualityConfig}
+
+MSG_WEAK_MODEL = (
+    " This finding rests on the model's predictions, and the model is weak: {reason}. "
+    "Treat it as a lead to check, not as a measurement."
 )
 
 
@@ -89,6 +101,9 @@ class AuditResult:
     context: AuditContext | None = field(default=None, repr=False, compare=False)
     #: Config dataclass of every check asked for, in run order (skipped ones included).
     check_configs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The model-quality assessment (:mod:`audit.model_quality`) attached to the
+    #: findings of model-based checks; ``None`` when no model-based check ran.
+    model_quality: dict[str, Any] | None = None
     _tables: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -234,7 +249,10 @@ def audit_context(
     checks : sequence of str, optional
         Names to run (default: all registered, in registry order).
     config : mapping, optional
-        ``{check_name: {setting: value}}`` overrides of the checks' defaults.
+        ``{check_name: {setting: value}}`` overrides of the checks' defaults;
+        the engine's own section ``model_quality``
+        (:class:`audit.model_quality.ModelQualityConfig`) sets the rule applied
+        to the findings of model-based checks (:func:`apply_model_quality`).
     strict : bool
         Raise :class:`AuditIncompleteError` when a check fails, instead of
         recording it and emitting a warning.
@@ -247,8 +265,11 @@ def audit_context(
         With ``strict=True``, when a check fails.
     """
     configs = validate_audit_config(config, checks=checks)
+    mq_config = build_settings("section 'model_quality'", ModelQualityConfig,
+                               (config or {}).get("model_quality"))
     specs = [get_check(n) for n in configs]
     result = AuditResult(context=ctx, check_configs=dict(configs))
+    quality: ModelQuality | None = None
     for spec in specs:
         missing = spec.missing_evidence(ctx)
         if missing:
@@ -273,6 +294,11 @@ def audit_context(
             continue
         finally:
             result.timings[spec.name] = round(time.perf_counter() - t0, 4)
+        if spec.model_based:
+            if quality is None:
+                quality = model_quality_of_context(ctx, mq_config)
+                result.model_quality = quality.to_evidence()
+            found = apply_model_quality(found, quality, wording=spec.weak_model_wording)
         result.findings.extend(found)
     result.findings = sort_findings(result.findings)
     if result.errors:
@@ -282,6 +308,49 @@ def audit_context(
             n=len(result.errors), details=", ".join(e["check"] for e in result.errors)),
             stacklevel=2)
     return result
+
+
+def apply_model_quality(
+    findings: Sequence[Finding],
+    quality: ModelQuality,
+    *,
+    wording: Any = None,
+) -> list[Finding]:
+    """The model-quality rule applied to the findings of one model-based check.
+
+    Every finding gets ``evidence["model_quality"]``
+    (:meth:`audit.model_quality.ModelQuality.to_evidence`). When the model is
+    weak, every finding that is not a ``pass`` is reworded by ``wording`` (the
+    check's :attr:`~audit.check_spec.CheckSpec.weak_model_wording`; without one,
+    :data:`MSG_WEAK_MODEL` is appended to the message) and its severity is
+    capped at ``warning`` (``evidence["model_quality"]["severity_before_cap"]``
+    records a lowered one).
+
+    Parameters
+    ----------
+    findings : sequence of Finding
+    quality : ModelQuality
+    wording : callable, optional
+        ``wording(finding, quality) -> Finding``.
+
+    Returns
+    -------
+    list of Finding
+    """
+    out = []
+    for f in findings:
+        mq = quality.to_evidence()
+        if quality.weak and f.severity != "pass":
+            if wording is not None:
+                f = wording(f, quality)
+            else:
+                f = dataclasses.replace(f, message=f.message + MSG_WEAK_MODEL.format(
+                    reason=quality.reason))
+            if severity_rank(f.severity) < severity_rank("warning"):
+                mq["severity_before_cap"] = f.severity
+                f = dataclasses.replace(f, severity="warning")
+        out.append(dataclasses.replace(f, evidence={**f.evidence, "model_quality": mq}))
+    return out
 
 
 def validate_audit_config(
@@ -311,12 +380,15 @@ def validate_audit_config(
     """
     names = list(checks) if checks is not None else list_checks()
     config = dict(config or {})
-    unknown_sections = sorted(set(config) - set(list_checks()))
+    unknown_sections = sorted(set(config) - set(list_checks()) - set(ENGINE_SECTIONS))
     if unknown_sections:
         raise ValueError(
             f"audit config has sections for unknown checks {unknown_sections}; "
-            f"valid checks: {', '.join(list_checks())}"
+            f"valid checks: {', '.join(list_checks())} (and the engine's sections: "
+            f"{', '.join(ENGINE_SECTIONS)})"
         )
+    for section, cls in ENGINE_SECTIONS.items():
+        build_settings(f"section {section!r}", cls, config.get(section))
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"checks listed more than once: {dupes}")
@@ -428,6 +500,7 @@ def write_audit_result(run: RunDir, result: AuditResult, *, seconds: float | Non
                 "seconds": None if seconds is None else round(seconds, 3),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "config": result.configs,
+                "model_quality": result.model_quality,
                 "versions": _versions(),
             }
         },

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from audit.check_spec import CheckSpec
 
-__all__ = ["CheckSpec", "build_config", "get_check", "list_checks", "registry"]
+__all__ = ["CheckSpec", "build_config", "build_settings", "get_check", "list_checks", "registry"]
 
 
 def _specs() -> list[CheckSpec]:
@@ -33,6 +33,7 @@ def _specs() -> list[CheckSpec]:
         masking_test,
         metadata_shortcut,
         outliers,
+        overfitting,
         prevalence_shift,
         subgroup_performance,
     )
@@ -52,6 +53,7 @@ def _specs() -> list[CheckSpec]:
         calibration.SPEC,
         prevalence_shift.SPEC,
         drift.SPEC,
+        overfitting.SPEC,
     ]
 
 
@@ -89,10 +91,9 @@ def get_check(name: str) -> CheckSpec:
     return reg[name]
 
 
-def _coerce_setting(spec: CheckSpec, name: str, value: Any, hint: Any, default: Any) -> Any:
+def _coerce_setting(where: str, value: Any, hint: Any, default: Any) -> Any:
     """Check one setting against its type hint; lists become tuples for tuple fields."""
     origin = typing.get_origin(hint)
-    where = f"check {spec.name!r} setting {name!r}"
     if origin is Literal:
         allowed = list(typing.get_args(hint))
         if value not in allowed:
@@ -134,20 +135,42 @@ def build_config(spec: CheckSpec, overrides: Mapping[str, Any] | None) -> Any:
         For a setting the check does not have (listing the valid ones), or a
         value of the wrong type or outside its choices.
     """
+    return build_settings(f"check {spec.name!r}", spec.config_cls, overrides)
+
+
+def build_settings(owner: str, config_cls: type, overrides: Mapping[str, Any] | None) -> Any:
+    """``config_cls`` (a frozen dataclass of settings) with ``overrides`` checked and applied.
+
+    Parameters
+    ----------
+    owner : str
+        Who the settings belong to, for messages (``"check 'label_issues'"``,
+        ``"section 'model_quality'"``).
+    config_cls : type
+        The dataclass.
+    overrides : mapping, optional
+        ``{setting: value}``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`build_config`.
+    """
     overrides = dict(overrides or {})
-    fields = {f.name: f for f in dataclasses.fields(spec.config_cls)}
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(
-            f"check {spec.name!r} has no setting(s) {unknown}; valid settings: {sorted(fields)}"
+            f"{owner} has no setting(s) {unknown}; valid settings: {sorted(fields)}"
         )
     try:
-        hints = typing.get_type_hints(spec.config_cls)
+        hints = typing.get_type_hints(config_cls)
     except Exception:  # pragma: no cover - unresolvable annotations: skip type checks
         hints = {}
     coerced = {}
     for name, value in overrides.items():
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        coerced[name] = _coerce_setting(spec, name, value, hints.get(name), default)
-    return spec.config_cls(**coerced)
+        coerced[name] = _coerce_setting(f"{owner} setting {name!r}", value, hints.get(name),
+                                        default)
+    return config_cls(**coerced)

@@ -120,6 +120,11 @@ def summary_text(result: AuditResult) -> str:
     for r in rows:
         samples = f" ({r.n_samples} samples)" if r.n_samples else ""
         lines.append(f"  {r.status.upper():<9} {r.check}: {r.headline}{samples}")
+    mq = getattr(result, "model_quality", None)
+    if mq:
+        lines.append(f"model quality: {mq['verdict']} ({mq['reason']})"
+                     + ("; model-based findings are at most warning" if mq["verdict"] == "weak"
+                        else ""))
     if result.errors:
         lines.append("the audit is incomplete: call raise_for_errors() to stop on it")
     return "\n".join(lines)

@@ -22,7 +22,10 @@ Layout
 ``oof/folds.npy``                   ``(N,)`` int16 fold of each row; ``-1`` = held-out
                                     row scored by the fold ensemble (not OOF)
 ``oof/masked/<variant>.npy``        ``(N, K)`` float32 probabilities on masked images
+``train/in_sample_probs.npy``       ``(N, F, K)`` float32 fold ``f``'s prediction on the
+                                    rows it was fitted on, NaN elsewhere (in-sample)
 ``train/history.json``              per fold and epoch learning curves
+``train/learning_curve.json``       OOF AUC per training fraction (``--learning-curve``)
 ``train/fold_<k>.pt``               fold checkpoints (state dict only)
 ``run.json``                        config, seeds, versions, input hashes, timings
 ``findings.json``                   list of findings
@@ -65,6 +68,7 @@ IMAGE_PROPERTIES = "image_properties.parquet"
 RUN_JSON = "run.json"
 FINDINGS = "findings.json"
 HISTORY = "train/history.json"
+LEARNING_CURVE = "train/learning_curve.json"
 MASKED_DIR = "oof/masked"
 
 QUARANTINE_COLUMNS = ("source", "reason")
@@ -148,6 +152,9 @@ ARRAY_SPECS: dict[str, _ArraySpec] = {
     "oof/embeddings": _ArraySpec(2, "f", "out-of-fold embeddings (N, D)", "run `medaudit train`"),
     "oof/folds": _ArraySpec(1, "iu", "fold index of each row (N,)", "run `medaudit train`"),
     "images": _ArraySpec(4, "uf", "image cache (N, C, S, S)", "run `medaudit ingest`"),
+    "train/in_sample_probs": _ArraySpec(
+        3, "f", "in-sample probabilities of each fold's model (N, F, K), NaN where the fold's "
+        "model was not fitted on the row", "run `medaudit train`"),
 }
 _MASKED_SPEC = _ArraySpec(
     2, "f", "out-of-fold probabilities on masked images (N, K)", "run `medaudit train`"

@@ -11,6 +11,8 @@ Contents
 =====================================  ==============================================
 :func:`bootstrap_ci`                   percentile bootstrap of any statistic, optionally
                                        resampling clusters (patients) instead of rows
+:func:`bootstrap_replicates`           replicates of a vector statistic (one resample
+                                       serves several related numbers)
 :func:`bootstrap_category_totals`      fast bootstrap replicates of category totals
                                        (rows or clusters resampled)
 :func:`two_sample_bootstrap_ci`        bootstrap of a statistic of two independent
@@ -45,6 +47,7 @@ __all__ = [
     "auc_ci",
     "bootstrap_category_totals",
     "bootstrap_ci",
+    "bootstrap_replicates",
     "cohen_kappa_ci",
     "delong_auc",
     "finite_or_none",
@@ -290,6 +293,60 @@ def two_sample_bootstrap_ci(
         return Estimate(point, np.nan, np.nan, 1 - alpha, method)
     low, high = np.quantile(reps[ok], [alpha / 2, 1 - alpha / 2])
     return Estimate(point, float(low), float(high), 1 - alpha, method)
+
+def bootstrap_replicates(
+    stat_fn: Callable[..., np.ndarray],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point value and bootstrap replicates of a *vector* statistic.
+
+    Like :func:`bootstrap_ci` (same resampling of rows or clusters, same seed
+    stream), for a statistic that returns several numbers at once, so that
+    related quantities (e.g. several AUCs and their differences) come from the
+    same resamples at the cost of one.
+
+    Parameters
+    ----------
+    stat_fn : callable
+        ``stat_fn(*arrays) -> array of shape (M,)``.
+    *arrays : numpy.ndarray
+        Arrays sharing their first axis of length N.
+    n_boot : int
+    seed : int
+    groups : numpy.ndarray, optional
+        ``(N,)`` cluster labels (resample clusters).
+
+    Returns
+    -------
+    point : numpy.ndarray
+        ``(M,)`` on the full data.
+    replicates : numpy.ndarray
+        ``(n_boot, M)`` (NaN where the statistic was not finite).
+
+    Raises
+    ------
+    ValueError
+        When the arrays differ in length, are empty, or ``n_boot < 1``.
+    """
+    arrs = [np.asarray(a) for a in arrays]
+    n = len(arrs[0]) if arrs else 0
+    if n == 0 or any(len(a) != n for a in arrs):
+        raise ValueError(f"bootstrap_replicates needs non-empty arrays of one length; got "
+                         f"{[len(a) for a in arrs]}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1; got {n_boot}")
+    rng = np.random.default_rng(seed)
+    gidx = _group_index(groups, n) if groups is not None else None
+    point = np.asarray(stat_fn(*arrs), dtype=float)
+    reps = np.empty((n_boot, point.size))
+    for b in range(n_boot):
+        idx = _resample_indices(rng, n, gidx)
+        reps[b] = stat_fn(*(a[idx] for a in arrs))
+    return point, reps
+
 
 #: Relative cost of one binomial draw of a multinomial to resampling one cluster index.
 _MULTINOMIAL_COST = 25

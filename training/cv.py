@@ -10,7 +10,11 @@ ensemble, and assembles the run-directory artifacts::
     oof/embeddings.npy     (N, D) float32  penultimate features
     oof/folds.npy          (N,)   int16    fold of each row, -1 = holdout split
     oof/masked/<v>.npy     (N, K) float32  probabilities on masked images
+    train/in_sample_probs.npy (N, F, K) float32  fold f's prediction on the rows it
+                           was fitted on (NaN elsewhere): in-sample, for the
+                           overfitting check
     train/history.json     learning curves of every fold
+    train/learning_curve.json  OOF AUC per training fraction (``learning_curve=``)
     run.json               key ``train``: config, seeds, versions, timings, metrics
 
 Holdout rows (fold ``-1``) get the mean of the fold models' probabilities; their
@@ -26,6 +30,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ import numpy as np
 
 from audit.consistency import artifact_digests
 from audit.metrics import accuracy_with_ci, auc_score, auc_with_ci
-from audit.rundir import RunDir, stale_after
+from audit.rundir import LEARNING_CURVE, RunDir, stale_after
 from audit.stats import Estimate, finite_or_none
 from training.budget import resolve_for_context
 from training.config import TrainConfig
@@ -132,6 +137,7 @@ def train_run(
     *,
     extra_record: dict[str, Any] | None = None,
     executor: Executor | None = None,
+    learning_curve: Sequence[float] | str | None = None,
 ) -> TrainSummary:
     """Cross-validate a model on an ingested run directory and write the OOF artifacts.
 
@@ -154,6 +160,12 @@ def train_run(
         ``config.jobs`` local processes); :class:`~training.executors.RayExecutor`
         runs each fold as a Ray task. Results do not depend on it (same seed,
         data and CPU thread count per fold).
+    learning_curve : sequence of float or str, optional
+        Fractions of each fold's training rows (e.g. ``(0.25, 0.5, 0.75, 1.0)``):
+        after the folds, retrain each fold on patient-grouped fractions of its
+        training rows and write ``train/learning_curve.json``
+        (:mod:`training.learning_curve`; in fine-tuning mode it costs about
+        ``sum(fractions < 1)`` times the training time).
 
     Returns
     -------
@@ -192,14 +204,20 @@ def train_run(
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     check_model_name(config.model)
+    fractions = None
+    if learning_curve is not None:
+        from training.learning_curve import parse_fractions
+
+        fractions = parse_fractions(learning_curve)
     with run.transaction("medaudit train") as staged:
         return _train_and_publish(run, staged, config, t0, dict(extra_record or {}),
-                                  executor or LocalExecutor())
+                                  executor or LocalExecutor(), fractions)
 
 
 def _train_and_publish(
     run: RunDir, staged: RunDir, config: TrainConfig, t0: float, extra: dict[str, Any],
     executor: Executor,
+    fractions: tuple[float, ...] | None = None,
 ) -> TrainSummary:
     ctx = load_context(run, config)
     auto = config.auto_fields
@@ -229,10 +247,15 @@ def _train_and_publish(
         fold_results.append(res)
         histories.append(hist)
 
+    curve = None
+    if fractions is not None:
+        from training.learning_curve import learning_curve
+
+        curve = learning_curve(ctx, config, fractions, fold_results)
     stale, _ = stale_after("train")
     staged.remove([p for p in stale if p != ".work"])  # the work area stays: resume state
     return _assemble(run, staged, ctx, config, fold_results, histories, time.perf_counter() - t0,
-                     extra)
+                     extra, curve)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -252,6 +275,7 @@ def _assemble(
     histories: list[dict[str, Any]],
     elapsed_before: float,
     extra: dict[str, Any],
+    curve: dict[str, Any] | None = None,
 ) -> TrainSummary:
     t0 = time.perf_counter()
     n, k = len(ctx.labels), len(ctx.classes)
@@ -294,11 +318,19 @@ def _assemble(
     staged.write_array("oof/embeddings", emb)
     for v in variants:
         staged.write_array(f"oof/masked/{v}", masked[v])
+    in_sample = np.full((n, config.folds, k), np.nan, np.float32)
+    for f, o in enumerate(outs):
+        in_sample[o.in_sample_rows, f] = o.in_sample_probs
+    staged.write_array("train/in_sample_probs", in_sample)
     staged.write_json("train/history.json", {"mode": config.mode, "folds": histories})
     for f in range(config.folds):
         _link_or_copy(checkpoint_path(run, f), staged.path / "train" / f"fold_{f}.pt")
     consumed = ["oof/folds.npy", "oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy",
-                *(f"oof/masked/{v}.npy" for v in variants), "train/history.json"]
+                *(f"oof/masked/{v}.npy" for v in variants), "train/history.json",
+                "train/in_sample_probs.npy"]
+    if curve is not None:
+        staged.write_json(LEARNING_CURVE, curve)
+        consumed.append(LEARNING_CURVE)
 
     labels, groups = ctx.labels, ctx.groups
     cv_rows = np.flatnonzero(ctx.folds != HOLDOUT_FOLD)
@@ -334,6 +366,9 @@ def _assemble(
         "oof_auc": oof_auc.to_dict(),
         "oof_acc": oof_acc.to_dict(),
         "masked_oof_auc": {v: finite_or_none(a) for v, a in masked_auc.items()},
+        "learning_curve": None if curve is None else {
+            "fractions": curve["fractions"], "seconds": curve["seconds"],
+            "file": LEARNING_CURVE},
         "holdout": None if h_auc is None or h_acc is None else {
             "split": config.holdout_split,
             "scored_by": f"mean of {config.folds} folds' probabilities "
@@ -350,6 +385,12 @@ def _assemble(
     staged.update_run_json({"train": record}, drop=drop)
     text = _summary_text(run, config, ctx, fold_results, oof_auc, oof_acc, h_auc, h_acc,
                          masked_auc, seconds)
+    if curve is not None:
+        by_f = {f: [p["auc"] for p in curve["points"] if p["fraction"] == f and p["auc"] is not None]
+                for f in curve["fractions"]}
+        text += ("\n  learning   mean fold AUC by training fraction: "
+                 + ", ".join(f"{f:g}: {np.mean(a):.3f}" for f, a in by_f.items() if a)
+                 + f" ({LEARNING_CURVE}, {_fmt_seconds(curve['seconds'])})")
     return TrainSummary(
         oof_auc=oof_auc, oof_acc=oof_acc, folds=fold_results, holdout_auc=h_auc,
         holdout_acc=h_acc, masked_auc=masked_auc, seconds=seconds, setup=setup,

@@ -13,6 +13,8 @@ fold's model and averaged later). Layout (fold-output format
     train/fold_<k>/<part>_logits.npy      (M, K) float32
     train/fold_<k>/<part>_embeddings.npy  (M, D) float32
     train/fold_<k>/<part>_masked_<v>.npy  (M, K) float32 per masked variant
+    train/fold_<k>/insample_rows.npy      (R,) int64 rows the kept model(s) were fitted on
+    train/fold_<k>/insample_probs.npy     (R, K) float32 the fold's prediction on them
     train/fold_<k>/history.json           learning curves and fold metrics
     train/fold_<k>/done                   JSON marker written last
 
@@ -58,8 +60,9 @@ DONE = "done"
 
 #: Version of the fold-output layout. 1 (no ``format`` key in the marker): the
 #: out-of-fold arrays without a prefix (``rows.npy``) and ``n_heldout`` in the
-#: summary; 2: ``oof_*.npy`` and ``n_oof``.
-FOLD_FORMAT = 2
+#: summary; 2: ``oof_*.npy`` and ``n_oof``; 3: ``insample_*.npy`` (the in-sample
+#: probabilities, for the overfitting check).
+FOLD_FORMAT = 3
 
 _PARTS = ("oof", "holdout")
 
@@ -167,10 +170,18 @@ class FoldOutputs:
     holdout : ScoredRows
         The rows of the holdout split (fold ``-1``), scored by this fold's
         model(s); empty without a holdout split.
+    in_sample_rows : numpy.ndarray
+        ``(R,)`` int64 rows the fold's kept model(s) were fitted on (the refit's
+        rows: training rows plus the inner split).
+    in_sample_probs : numpy.ndarray
+        ``(R, K)`` float32 the fold's prediction on those rows (in-sample: what
+        the overfitting check compares with the out-of-fold prediction).
     """
 
     oof: ScoredRows
     holdout: ScoredRows
+    in_sample_rows: np.ndarray
+    in_sample_probs: np.ndarray
 
 
 #: The training work area (resume state), relative to the run directory. Folds write
@@ -314,6 +325,8 @@ def write_fold_outputs(
             stale.unlink()
     for part in _PARTS:
         _save_part(d, part, getattr(outputs, part))
+    _save_npy(d / "insample_rows.npy", outputs.in_sample_rows.astype(np.int64))
+    _save_npy(d / "insample_probs.npy", outputs.in_sample_probs.astype(np.float32))
     rel = d.relative_to(run.path).as_posix()
     run.write_json(f"{rel}/history.json", history)
     run.write_json(f"{rel}/{DONE}", {**marker, "result": result.to_dict()})
@@ -342,7 +355,11 @@ def load_fold_outputs(run: RunDir, fold: int, variants: tuple[str, ...]) -> Fold
     """
     _read_marker(run, fold)
     d = fold_dir(run, fold)
-    return FoldOutputs(**{part: _load_part(d, part, variants) for part in _PARTS})
+    return FoldOutputs(
+        **{part: _load_part(d, part, variants) for part in _PARTS},
+        in_sample_rows=np.load(d / "insample_rows.npy", allow_pickle=False),
+        in_sample_probs=np.load(d / "insample_probs.npy", allow_pickle=False),
+    )
 
 
 def load_fold_result(run: RunDir, fold: int) -> tuple[FoldResult, dict[str, Any]]:

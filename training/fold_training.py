@@ -51,7 +51,7 @@ from training.reproducibility import deterministic, fold_seed, member_seed, torc
 from training.run_context import RunContext, load_context
 from training.splits import FoldSplit, fold_split
 
-__all__ = ["train_fold"]
+__all__ = ["ensemble_predict", "train_fold", "train_member"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _Member:
         return [self.select] if self.fit is self.select else [self.select, self.fit]
 
 
-def _train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -> _Member:
+def train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -> _Member:
     """Select the epoch count on the inner split, then (``refit``) refit on all rows."""
     config = fc.config
     k = fc.n_classes
@@ -108,6 +108,56 @@ def _train_member(fc: FitContext, split: FoldSplit, *, member: int, fold: int) -
     if config.keep_selected and fit is not select:
         kept.append((select.net, log_prior(split.train)))
     return _Member(seed, select, fit, fit_rows, kept)
+
+
+def ensemble_predict(
+    nets: list[tuple[nn.Module, np.ndarray]],
+    fc: FitContext,
+    rows: np.ndarray,
+    *,
+    variant: str | None = None,
+    fold: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble logits of ``nets`` on ``rows`` and the first model's embeddings.
+
+    Parameters
+    ----------
+    nets : list of (torch.nn.Module, numpy.ndarray)
+        Kept networks with the log class prior ``(K,)`` added to their logits.
+    fc : FitContext
+        Cache, normalisation, device and batch settings.
+    rows : numpy.ndarray
+        ``(M,)`` manifest rows.
+    variant : str, optional
+        Masked variant to score instead of the original images.
+    fold : int
+        For the error message.
+
+    Returns
+    -------
+    logits : numpy.ndarray
+        ``(M, K)`` float32 (log of the mean probability for more than one model).
+    embeddings : numpy.ndarray
+        ``(M, D)`` of the first model.
+
+    Raises
+    ------
+    ValueError
+        When a model's outputs are not finite (:data:`training.messages.NON_FINITE_OUTPUTS`).
+    """
+    config = fc.config
+    outs = [predict_rows(net, fc.cache, rows, setup=fc.setup, norm=fc.norm,
+                         image_size=config.image_size, batch_size=2 * config.batch_size,
+                         variant=variant, num_workers=config.num_workers)
+            for net, _ in nets]
+    for lg, _ in outs:
+        if not np.isfinite(lg).all():
+            raise ValueError(NON_FINITE_OUTPUTS.format(fold=fold))
+    logits = [lg + lp for (lg, _), (_, lp) in zip(outs, nets, strict=True)]
+    if len(logits) == 1:
+        return logits[0].astype(np.float32), outs[0][1]
+    mean = np.mean([softmax(lg) for lg in logits], axis=0)
+    return np.log(np.clip(mean, 1e-12, None)).astype(np.float32), outs[0][1]
 
 
 def _refit_fits(fc: FitContext, select: FitResult, split: FoldSplit) -> bool:
@@ -178,24 +228,12 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
         members = []
         for m in range(config.models_per_fold):
             deadline = None if fold_deadline is None else fold_deadline.share(config.models_per_fold - m)
-            members.append(_train_member(dataclasses.replace(fc, deadline=deadline), split,
+            members.append(train_member(dataclasses.replace(fc, deadline=deadline), split,
                                          member=m, fold=fold))
         nets = [(net, lp) for m in members for net, lp in m.kept]
 
         def predict(rows: np.ndarray, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-            """Ensemble logits (log of the mean probability for > 1 model) and model 0's embeddings."""
-            outs = [predict_rows(net, cache, rows, setup=setup, norm=norm,
-                                 image_size=config.image_size, batch_size=2 * config.batch_size,
-                                 variant=variant, num_workers=config.num_workers)
-                    for net, _ in nets]
-            for lg, _ in outs:
-                if not np.isfinite(lg).all():
-                    raise ValueError(NON_FINITE_OUTPUTS.format(fold=fold))
-            logits = [lg + lp for (lg, _), (_, lp) in zip(outs, nets, strict=True)]
-            if len(logits) == 1:
-                return logits[0].astype(np.float32), outs[0][1]
-            mean = np.mean([softmax(lg) for lg in logits], axis=0)
-            return np.log(np.clip(mean, 1e-12, None)).astype(np.float32), outs[0][1]
+            return ensemble_predict(nets, fc, rows, variant=variant, fold=fold)
 
         def score(rows: np.ndarray) -> ScoredRows:
             logits, emb = predict(rows)
@@ -208,7 +246,8 @@ def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: in
         in_probs = softmax(predict(fit_rows)[0])
         in_auc = auc_score(ctx.labels[fit_rows], in_probs)
         in_acc = float(np.mean(in_probs.argmax(1) == ctx.labels[fit_rows]))
-        outputs = FoldOutputs(oof=score(split.oof), holdout=score(split.holdout))
+        outputs = FoldOutputs(oof=score(split.oof), holdout=score(split.holdout),
+                              in_sample_rows=fit_rows, in_sample_probs=in_probs)
 
     fold_auc = auc_score(ctx.labels[split.oof], outputs.oof.probs)
     atomic_write(checkpoint_path(run, fold), lambda t: torch.save(_ensemble_state(members), t))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ from training.reproducibility import deterministic, fold_seed, seed_everything, 
 from training.run_context import RunContext
 from training.splits import fold_split
 
-__all__ = ["C_GRID", "train_linear_probe"]
+__all__ = ["C_GRID", "Probe", "embed_run", "fit_probe", "train_linear_probe"]
 
 _log = logging.getLogger(__name__)
 
@@ -75,28 +76,28 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool, seed: int) -> A
     return lr
 
 
-def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
-    """Fit the linear-probe folds listed in ``todo`` and write their outputs.
+def embed_run(
+    ctx: RunContext, config: TrainConfig
+) -> tuple[np.ndarray, dict[str, np.ndarray], Any, Any, float]:
+    """Embed every image of the run (and each masked variant) with the frozen backbone.
 
     Parameters
     ----------
     ctx : RunContext
-        From :func:`training.run_context.load_context`.
     config : TrainConfig
-        ``mode='linear-probe'``.
-    todo : list of int
-        Folds to fit (finished ones are skipped by the caller).
 
     Returns
     -------
-    dict of int to FoldResult
+    embeddings : numpy.ndarray
+        ``(N, D)``.
+    masked : dict of str to numpy.ndarray
+        ``(N, D)`` per masked variant.
+    setup : DeviceSetup
+    norm : Normalization
+        Channel statistics of all rows (no labels involved).
+    seconds : float
+        Time taken.
     """
-    from sklearn.metrics import log_loss
-    from sklearn.preprocessing import StandardScaler
-
-    results: dict[int, FoldResult] = {}
-    if not todo:
-        return results
     t_embed = time.perf_counter()
     run = ctx.run
     k = len(ctx.classes)
@@ -121,6 +122,109 @@ def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) ->
     embed_seconds = time.perf_counter() - t_embed
     _log.info("linear probe: embedded %d images (+%d masked variants) in %.1fs",
               len(all_rows), len(masked_emb), embed_seconds)
+    return emb, masked_emb, setup, norm, embed_seconds
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fitted linear probe: standardisation, logistic regression, logit adjustment."""
+
+    lr: Any
+    scaler: Any
+    log_prior: np.ndarray
+
+    def score(self, rows: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``(M, K)`` float32 logits of ``features[rows]`` (``features`` ``(N, D)``)."""
+        k = len(self.log_prior)
+        if rows.size == 0:
+            return np.zeros((0, k), np.float32)
+        x = self.scaler.transform(features[rows])
+        return (_decision(self.lr, x) + self.log_prior).astype(np.float32)
+
+
+def fit_probe(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    inner_val: np.ndarray,
+    *,
+    n_classes: int,
+    balanced: bool,
+    seed: int,
+) -> tuple[Probe, list[dict[str, Any]], float, np.ndarray]:
+    """Choose ``C`` on the inner split, then refit on ``train`` + ``inner_val``.
+
+    Parameters
+    ----------
+    emb : numpy.ndarray
+        ``(N, D)`` embeddings of all rows.
+    labels : numpy.ndarray
+        ``(N,)`` class indices.
+    train, inner_val : numpy.ndarray
+        Row indices (disjoint by patient).
+    n_classes : int
+    balanced : bool
+        Class-balanced weights and logit adjustment.
+    seed : int
+
+    Returns
+    -------
+    probe : Probe
+        The refitted regression.
+    grid : list of dict
+        Inner-validation loss / AUC / accuracy per ``C``.
+    best_c : float
+    fit_rows : numpy.ndarray
+        ``train`` and ``inner_val``, sorted.
+    """
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+
+    k, y = n_classes, labels
+    prior = np.maximum(np.bincount(y[np.concatenate([train, inner_val])], minlength=k), 1) / (
+        len(train) + len(inner_val))
+    log_prior = np.log(prior) if balanced else np.zeros(k)
+    scaler = StandardScaler().fit(emb[train])
+    xs_fit, xs_val = scaler.transform(emb[train]), scaler.transform(emb[inner_val])
+    grid: list[dict[str, Any]] = []
+    best_c, best_loss = C_GRID[0], math.inf
+    for c in C_GRID:
+        lr = _fit(xs_fit, y[train], c, balanced, seed)
+        p = softmax(_decision(lr, xs_val) + log_prior)
+        loss = float(log_loss(y[inner_val], np.clip(p, 1e-7, 1), labels=list(range(k))))
+        grid.append({"C": c, "inner_val_loss": loss,
+                     "inner_val_auc": finite_or_none(auc_score(y[inner_val], p)),
+                     "inner_val_acc": float(np.mean(p.argmax(1) == y[inner_val]))})
+        if loss < best_loss:
+            best_c, best_loss = c, loss
+    fit_rows = np.sort(np.concatenate([train, inner_val]))
+    scaler = StandardScaler().fit(emb[fit_rows])
+    lr = _fit(scaler.transform(emb[fit_rows]), y[fit_rows], best_c, balanced, seed)
+    return Probe(lr, scaler, log_prior), grid, best_c, fit_rows
+
+
+def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
+    """Fit the linear-probe folds listed in ``todo`` and write their outputs.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        From :func:`training.run_context.load_context`.
+    config : TrainConfig
+        ``mode='linear-probe'``.
+    todo : list of int
+        Folds to fit (finished ones are skipped by the caller).
+
+    Returns
+    -------
+    dict of int to FoldResult
+    """
+    results: dict[int, FoldResult] = {}
+    if not todo:
+        return results
+    emb, masked_emb, setup, norm, embed_seconds = embed_run(ctx, config)
+    run = ctx.run
+    k = len(ctx.classes)
     balanced = config.class_weighting != "none"
 
     for fold in todo:
@@ -129,32 +233,9 @@ def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) ->
                            inner_val_fraction=config.inner_val_fraction, seed=config.seed)
         seed = fold_seed(config.seed, fold)
         y = ctx.labels
-        prior = np.maximum(np.bincount(y[np.concatenate([split.train, split.inner_val])],
-                                       minlength=k), 1) / (len(split.train) + len(split.inner_val))
-        log_prior = np.log(prior) if balanced else np.zeros(k)
-
-        scaler = StandardScaler().fit(emb[split.train])
-        xs_fit, xs_val = scaler.transform(emb[split.train]), scaler.transform(emb[split.inner_val])
-        grid: list[dict[str, Any]] = []
-        best_c, best_loss = C_GRID[0], math.inf
-        for c in C_GRID:
-            lr = _fit(xs_fit, y[split.train], c, balanced, seed)
-            p = softmax(_decision(lr, xs_val) + log_prior)
-            loss = float(log_loss(y[split.inner_val], np.clip(p, 1e-7, 1), labels=list(range(k))))
-            grid.append({"C": c, "inner_val_loss": loss,
-                         "inner_val_auc": finite_or_none(auc_score(y[split.inner_val], p)),
-                         "inner_val_acc": float(np.mean(p.argmax(1) == y[split.inner_val]))})
-            if loss < best_loss:
-                best_c, best_loss = c, loss
-        train_rows = np.sort(np.concatenate([split.train, split.inner_val]))
-        scaler = StandardScaler().fit(emb[train_rows])
-        lr = _fit(scaler.transform(emb[train_rows]), y[train_rows], best_c, balanced, seed)
-
-        def score(rows: np.ndarray, features: np.ndarray,
-                  lr: Any = lr, scaler: Any = scaler, log_prior: np.ndarray = log_prior) -> np.ndarray:
-            if rows.size == 0:
-                return np.zeros((0, k), np.float32)
-            return (_decision(lr, scaler.transform(features[rows])) + log_prior).astype(np.float32)
+        probe, grid, best_c, train_rows = fit_probe(
+            emb, y, split.train, split.inner_val, n_classes=k, balanced=balanced, seed=seed)
+        lr, scaler, log_prior, score = probe.lr, probe.scaler, probe.log_prior, probe.score
 
         def scored(rows: np.ndarray, score: Any = score) -> ScoredRows:
             logits = score(rows, emb)
@@ -165,7 +246,8 @@ def train_linear_probe(ctx: RunContext, config: TrainConfig, todo: list[int]) ->
 
         in_probs = softmax(score(train_rows, emb))
         in_auc = auc_score(y[train_rows], in_probs)
-        outputs = FoldOutputs(oof=scored(split.oof), holdout=scored(split.holdout))
+        outputs = FoldOutputs(oof=scored(split.oof), holdout=scored(split.holdout),
+                              in_sample_rows=train_rows, in_sample_probs=in_probs)
         state = {
             "weight": torch.tensor(lr.coef_, dtype=torch.float32),
             "bias": torch.tensor(lr.intercept_, dtype=torch.float32),

@@ -70,6 +70,24 @@ RECOMMEND_NOISE = (
     "reference standard (CLAIM). Do not drop flagged images without review."
 )
 RECOMMEND_PASS = "No action needed; re-run after relabelling or adding data."
+TITLE_UPPER_BOUND = (
+    "Label noise at most {rate:.1%} ({level:.0%} CI {low:.1%} to {high:.1%}): an upper bound, "
+    "the model is weak"
+)
+MESSAGE_UPPER_BOUND = (
+    "A model that never saw them confidently contradicts the labels of about {rate:.1%} of the "
+    "images ({level:.0%} CI {low:.1%} to {high:.1%}). The model behind this number is weak: "
+    "{reason}. Confident learning counts the model's own confident mistakes as label errors, so "
+    "{rate:.1%} is an upper bound on the share of wrong labels, not an estimate of it; the true "
+    "rate may be much lower. The {n_issues} flagged images are a reading list, most suspicious "
+    "first, not a list of errors."
+)
+RECOMMEND_UPPER_BOUND = (
+    "Improve the model before trusting the noise rate (more data or epochs, a pretrained "
+    "backbone from a local weights file, a larger input size) and audit again. Meanwhile have "
+    "an expert re-read the most suspicious flagged images; if few are confirmed, the labels "
+    "are better than this upper bound suggests."
+)
 
 
 @dataclass(frozen=True)
@@ -599,6 +617,45 @@ def _rollup_findings(
     ]
 
 
+def weak_model_wording(finding: Finding, quality: Any) -> Finding:
+    """The noise-rate finding reworded as an upper bound when the model is weak.
+
+    Called by the engine (:func:`audit.engine.apply_model_quality`) for the
+    findings of this check when the model-quality rule
+    (:mod:`audit.model_quality`) says the model is weak; the engine then caps
+    the severity at ``warning``. The roll-up finding has no number resting on
+    the model's quality beyond its flags, so only the noise-rate finding is
+    reworded (the roll-up gets the rule's reason appended).
+
+    Parameters
+    ----------
+    finding : Finding
+        A finding of :func:`check_label_issues`.
+    quality : audit.model_quality.ModelQuality
+        The weak verdict and its reason.
+
+    Returns
+    -------
+    Finding
+    """
+    import dataclasses
+
+    ev = finding.evidence
+    if "noise_rate" not in ev:
+        return dataclasses.replace(finding, message=f"{finding.message} The flags come from a "
+                                   f"weak model ({quality.reason}); many may be its own mistakes.")
+    rate = Estimate.from_dict(ev["noise_rate"])
+    fmt = {"rate": rate.estimate, "low": rate.low, "high": rate.high, "level": rate.level}
+    return dataclasses.replace(
+        finding,
+        title=TITLE_UPPER_BOUND.format(**fmt),
+        message=MESSAGE_UPPER_BOUND.format(**fmt, reason=quality.reason,
+                                           n_issues=ev["n_label_issues"]),
+        recommendation=RECOMMEND_UPPER_BOUND,
+        evidence={**ev, "noise_rate_is": "upper bound (weak model)"},
+    )
+
+
 def sample_table(ctx: AuditContext, config: LabelIssuesConfig) -> pd.DataFrame:
     """The full per-image table behind the findings (they list the top ``max_listed``).
 
@@ -642,5 +699,6 @@ SPEC = CheckSpec(
     requires=("pred_probs",),
     table=sample_table,
     model_based=True,
+    weak_model_wording=weak_model_wording,
     description="likely mislabelled images and the label-noise rate (confident learning, cleanlab)",
 )

@@ -170,7 +170,9 @@ def format_check_list() -> str:
         needs = list(spec.requires) + [f"column {c!r}" for c in spec.requires_columns]
         if spec.requires_any_column_prefix:
             needs.append(f"columns {spec.requires_any_column_prefix}*")
-        lines.append(f"{name}: {spec.description}")
+        lines.append(f"{name}: {spec.description}"
+                     + (" [model-based: the model-quality rule applies]" if spec.model_based
+                        else ""))
         lines.append(f"    needs: {', '.join(needs) if needs else 'manifest only'}")
         fields = dataclasses.fields(spec.config_cls)
         if fields:
@@ -178,6 +180,13 @@ def format_check_list() -> str:
                                  if f.default is not dataclasses.MISSING)
             lines.extend(textwrap.wrap(f"settings [{name}]: {settings}", width=100,
                                        initial_indent="    ", subsequent_indent="        "))
+    from audit.engine import ENGINE_SECTIONS
+
+    for section, cls in ENGINE_SECTIONS.items():
+        settings = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        lines.append(f"{section}: the engine's rule for findings of model-based checks")
+        lines.extend(textwrap.wrap(f"settings [{section}]: {settings}", width=100,
+                                   initial_indent="    ", subsequent_indent="        "))
     return "\n".join(lines)
 
 
@@ -209,6 +218,10 @@ def print_audit_summary(run_dir: Any) -> None:
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + f" (details: {run.file(FINDINGS)})"
     )
+    mq = info.get("model_quality")
+    if mq:
+        print(f"model quality: {mq['verdict']} ({mq['reason']})"
+              + ("; model-based findings are at most warning" if mq["verdict"] == "weak" else ""))
     for s in info.get("skipped", []):
         print(f"skipped {s['check']}: {s['reason']}")
     for e in info.get("errors", []):

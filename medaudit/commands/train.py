@@ -165,6 +165,19 @@ def train_from_args(
         if budget is not None and executor.name != "local":
             raise ValueError("--time-budget plans for this machine (--jobs); it cannot be "
                              "combined with --executor ray")
+        curve = getattr(args, "learning_curve", None)
+        if curve is not None:
+            from training.learning_curve import parse_fractions
+
+            if budget is not None:
+                raise ValueError("--learning-curve cannot be combined with --time-budget; train "
+                                 "within the budget first, then rerun with --learning-curve "
+                                 "and the same options (finished folds are reused)")
+            try:
+                curve = parse_fractions(curve)
+            except ValueError as err:
+                raise ValueError(str(err).replace("learning-curve fractions",
+                                                  "--learning-curve")) from None
         if budget is not None:
             from training.planner import train_within_budget
 
@@ -173,7 +186,7 @@ def train_from_args(
             except ValueError as err:
                 err.args = (str(err).replace("time_budget", "--time-budget"),)
                 raise
-        return train_run(RunDir(run_dir), config, executor=executor)
+        return train_run(RunDir(run_dir), config, executor=executor, learning_curve=curve)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -326,6 +339,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an ingested run directory")
+    p.add_argument("--learning-curve", default=None, metavar="FRACTIONS",
+                   help="also retrain each fold on patient-grouped fractions of its training rows, "
+                   "e.g. 0.25,0.5,0.75,1.0, and write train/learning_curve.json for the "
+                   "overfitting check (fine-tuning: about 1.5x the training time for these "
+                   "fractions; linear probe: seconds)")
     add_train_arguments(p)
     p.set_defaults(func=run)
 

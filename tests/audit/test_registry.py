@@ -32,6 +32,7 @@ def test_registry_lists_the_checks_in_report_order() -> None:
                        "hidden_stratification"]
     assert [c for c in list_checks() if c in shortcut_checks] == shortcut_checks
     assert {"calibration", "prevalence_shift", "drift"} <= set(list_checks())
+    assert "overfitting" in list_checks()
 
 
 def test_duplicate_names_raise() -> None:

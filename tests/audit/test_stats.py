@@ -222,3 +222,16 @@ def test_interpret_kappa_bands() -> None:
 def test_estimate_to_dict_is_json_ready() -> None:
     d = Estimate(0.5, float("nan"), 0.7, 0.95, "x").to_dict()
     assert d == {"estimate": 0.5, "ci_low": None, "ci_high": 0.7, "level": 0.95, "method": "x"}
+
+
+def test_bootstrap_replicates_match_bootstrap_ci_resamples() -> None:
+    from audit.stats import bootstrap_ci, bootstrap_replicates
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=60)
+    groups = np.repeat(np.arange(20), 3)
+    point, reps = bootstrap_replicates(lambda a: np.array([a.mean(), a.max()]), x, n_boot=200,
+                                       seed=3, groups=groups)
+    ci = bootstrap_ci(np.mean, x, n_boot=200, seed=3, groups=groups)
+    assert reps.shape == (200, 2) and point[0] == pytest.approx(x.mean())
+    assert np.quantile(reps[:, 0], [0.025, 0.975]) == pytest.approx([ci.low, ci.high])

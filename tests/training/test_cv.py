@@ -42,6 +42,18 @@ def test_train_run_writes_the_contract_artifacts_and_learns(
         masked = tiny_run.read_array(f"oof/masked/{v}")
         assert masked.shape == probs.shape and not np.allclose(masked, probs)
 
+    # in-sample: fold k's prediction on the rows it was fitted on, NaN on its own OOF rows
+    ins = tiny_run.read_array("train/in_sample_probs")
+    assert ins.shape == (n, 3, 2)
+    for k in range(3):
+        fitted = ~np.isnan(ins[:, k, 0])
+        # the rows the kept model was fitted on: the fold's training rows (inner split
+        # included after a refit), never its own out-of-fold rows
+        assert not fitted[folds == k].any() and fitted[folds != k].mean() > 0.5
+        np.testing.assert_array_equal(np.flatnonzero(fitted),
+                                      load_fold_outputs(tiny_run, k, ()).in_sample_rows)
+        np.testing.assert_allclose(ins[fitted, k].sum(1), 1, atol=1e-5)
+
     hist = tiny_run.read_json("train/history.json")
     assert [f["fold"] for f in hist["folds"]] == [0, 1, 2]
     assert all(f["in_sample_auc"] is not None for f in hist["folds"])

@@ -43,6 +43,12 @@ def _result(fold: int = 1) -> FoldResult:
                       n_holdout=2, seconds=1.0, train_seconds=0.5, train_images=50)
 
 
+def _outputs(oof: list[int], holdout: list[int], fitted: list[int] = (1, 2, 4)) -> FoldOutputs:  # type: ignore[assignment]
+    ins = _scored(list(fitted), seed=2)
+    return FoldOutputs(oof=_scored(oof), holdout=_scored(holdout, seed=1),
+                       in_sample_rows=ins.rows, in_sample_probs=ins.probs)
+
+
 def _write(run: RunDir, outputs: FoldOutputs) -> None:
     write_fold_outputs(run, 1, outputs, history={"fold": 1}, result=_result(),
                        marker=fold_marker(CONFIG, "fp"))
@@ -50,7 +56,7 @@ def _write(run: RunDir, outputs: FoldOutputs) -> None:
 
 def test_outputs_round_trip_both_row_sets(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    outputs = FoldOutputs(oof=_scored([0, 3, 5]), holdout=_scored([7, 8], seed=1))
+    outputs = _outputs([0, 3, 5], [7, 8])
     _write(run, outputs)
     assert fold_is_done(run, 1, CONFIG, "fp")
     assert not fold_is_done(run, 1, CONFIG, "other data")
@@ -61,6 +67,8 @@ def test_outputs_round_trip_both_row_sets(tmp_path: Path) -> None:
         for name in ("rows", "probs", "logits", "embeddings"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         np.testing.assert_array_equal(got.masked["border_only"], want.masked["border_only"])
+    np.testing.assert_array_equal(back.in_sample_rows, outputs.in_sample_rows)
+    np.testing.assert_array_equal(back.in_sample_probs, outputs.in_sample_probs)
     result, history = load_fold_result(run, 1)
     assert result.reused and result.n_oof == 3 and np.isnan(result.in_sample_auc)
     assert history == {"fold": 1}
@@ -94,7 +102,7 @@ def test_a_fold_of_the_older_format_is_retrained_not_misread(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="fold-output format 1"):
         load_fold_result(run, 1)
 
-    _write(run, FoldOutputs(oof=_scored([0, 3, 5]), holdout=_scored([])))
+    _write(run, _outputs([0, 3, 5], []))
     assert fold_is_done(run, 1, CONFIG, "fp")
     assert not (d / "rows.npy").exists() and not (d / "masked_border_only.npy").exists()
     assert load_fold_outputs(run, 1, ("border_only",)).holdout.probs.shape == (0, 2)

@@ -113,7 +113,13 @@ def test_planted_site_shortcut_is_reported_and_random_columns_are_not(demo_audit
         shortcut = [
             f for f in _by_check(result, "embedding_encodes_metadata") if f.evidence.get("shortcut")
         ]
-        assert len(shortcut) == 1 and shortcut[0].severity == "critical"
+        assert len(shortcut) == 1
+        # critical, unless the model-quality rule capped it (issue 17: a weak model's
+        # findings are at most warning, the evidence says from what)
+        mq = shortcut[0].evidence["model_quality"]
+        assert shortcut[0].severity == "critical" or (
+            mq["verdict"] == "weak" and mq["severity_before_cap"] == "critical"
+            and shortcut[0].severity == "warning")
         assert "site" in shortcut[0].evidence["columns"]
     else:
         assert not site["flagged"]
