@@ -21,7 +21,9 @@ reports, on the out-of-fold rows:
 A level with fewer than ``min_per_class`` patients of either class is labelled
 ``too_small``: its counts are listed, its performance is not estimated, and it
 is never flagged. A level is flagged when its AUC is lower than the rest's by at
-least ``min_gap`` and the gap's q-value is below ``alpha``. Multi-class runs: the
+least ``min_gap`` and the gap's q-value is below ``alpha``, and only when the model
+separates the classes on the whole data (overall AUC interval above 0.5: otherwise
+per-level AUCs scatter around 0.5 by chance). Multi-class runs: the
 AUC is the macro one-vs-rest AUC, sensitivity and specificity are those of
 ``positive_class`` against the others.
 """
@@ -63,7 +65,7 @@ MSG_FLAGGED = (
 )
 MSG_PASS = (
     "Across {n} subgroups (by {cols}) no subgroup's AUC is lower than the rest's by {min_gap:.2f} "
-    "or more after correction for multiple testing.{small}"
+    "or more after correction for multiple testing.{small}{nodisc}"
 )
 REC = (
     "Report performance per subgroup with confidence intervals; collect more data from the "
@@ -288,17 +290,23 @@ def subgroup_results(ctx: AuditContext, config: SubgroupPerformanceConfig) -> di
             groups.append(
                 _level_entry(names, level, rows, y, probs, patients, op.threshold, config)
             )
+    overall = auc_estimate(y, probs, patients, n_boot=config.n_boot, seed=config.seed)
+    # A model that does not separate the classes overall (AUC interval reaching 0.5) has
+    # subgroup AUCs scattered around 0.5 by chance: a "gap" between them says nothing
+    # about who the model serves worse, so no level is flagged then (q-values still listed).
+    discriminates = bool(np.isfinite(overall.low) and overall.low > 0.5)
     tested = [g for g in groups if g["p_value"] is not None]
     if tested:
         q = false_discovery_control([g["p_value"] for g in tested], method="bh")
         for g, qv in zip(tested, q):
             g["q_value"] = round(float(qv), 6)
             gap = g["auc_gap"]["estimate"]
-            g["flagged"] = bool(qv < config.alpha and gap is not None and gap <= -config.min_gap)
-    overall = auc_estimate(y, probs, patients, n_boot=config.n_boot, seed=config.seed)
+            g["flagged"] = bool(
+                discriminates and qv < config.alpha and gap is not None and gap <= -config.min_gap
+            )
     return {
         "groups": groups,
-        "overall": {"auc": overall.to_dict(), "n": int(keep.sum())},
+        "overall": {"auc": overall.to_dict(), "n": int(keep.sum()), "discriminates": discriminates},
         "threshold": op.to_dict(),
         "n_rows": int(keep.sum()),
         "_codes": codes_of,
@@ -358,7 +366,8 @@ def check_subgroup_performance(
         "too_small": f"fewer than {config.min_per_class} patients of either class: not "
         "estimated, never flagged",
         "rule": f"flag when the level's AUC is lower by >= {config.min_gap:.2f} with q < "
-        f"{config.alpha:g}; critical from a gap of {config.critical_gap:.2f}",
+        f"{config.alpha:g} and the model's overall AUC interval lies above 0.5; critical from "
+        f"a gap of {config.critical_gap:.2f}",
     }
     evidence = {
         "groups": groups,
@@ -394,6 +403,11 @@ def check_subgroup_performance(
                     cols=", ".join(cols) or "none",
                     min_gap=config.min_gap,
                     small=small,
+                    nodisc=""
+                    if res["overall"]["discriminates"]
+                    else " Gaps were not judged: the model does not separate the classes on "
+                    f"the whole data (AUC {_txt(res['overall']['auc'])}), so its per-subgroup "
+                    "AUCs scatter around 0.5 by chance.",
                 ),
                 evidence=evidence,
                 references=_REFS,

@@ -64,3 +64,22 @@ def test_clean_control_passes_and_small_groups_are_labelled() -> None:
     table = subgroup_table(ctx, FAST)
     assert {"column", "level", "auc", "too_small"} <= set(table.columns)
     assert SPEC.model_based
+
+
+def test_no_gap_is_judged_for_a_model_that_does_not_discriminate() -> None:
+    data = shortcut_data(planted=False, n=1600, seed=8)
+    y = data["manifest"]["label"].to_numpy()
+    rng = np.random.default_rng(1)
+    score = rng.uniform(size=len(y))  # no signal overall ...
+    c = data["site"] == 2
+    score[c] = np.where(y[c] == 1, 0.2, 0.8) + rng.normal(0, 0.1, c.sum())  # ... inverted at site C
+    rest = ~c
+    score[rest] = np.where(y[rest] == 1, 0.55, 0.45) + rng.normal(0, 0.3, rest.sum())
+    probs = np.column_stack([1 - np.clip(score, 0, 1), np.clip(score, 0, 1)])
+    ctx = context(data, pred_probs=probs)
+    [f] = check_subgroup_performance(ctx, FAST)
+    overall = f.evidence["overall"]
+    assert overall["auc"]["ci_low"] <= 0.5 and overall["discriminates"] is False
+    assert f.severity == "pass" and "not judged" in f.message
+    site_c = next(g for g in f.evidence["groups"] if g["level"] == "site-c")
+    assert site_c["q_value"] < 0.05 and not site_c["flagged"]  # significant, yet not judged
