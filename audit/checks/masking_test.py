@@ -36,14 +36,12 @@ import numpy as np
 import pandas as pd
 
 from audit._probes import (
-    ClusterBootstrap,
     auc_estimate,
-    percentile_interval,
-    weighted_macro_auc_fn,
 )
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
+from audit.metrics import ClusterBootstrap, percentile_interval, weighted_macro_auc_fn
 from audit.stats import finite_or_none
 
 __all__ = ["SPEC", "MaskingTestConfig", "check_masking_test", "masking_results"]

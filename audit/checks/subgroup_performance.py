@@ -38,16 +38,15 @@ import pandas as pd
 from scipy.stats import false_discovery_control, norm
 
 from audit._probes import (
-    ClusterBootstrap,
     GroupColumn,
     auc_estimate,
     group_columns,
-    percentile_interval,
     same_partitions,
 )
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
+from audit.metrics import ClusterBootstrap, percentile_interval
 from audit.operating_point import choose_operating_point, metrics_at_threshold
 from audit.stats import Estimate, finite_or_none, wilson_ci
 
