@@ -42,8 +42,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever decoding or the cache layout changes, so old entries are not reused.
-CACHE_VERSION = 2
+#: Bumped whenever decoding, refusal messages or the cache layout change, so old entries are not reused.
+CACHE_VERSION = 3
 #: Run-directory artifacts an entry holds (plus its ``ingest.json`` record).
 CACHED_FILES = (MANIFEST, QUARANTINE, IMAGES, IMAGE_PROPERTIES)
 _RECORD = "ingest.json"

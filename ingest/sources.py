@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -387,7 +388,11 @@ def _one_line(text: str, *prefixes: str) -> str:
     """One line, without a leading ``<path>: `` the quarantine row already names."""
     line = " ".join(text.split())
     for p in prefixes:
-        line = line.replace(f" at path={p!r}", "").replace(f" (path={p!r})", "")
+        line = line.replace(f", at path={p!r}", "").replace(f" at path={p!r}", "")
+        line = line.replace(f" (path={p!r})", "")
+    # the same, whatever form of the path (absolute, relative) the reader was given
+    line = re.sub(r",? at path=('[^']*'|\"[^\"]*\")", "", line)
+    line = re.sub(r" \(path=('[^']*'|\"[^\"]*\")\)", "", line)
     for p in prefixes:
         if line.startswith(p + ": "):
             return line[len(p) + 2 :]

@@ -29,6 +29,8 @@ def test_planted_bad_files_and_only_those_are_quarantined(demo_run: tuple[Path, 
     refused = set(run.read_quarantine()["source"])
     assert refused == set(truth["corrupted"]) | set(truth["non_image"])
     assert run.n_samples() == len(truth["true_labels"]) - len(refused)
+    for reason in run.read_quarantine()["reason"]:  # one clean sentence, no path left over
+        assert ",;" not in reason and ", ;" not in reason and "path=" not in reason, reason
 
 
 def test_recorded_labels_and_sites_survive_ingestion(demo_run: tuple[Path, RunDir, dict]) -> None:
