@@ -286,6 +286,10 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
             recommendation=("Find out what changed in acquisition or preprocessing; harmonise it "
                             "or validate the model on the new images." if sig_props else ""),
             references=_REFS))
+    # Prevalence estimators (EM, BBSE) assume only the label mix changed; when the images
+    # themselves drifted (features or image properties), their estimate is not to be trusted.
+    images_drifted = any(f.severity == "warning" and ("c2st" in f.evidence or "properties"
+                                                      in f.evidence) for f in findings)
     if ctx.has("pred_probs"):
         groups = ctx.manifest["patient_key"].astype(str).to_numpy()
         prev = _prevalence(ref, np.asarray(ctx.get("pred_probs"), np.float64), groups, config)
@@ -314,9 +318,14 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
                          f"{_pct(other['estimate'])}), against "
                          f"{prev['reference_prevalence']:.1%} in the reference. "
                          + ("PPV and NPV change with it (see prevalence_shift)." if prev["drifted"]
-                            else "No change beyond chance.")),
+                            else "No change beyond chance.")
+                         + (" The images themselves changed (see the feature / image findings), "
+                            "which breaks the assumption of both estimators that only the mix "
+                            "of classes changes: treat this estimate as unreliable and count "
+                            "the prevalence on labeled cases." if images_drifted else "")),
                 evidence={**common, **prev, "method": "EM on temperature-calibrated "
-                          "probabilities and BBSE, patient bootstrap"},
+                          "probabilities and BBSE, patient bootstrap",
+                          "label_shift_assumption_violated": images_drifted},
                 recommendation=("Recompute PPV/NPV at the new prevalence (medaudit audit "
                                 "--deployment-prevalence) and confirm it with labeled cases."
                                 if prev["drifted"] else ""),

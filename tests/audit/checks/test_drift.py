@@ -72,6 +72,8 @@ def test_planted_intensity_shift_and_prevalence_change_are_found() -> None:
     prev = next(f for f in findings if "em" in f.evidence)
     assert prev.evidence["drifted"] and prev.evidence["estimator"] == "bbse"
     assert prev.evidence["bbse"]["estimate"] < 0.15 and prev.evidence["em"]["estimate"] < 0.15
+    # the images drifted too: the estimate is marked as resting on a broken assumption
+    assert prev.evidence["label_shift_assumption_violated"] and "unreliable" in prev.message
     feats = next(f for f in findings if "c2st" in f.evidence)
     assert feats.evidence["c2st"]["auc"] > 0.7 and feats.evidence["mmd"]["p_value"] < 0.05
 
@@ -90,6 +92,8 @@ def test_no_drift_on_a_batch_from_the_reference_distribution(kind: str) -> None:
     findings = check_drift(_ctx(new, ref), FAST)
     assert findings and all(f.severity == "pass" for f in findings), \
         [(f.title, f.evidence.get("c2st")) for f in findings if f.severity != "pass"]
+    prev = [f for f in findings if "em" in f.evidence]
+    assert all(not f.evidence["label_shift_assumption_violated"] for f in prev)
 
 
 def test_too_few_permutations_are_refused() -> None:
