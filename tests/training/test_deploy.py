@@ -162,3 +162,39 @@ def test_an_unlabeled_batch_cannot_be_trained(tmp_path: Path,
     assert run.read_run_json()["has_labels"] is False
     assert main(["train", str(run.path), *TINY]) == 2
     assert "has no labels" in capsys.readouterr().err
+
+
+def test_dashboard_opens_predict_and_drift_runs(
+    trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``predict`` batch compared by ``drift`` opens in every dashboard page like any run."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.state import ENV_DATA_ROOT, ENV_RUNS
+    from dashboard.views import PAGES
+
+    base, run = trained
+    src = np.load(base / "data.npz")
+    folder = base / "dashboard_runs"
+    folder.mkdir()
+    npz = base / "batch_for_dashboard.npz"
+    np.savez(npz, test_images=np.clip(src["test_images"].astype(int) + 70, 0, 255).astype(np.uint8))
+    fast = base / "fast_dashboard.toml"
+    fast.write_text("[drift]\nn_perm = 100\nn_boot = 30\n[prevalence_shift]\nn_boot = 30\n"
+                    'calibrator = "temperature"\n')
+    batch = folder / "batch"
+    monkeypatch.setenv("MEDAUDIT_SECRET", "s" * 40)
+    assert main(["predict", str(run), "--npz", str(npz), "--out", str(batch)]) == 0
+    assert main(["drift", str(run), str(batch), "--config", str(fast)]) == 0
+    monkeypatch.setenv(ENV_RUNS, str(folder))
+    monkeypatch.delenv(ENV_DATA_ROOT, raising=False)
+    app = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params["run"] = "batch"
+    at = at.run()
+    assert not at.exception, at.exception
+    for page, _, _ in PAGES:
+        at.sidebar.radio(key="page").set_value(page).run()
+        assert not at.exception, (page, at.exception)
+        assert at.header, page
+        assert at.session_state["run"] == "batch"
