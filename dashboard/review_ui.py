@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard.reviews import DECISIONS, ReviewStore, ReviewStoreBusyError
+from audit.reviews import DECISIONS, ReviewStore, ReviewStoreBusyError
 from dashboard.state import PageContext
 
 __all__ = ["flash", "paginate", "review_controls"]

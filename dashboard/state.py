@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from audit.reviews import ReviewStore
 from audit.rundir import RunDir
 from dashboard import data
 from dashboard.paths import DataRoot, RunCatalog
-from dashboard.reviews import ReviewStore
 from reports.model import Report
 
 __all__ = [

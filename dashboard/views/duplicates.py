@@ -6,9 +6,9 @@ from typing import Any
 
 import streamlit as st
 
+from audit.reviews import pair_key
 from dashboard.data import findings_of
 from dashboard.review_ui import flash, paginate, review_controls
-from dashboard.reviews import pair_key
 from dashboard.state import PageContext, cached_check_table
 from dashboard.widgets import finding, missing
 from reports.evidence import iter_records

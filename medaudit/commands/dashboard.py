@@ -12,6 +12,7 @@ manifest for ``medaudit ingest --manifest`` (``manifest.parquet`` is never rewri
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -110,8 +111,15 @@ def streamlit_command(app: Path, *, host: str, port: int) -> list[str]:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    """``medaudit dashboard``."""
-    import dashboard
+    """``medaudit dashboard``.
+
+    The app runs in a Streamlit subprocess; the command only locates
+    ``dashboard/app.py`` (nothing imports the ``dashboard`` package).
+    """
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        raise ValueError("the dashboard package is not installed with medaudit; reinstall it")
+    package_dir = Path(spec.origin).resolve().parent
 
     runs = args.runs.expanduser()
     if not runs.is_dir():
@@ -129,10 +137,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
         env[ENV_DATA_ROOT] = str(args.data_root.expanduser().resolve())
     if args.host not in LOCAL_HOSTS:
         print(MSG_PUBLIC.format(host=args.host), file=sys.stderr)
-    root = str(Path(dashboard.__file__).resolve().parents[1])
+    root = str(package_dir.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     cmd = streamlit_command(
-        Path(dashboard.__file__).with_name("app.py"), host=args.host, port=args.port
+        package_dir / "app.py", host=args.host, port=args.port
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"medaudit dashboard: http://{shown}:{args.port} (Ctrl+C to stop)", flush=True)
@@ -144,7 +152,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """``medaudit export-reviews``."""
-    from dashboard.export import export_reviews
+    from audit.review_export import export_reviews
 
     if not (args.run_dir / "manifest.parquet").is_file():
         raise ValueError(f"{args.run_dir} is not an ingested run directory (no manifest.parquet)")

@@ -11,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from audit.consistency import data_fingerprint
+from audit.reviews import ReviewStore, pair_key
 from audit.rundir import RunDir
-from dashboard.reviews import ReviewStore, pair_key
 from dashboard.state import ENV_DATA_ROOT, ENV_RUNS
 from dashboard.views import PAGES
 from tests.dashboard.conftest import DUP_A, DUP_B

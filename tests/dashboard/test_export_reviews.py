@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from audit.consistency import data_fingerprint
+from audit.reviews import ReviewStore, pair_key
 from audit.rundir import RunDir
-from dashboard.reviews import ReviewStore, pair_key
 from medaudit.cli import main
 
 

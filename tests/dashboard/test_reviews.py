@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.reviews import REVIEWS_FILE, ReviewStore, pair_key
+from audit.reviews import REVIEWS_FILE, ReviewStore, pair_key
 
 FP = "0123456789abcdef"
 
@@ -72,7 +72,7 @@ def test_bad_input_is_refused_and_nothing_written(tmp_path: Path, bad: dict) -> 
 
 _WRITER = textwrap.dedent("""
     import sys
-    from dashboard.reviews import ReviewStore
+    from audit.reviews import ReviewStore
     store = ReviewStore(sys.argv[1], "0123456789abcdef")
     who, n = sys.argv[2], int(sys.argv[3])
     print("ready", flush=True)

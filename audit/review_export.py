@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from audit.consistency import data_fingerprint
+from audit.reviews import ReviewStore
 from audit.rundir import RunDir
-from dashboard.reviews import ReviewStore
 
 __all__ = ["EXPORT_FILES", "ExportResult", "export_reviews"]
 
