@@ -247,38 +247,20 @@ class ReviewStore:
                     "ORDER BY id DESC LIMIT 1",
                     (self.fingerprint, kind, str(item)),
                 ).fetchone()
+                # the row's values in Review's field order (after its id)
+                values = (self.fingerprint, kind, str(item), decision,
+                          prev[0] if prev else None, reviewer, note, corrected_label, stamp)
                 cur = con.execute(
                     "INSERT INTO reviews (data_fingerprint, kind, item, decision, "
                     "previous_decision, reviewer, note, corrected_label, reviewed_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        self.fingerprint,
-                        kind,
-                        str(item),
-                        decision,
-                        prev[0] if prev else None,
-                        reviewer,
-                        note,
-                        corrected_label,
-                        stamp,
-                    ),
+                    values,
                 )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return Review(
-                int(cur.lastrowid or 0),
-                self.fingerprint,
-                kind,
-                str(item),
-                decision,
-                prev[0] if prev else None,
-                reviewer,
-                note,
-                corrected_label,
-                stamp,
-            )
+            return Review(int(cur.lastrowid or 0), *values)
 
         return self._retry(write)
 
