@@ -86,6 +86,7 @@ def load_reference(run: RunDir) -> ReferenceRun:
 
 Evidence = Literal[
     "pred_probs",
+    "pred_probs_by_fold",
     "logits",
     "embeddings",
     "folds",
@@ -117,6 +118,7 @@ MSG_EVIDENCE_ROWS = (
 
 _ARRAY_NAMES = {
     "pred_probs": "oof/pred_probs",
+    "pred_probs_by_fold": "oof/pred_probs_by_fold",
     "logits": "oof/logits",
     "embeddings": "oof/embeddings",
     "folds": "oof/folds",
@@ -286,7 +288,9 @@ class AuditContext:
         Returns
         -------
         numpy.ndarray or pandas.DataFrame or dict
-            ``pred_probs`` / ``logits`` ``(N, K)``, ``embeddings`` ``(N, D)``,
+            ``pred_probs`` / ``logits`` ``(N, K)``, ``pred_probs_by_fold``
+            ``(N, F, K)`` (each fold model's probabilities of a ``medaudit predict``
+            batch), ``embeddings`` ``(N, D)``,
             ``folds`` ``(N,)``, ``images`` ``(N, C, S, S)`` (memory-mapped),
             ``image_properties`` an N-row frame, ``history`` a dict, ``masked``
             a dict variant -> ``(N, K)``, ``in_sample_probs`` ``(N, F, K)``

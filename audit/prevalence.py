@@ -23,11 +23,37 @@ deployment predictions:
 
 :func:`estimate_prevalence` adds bootstrap intervals (deployment rows resampled
 by patient; for BBSE the source rows too, since ``C`` is estimated).
+
+Both estimators assume that the source and the deployment scores come from the same
+model. :func:`estimator_inputs` chooses the source and target so that they do, in
+this order (``EstimatorInputs.source``):
+
+1. ``per_fold``: the reference's out-of-fold rows, each scored by the fold model
+   that never saw it, against the batch scored by *every* fold model, stacked
+   (``(F * M, K)``; ``oof/pred_probs_by_fold.npy`` of ``medaudit predict``). Both
+   sides then hold single-fold-model scores. EM on the stacked rows maximises the
+   average over folds of each fold model's log-likelihood of the batch (a composite
+   likelihood whose expectation is maximal at the true prior for every fold); BBSE
+   solves ``C w = mu`` with ``mu`` the mean over folds of each fold model's call
+   rates and ``C`` the mean over folds of each fold model's confusion matrix on its
+   own out-of-fold rows (source rows weighted so that every fold counts equally
+   within a class). The stacked copies of one image are dependent: the intervals
+   resample patients with all their copies.
+2. ``held_out``: the reference's labeled held-out rows (``folds == -1``), scored by
+   the same fold ensemble as the batch, when there are at least
+   :data:`MIN_ENSEMBLE_ROWS` of every class.
+3. ``unrecorded``: a reference without fold ids (predictions given as arrays):
+   every labeled row, as scored;
+4. ``oof_vs_ensemble``: out-of-fold rows (single models) against the batch's
+   ensemble scores, which are less extreme: **biased** (EM's calibrator and BBSE's
+   confusion matrix describe other scores than the batch's; bench_calibration.py
+   measures the bias).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -36,13 +62,17 @@ from audit.stats import Estimate, bootstrap_ci, two_sample_bootstrap_ci
 
 __all__ = [
     "ESTIMATORS",
+    "ESTIMATOR_SOURCES",
+    "MSG_BIASED_SOURCE",
     "MSG_NOT_ESTIMABLE",
+    "EstimatorInputs",
     "adjust_to_prevalence",
     "as_prior",
     "bbse_prior",
     "discriminates",
     "em_prior",
     "estimate_prevalence",
+    "estimator_inputs",
     "estimator_source_rows",
 ]
 
@@ -90,6 +120,134 @@ def estimator_source_rows(labels: np.ndarray, folds: np.ndarray | None) -> np.nd
         if held.sum() >= MIN_ENSEMBLE_ROWS and (counts > 0).all() and len(counts) > 1:
             return np.flatnonzero(held)
     return np.flatnonzero(labeled)
+
+
+#: What each choice of :func:`estimator_inputs` compares (``evidence["estimator_source"]``).
+ESTIMATOR_SOURCES: dict[str, str] = {
+    "per_fold": "per fold: the reference's out-of-fold rows (each scored by the fold model that "
+    "never saw it) against the batch scored by every fold model, stacked (consistent: "
+    "single-model scores on both sides)",
+    "held_out": "the reference's held-out rows against the batch, both scored by the fold "
+    "ensemble (consistent)",
+    "unrecorded": "the reference's labeled rows against the batch as scored (the reference "
+    "records no folds, so how each side was scored is not known)",
+    "oof_vs_ensemble": "BIASED: the reference's out-of-fold rows (scored by single fold models) "
+    "against the batch scored by the fold ensemble, whose probabilities are less extreme; "
+    "score the batch with medaudit predict (which writes each fold's probabilities) or train "
+    "the reference with a held-out split",
+}
+
+
+#: Said in a finding wherever an estimate from the biased ``oof_vs_ensemble`` source is used.
+MSG_BIASED_SOURCE = (" The estimate compares the reference's out-of-fold scores (single fold "
+                     "models) with the batch's fold-ensemble scores, which are less extreme, so "
+                     "it is biased; score the batch with medaudit predict (which keeps each "
+                     "fold's probabilities) to remove the mismatch.")
+
+
+@dataclass(frozen=True)
+class EstimatorInputs:
+    """Source and target rows of the prevalence estimators (see :func:`estimator_inputs`).
+
+    Attributes
+    ----------
+    source : {'per_fold', 'held_out', 'unrecorded', 'oof_vs_ensemble'}
+        Which rows were chosen (:data:`ESTIMATOR_SOURCES` describes them).
+    source_labels, source_probs, source_groups : numpy.ndarray
+        ``(N,)``, ``(N, K)``, ``(N,)`` labeled reference rows and their patient keys.
+    source_folds : numpy.ndarray or None
+        ``(N,)`` fold of each source row (``per_fold`` only: BBSE weights folds equally).
+    target_probs, target_groups : numpy.ndarray
+        ``(M', K)``, ``(M',)`` the batch's rows (``per_fold``: ``M' = F * M``, fold
+        ``f``'s scores of all M rows in block ``f``; groups tiled F times).
+    n_target : int
+        Rows of the batch (M).
+    """
+
+    source: str
+    source_labels: np.ndarray
+    source_probs: np.ndarray
+    source_groups: np.ndarray
+    source_folds: np.ndarray | None
+    target_probs: np.ndarray
+    target_groups: np.ndarray
+    n_target: int
+
+    @property
+    def biased(self) -> bool:
+        """Whether source and target were scored differently (``oof_vs_ensemble``)."""
+        return self.source == "oof_vs_ensemble"
+
+    @property
+    def description(self) -> str:
+        """One sentence for ``evidence['estimator_source']``."""
+        return ESTIMATOR_SOURCES[self.source]
+
+
+def estimator_inputs(
+    ref_labels: np.ndarray,
+    ref_probs: np.ndarray,
+    ref_groups: np.ndarray,
+    ref_folds: np.ndarray | None,
+    target_probs: np.ndarray,
+    target_groups: np.ndarray,
+    *,
+    target_by_fold: np.ndarray | None = None,
+) -> EstimatorInputs:
+    """Choose consistent source and target rows for EM and BBSE (module docstring).
+
+    Parameters
+    ----------
+    ref_labels, ref_probs, ref_groups : numpy.ndarray
+        ``(R,)``, ``(R, K)``, ``(R,)`` the reference run's labels (``< 0``:
+        unlabeled), probabilities (out-of-fold or held-out) and patient keys.
+    ref_folds : numpy.ndarray or None
+        ``(R,)`` fold of each reference row (``-1``: held-out, scored by the ensemble).
+    target_probs, target_groups : numpy.ndarray
+        ``(M, K)`` the batch's ensemble probabilities, ``(M,)`` its patient keys.
+    target_by_fold : numpy.ndarray, optional
+        ``(M, F, K)`` each fold model's probabilities of the batch
+        (``oof/pred_probs_by_fold.npy``), fold ``f`` = the model that produced the
+        reference's out-of-fold rows of fold ``f``.
+
+    Returns
+    -------
+    EstimatorInputs
+        Rows with non-finite probabilities are left out on both sides.
+
+    Raises
+    ------
+    ValueError
+        When ``target_by_fold`` does not have M rows and K classes.
+    """
+    y = np.asarray(ref_labels).astype(np.int64)
+    p = np.asarray(ref_probs, np.float64)
+    g = np.asarray(ref_groups)
+    pt = np.asarray(target_probs, np.float64)
+    gt = np.asarray(target_groups)
+    labeled = (y >= 0) & np.isfinite(p).all(axis=1)
+    folds = None if ref_folds is None else np.asarray(ref_folds).astype(np.int64)
+    if target_by_fold is not None and folds is not None:
+        by = np.asarray(target_by_fold, np.float64)
+        if by.ndim != 3 or by.shape[0] != len(pt) or by.shape[2] != p.shape[1]:
+            raise ValueError(f"target_by_fold must have shape (M, F, K) = ({len(pt)}, F, "
+                             f"{p.shape[1]}); got {by.shape}")
+        oof = labeled & (folds >= 0)
+        used = np.unique(folds[oof])
+        k = p.shape[1]
+        if oof.any() and used.max() < by.shape[1] and \
+                (np.bincount(y[oof], minlength=k) > 0).all():
+            stacked = by[:, used, :].transpose(1, 0, 2).reshape(-1, k)
+            tiled = np.tile(gt, len(used))
+            ok = np.isfinite(stacked).all(axis=1)
+            rows = np.flatnonzero(oof)
+            return EstimatorInputs("per_fold", y[rows], p[rows], g[rows], folds[rows],
+                                   stacked[ok], tiled[ok], len(pt))
+    rows = estimator_source_rows(np.where(labeled, y, -1), folds)
+    source = ("unrecorded" if folds is None else "held_out" if bool((folds[rows] < 0).all())
+              else "oof_vs_ensemble")
+    ok = np.isfinite(pt).all(axis=1)
+    return EstimatorInputs(source, y[rows], p[rows], g[rows], None, pt[ok], gt[ok], len(pt))
 
 
 def discriminates(labels: np.ndarray, probs: np.ndarray, *,
@@ -221,6 +379,8 @@ def bbse_prior(
     source_labels: np.ndarray,
     source_probs: np.ndarray,
     target_probs: np.ndarray,
+    *,
+    source_folds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Deployment prior by black-box shift estimation (Lipton, Wang & Smola, ICML 2018).
 
@@ -232,6 +392,14 @@ def bbse_prior(
         ``(N, K)`` their predicted probabilities (hard predictions are the arg-max).
     target_probs : numpy.ndarray
         ``(M, K)`` predicted probabilities of the deployment rows.
+    source_folds : numpy.ndarray, optional
+        ``(N,)`` fold of each source row when each fold's rows were scored by their
+        own fold model and the target rows by every fold model (stacked). Rows are
+        then weighted ``n_j / (F_j n_fj)`` (``n_fj`` rows of class j in fold f,
+        ``F_j`` folds with class j), so that ``C[:, j] / p_j`` is the *mean over
+        folds* of each fold model's ``P(yhat | y = j)``, as ``mu`` is the mean over
+        folds of each fold model's call rates; class totals (the source prior) are
+        unchanged.
 
     Returns
     -------
@@ -243,8 +411,15 @@ def bbse_prior(
     ps, pt = np.asarray(source_probs), np.asarray(target_probs)
     k = ps.shape[1]
     yhat_s, yhat_t = ps.argmax(axis=1), pt.argmax(axis=1)
+    weight = np.ones(len(y))
+    if source_folds is not None:
+        f = np.unique(np.asarray(source_folds), return_inverse=True)[1]
+        cell = np.zeros((f.max() + 1, k))
+        np.add.at(cell, (f, y), 1.0)
+        n_j, f_j = cell.sum(axis=0), (cell > 0).sum(axis=0)
+        weight = n_j[y] / (f_j[y] * cell[f, y])
     joint = np.zeros((k, k))
-    np.add.at(joint, (yhat_s, y), 1.0)
+    np.add.at(joint, (yhat_s, y), weight)
     joint /= len(y)
     mu = np.bincount(yhat_t, minlength=k) / len(yhat_t)
     if np.linalg.matrix_rank(joint) < k:
@@ -262,6 +437,7 @@ def estimate_prevalence(
     source_prior: float | Sequence[float] | np.ndarray | None = None,
     source_labels: np.ndarray | None = None,
     source_probs: np.ndarray | None = None,
+    source_folds: np.ndarray | None = None,
     target_groups: np.ndarray | None = None,
     source_groups: np.ndarray | None = None,
     n_boot: int = 200,
@@ -279,8 +455,12 @@ def estimate_prevalence(
         Needed for ``'em'``.
     source_labels, source_probs : numpy.ndarray, optional
         ``(N,)``, ``(N, K)`` labeled source rows; needed for ``'bbse'``.
+    source_folds : numpy.ndarray, optional
+        ``(N,)`` folds of the source rows for BBSE against fold-stacked target
+        rows (:func:`bbse_prior`).
     target_groups, source_groups : numpy.ndarray, optional
-        Patient keys: patients are resampled.
+        Patient keys: patients are resampled (with stacked target rows, the keys
+        tiled once per fold, so that a patient's copies are resampled together).
     n_boot, seed : int
     alpha : float
         1 - confidence level of the intervals.
@@ -303,8 +483,12 @@ def estimate_prevalence(
             raise ValueError("method 'bbse' needs source_labels and source_probs")
         ys = np.asarray(source_labels).astype(np.int64)
         ps = np.asarray(source_probs, dtype=np.float64)
+        fs = np.zeros(len(ys), np.int64) if source_folds is None else np.asarray(source_folds)
+        by_fold = source_folds is not None
         return [two_sample_bootstrap_ci(
-            lambda a, b, c=c: float(bbse_prior(a[0], a[1], b[0])[c]), (ys, ps), (pt,),
+            lambda a, b, c=c: float(bbse_prior(a[0], a[1], b[0],
+                                               source_folds=a[2] if by_fold else None)[c]),
+            (ys, ps, fs), (pt,),
             groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, alpha=alpha,
             seed=seed)
             for c in range(k)]

@@ -17,6 +17,9 @@ Layout
 ``images.npy``                      image cache, ``(N, C, S, S)`` uint8, memory-mapped
 ``image_properties.parquet``        per-image statistics, N rows, ``sample_id`` first
 ``oof/pred_probs.npy``              ``(N, K)`` float32 out-of-fold probabilities
+``oof/pred_probs_by_fold.npy``      ``(N, F, K)`` float32 each fold model's probabilities
+                                    of a batch scored by ``medaudit predict`` (their
+                                    mean over F is ``oof/pred_probs``)
 ``oof/logits.npy``                  ``(N, K)`` float32 out-of-fold logits
 ``oof/embeddings.npy``              ``(N, D)`` float32 penultimate features
 ``oof/folds.npy``                   ``(N,)`` int16 fold of each row; ``-1`` = held-out
@@ -149,6 +152,9 @@ class _ArraySpec:
 ARRAY_SPECS: dict[str, _ArraySpec] = {
     "oof/pred_probs": _ArraySpec(2, "f", "out-of-fold probabilities (N, K)", "run `medaudit train`"),
     "oof/logits": _ArraySpec(2, "f", "out-of-fold logits (N, K)", "run `medaudit train`"),
+    "oof/pred_probs_by_fold": _ArraySpec(
+        3, "f", "each fold model's probabilities of a scored batch (N, F, K)",
+        "run `medaudit predict`"),
     "oof/embeddings": _ArraySpec(2, "f", "out-of-fold embeddings (N, D)", "run `medaudit train`"),
     "oof/folds": _ArraySpec(1, "iu", "fold index of each row (N,)", "run `medaudit train`"),
     "images": _ArraySpec(4, "uf", "image cache (N, C, S, S)", "run `medaudit ingest`"),

@@ -68,7 +68,7 @@ def _scanner(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(255 * np.clip(d**GAMMA + OFFSET, 0, 1)), 0, 255).astype(np.uint8)
 
 
-def build(tmp: Path, epochs: int, seed: int) -> dict[str, Any]:
+def build(tmp: Path, epochs: int, seed: int, *, train_only: bool = False) -> dict[str, Any]:
     """Ingest, train (pool held out), and score the shifted pool with predict."""
     from ingest.sources import IngestOptions, ingest_npz
     from training import TrainConfig, train_run
@@ -88,15 +88,23 @@ def build(tmp: Path, epochs: int, seed: int) -> dict[str, Any]:
     shifted = tmp / "shifted.npz"
     np.savez(shifted, test_images=_scanner(x[held]))
     classes = ("normal_benign", "malignant")
-    run = ingest_npz(npz, tmp / "ref", IngestOptions(image_size=28, use_cache=False,
-                                                      classes=classes)).run
-    t0 = time.perf_counter()
     config = TrainConfig(model="resnet10t", epochs=epochs, holdout_split="test", seed=seed,
                          quiet=True, masked_variants=())  # masked re-scoring is not needed here
-    train_run(run, config)
-    train_s = time.perf_counter() - t0
+    done = RunDir(tmp / "ref")
+    if done.has("run.json") and (done.read_run_json().get("train") or {}).get("config") \
+            == json.loads(json.dumps(config.to_dict())):  # --workdir: a finished training of the same config is reused
+        run, train_s = done, float((tmp / "train_seconds.txt").read_text())
+    else:
+        run = ingest_npz(npz, tmp / "ref", IngestOptions(image_size=28, use_cache=False,
+                                                          classes=classes)).run
+        t0 = time.perf_counter()
+        train_run(run, config)
+        train_s = time.perf_counter() - t0
+        (tmp / "train_seconds.txt").write_text(f"{train_s:.1f}")
+    if train_only:
+        return {"run": run, "train_seconds": train_s}
     new = ingest_npz(shifted, tmp / "shifted", IngestOptions(image_size=28, use_cache=False,
-                                                             classes=classes,
+                                                             classes=classes, overwrite=True,
                                                              require_labels=False)).run
     predict_run(run, new)
     return {"run": run, "shifted": new, "train_seconds": train_s, "config": config.to_dict(),
@@ -269,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="rerun only the drift part on DIR/ref and DIR/shifted (runs kept from an "
                     "earlier run of this script)")
     ap.add_argument("--conditions", default="same_distribution,intensity_shift")
+    ap.add_argument("--workdir", type=Path,
+                    help="keep the runs in DIR (default: a temporary folder) and reuse a finished "
+                    "training of the same configuration found there")
+    ap.add_argument("--train-only", action="store_true",
+                    help="stop after training (with --workdir: to run the analysis later)")
     args = ap.parse_args(argv)
     if args.drift_only is not None:
         warnings.simplefilter("ignore")
@@ -288,9 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     os.environ.setdefault("MEDAUDIT_SECRET", "benchmark-secret-" + "x" * 32)
     with tempfile.TemporaryDirectory() as td:
-        tmp = Path(td)
+        tmp = Path(td) if args.workdir is None else args.workdir
+        tmp.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        built = build(tmp, args.epochs, args.seed)
+        built = build(tmp, args.epochs, args.seed, train_only=args.train_only)
+        if args.train_only:
+            print(f"trained in {built['train_seconds']:.0f} s; runs kept in {tmp}")
+            return 0
         train = built["run"].read_run_json()["train"]
         print(f"trained {train['config']['model']} {args.epochs} epochs in "
               f"{built['train_seconds']:.0f} s: OOF AUC {train['oof_auc']['estimate']:.3f}, "

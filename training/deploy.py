@@ -9,6 +9,10 @@ logit adjustment of class weighting, as training does), and scores every image o
 an ingested run directory exactly as training scores a held-out split:
 
 * ``oof/pred_probs.npy``: the mean of the folds' probabilities (the fold ensemble);
+* ``oof/pred_probs_by_fold.npy``: ``(N, F, K)`` each fold's own probabilities (a fold
+  with several models: the mean of theirs, as training combines them for the fold's
+  out-of-fold rows), so that prevalence estimators can compare the batch with the
+  reference's out-of-fold rows scored by the same single fold models;
 * ``oof/logits.npy``: its logarithm;
 * ``oof/embeddings.npy``: the penultimate features of fold ``embedding_fold``'s
   first model (the same model embeds the reference run's rows of that fold and its
@@ -28,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +49,8 @@ from training.reproducibility import torch_threads
 from training.run_context import load_context
 from training.splits import fold_split
 
-__all__ = ["FoldModels", "PredictSummary", "load_fold_models", "predict_run", "score_with_folds"]
+__all__ = ["FoldModels", "FoldScores", "PredictSummary", "load_fold_models", "predict_run",
+           "score_with_folds"]
 
 _log = logging.getLogger(__name__)
 
@@ -75,6 +80,24 @@ class FoldModels:
     fold: int
     nets: list[tuple[torch.nn.Module, np.ndarray]]
     norm: Normalization
+
+
+class FoldScores(NamedTuple):
+    """What :func:`score_with_folds` returns.
+
+    Attributes
+    ----------
+    probs : numpy.ndarray
+        ``(M, K)`` float32 mean over folds (the fold ensemble).
+    embeddings : numpy.ndarray
+        ``(M, D)`` float32 of the first model of the embedding fold.
+    by_fold : numpy.ndarray
+        ``(M, F, K)`` float32 each fold's probabilities (mean of the fold's models).
+    """
+
+    probs: np.ndarray
+    embeddings: np.ndarray
+    by_fold: np.ndarray
 
 
 @dataclass
@@ -187,16 +210,17 @@ def score_with_folds(
     setup: DeviceSetup,
     batch_size: int = 128,
     embedding_fold: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fold-ensemble probabilities and one fold's embeddings of ``rows``.
+) -> FoldScores:
+    """Fold-ensemble probabilities, each fold's probabilities and one fold's embeddings.
 
     Returns
     -------
-    probs : numpy.ndarray
-        ``(M, K)`` mean over folds of each fold's probabilities (a fold with several
-        models: the mean of theirs), as training scores a held-out split.
-    embeddings : numpy.ndarray
-        ``(M, D)`` from the first model of fold ``embedding_fold``.
+    FoldScores
+        ``probs`` ``(M, K)``: mean over folds of each fold's probabilities (a fold
+        with several models: the mean of theirs, as training combines them for the
+        fold's out-of-fold rows), as training scores a held-out split;
+        ``embeddings`` ``(M, D)`` from the first model of fold ``embedding_fold``;
+        ``by_fold`` ``(M, F, K)`` each fold's probabilities.
     """
     per_fold = []
     emb = None
@@ -211,7 +235,9 @@ def score_with_folds(
     if emb is None:
         raise ValueError(f"embedding_fold {embedding_fold} is not among the folds "
                          f"{[fm.fold for fm in folds]}")
-    return np.mean(per_fold, axis=0).astype(np.float32), emb.astype(np.float32)
+    by_fold = np.stack(per_fold, axis=1)
+    return FoldScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
+                      by_fold.astype(np.float32))
 
 
 def predict_run(
@@ -267,9 +293,9 @@ def predict_run(
         folds = load_fold_models(trained, cache, setup=setup)
         t1 = time.perf_counter()
         rows = np.arange(new.n_samples())
-        probs, emb = score_with_folds(folds, cache, rows, image_size=config.image_size,
-                                      setup=setup, batch_size=batch_size,
-                                      embedding_fold=embedding_fold)
+        probs, emb, by_fold = score_with_folds(folds, cache, rows, image_size=config.image_size,
+                                               setup=setup, batch_size=batch_size,
+                                               embedding_fold=embedding_fold)
         score_s = time.perf_counter() - t1
         stale, drop = stale_after("train")
         staged.remove(stale)
@@ -277,7 +303,9 @@ def predict_run(
         staged.write_array("oof/logits", np.log(np.clip(probs, 1e-12, None)).astype(np.float32))
         staged.write_array("oof/embeddings", emb)
         staged.write_array("oof/folds", np.full(len(rows), -1, np.int16))
-        names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy"]
+        staged.write_array("oof/pred_probs_by_fold", by_fold)
+        names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy",
+                 "oof/pred_probs_by_fold.npy"]
         seconds = time.perf_counter() - t0
         n_models = sum(len(fm.nets) for fm in folds)
         record = {

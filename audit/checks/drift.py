@@ -15,7 +15,10 @@ aspects, each tested against the reference (:mod:`audit.drift`):
   (intensity, contrast, black / saturated fractions, size ...);
 * **predicted prevalence**: BBSE and EM (on temperature-calibrated probabilities)
   estimates of the new batch's prevalence, against the reference's (``estimator``
-  decides, BBSE by default).
+  decides, BBSE by default), from source and target rows scored alike
+  (:func:`audit.prevalence.estimator_inputs`: each fold model's scores of the batch,
+  ``pred_probs_by_fold``, against the reference's out-of-fold rows when the batch
+  has them).
 
 The p-values of the first three aspects are adjusted (Holm within the feature
 tests and within the metadata + property tests, Bonferroni across the two), so
@@ -37,10 +40,11 @@ from audit.context import AuditContext, ReferenceRun, annotator_columns
 from audit.drift import classifier_two_sample_test, column_tests, holm, mmd_test, reduce_features
 from audit.findings import Finding
 from audit.prevalence import (
+    MSG_BIASED_SOURCE,
     MSG_NOT_ESTIMABLE,
     discriminates,
     estimate_prevalence,
-    estimator_source_rows,
+    estimator_inputs,
 )
 from audit.recalibration import apply_calibrator, fit_calibrator
 
@@ -135,19 +139,17 @@ def _metadata_columns(ref: pd.DataFrame, new: pd.DataFrame) -> list[str]:
 
 
 def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
-                config: DriftConfig) -> dict[str, Any] | None:
+                config: DriftConfig, by_fold: np.ndarray | None = None) -> dict[str, Any] | None:
     if ref.pred_probs is None:
         return None
-    rows = estimator_source_rows(ref.labels, ref.folds)
-    y, p, g = ref.labels[rows], np.asarray(ref.pred_probs, np.float64)[rows], ref.groups[rows]
-    ok = np.isfinite(p).all(1)
-    y, p, g = y[ok], p[ok], g[ok]
+    inputs = estimator_inputs(ref.labels, np.asarray(ref.pred_probs, np.float64), ref.groups,
+                              ref.folds, probs, groups, target_by_fold=by_fold)
+    y, p, g = inputs.source_labels, inputs.source_probs, inputs.source_groups
     k = p.shape[1]
     counts = np.bincount(y, minlength=k)
-    if len(y) < 20 or (counts == 0).any():
+    if len(y) < 20 or (counts == 0).any() or not len(inputs.target_probs):
         return None
-    fin = np.isfinite(probs).all(1)
-    pt, gt = probs[fin], groups[fin]
+    pt, gt = inputs.target_probs, inputs.target_groups
     c = 1 if k == 2 else int(np.argmin(counts))
     ok_model, auc = discriminates(y, p, groups=g)
     if not ok_model:
@@ -157,19 +159,21 @@ def _prevalence(ref: ReferenceRun, probs: np.ndarray, groups: np.ndarray,
     em = estimate_prevalence(apply_calibrator(cal, pt), method="em", source_prior=counts / counts.sum(),
                              target_groups=gt, n_boot=config.n_boot, alpha=config.prevalence_alpha,
                              seed=config.seed)[c]
-    bbse = estimate_prevalence(pt, method="bbse", source_labels=y, source_probs=p, target_groups=gt,
+    bbse = estimate_prevalence(pt, method="bbse", source_labels=y, source_probs=p,
+                               source_folds=inputs.source_folds, target_groups=gt,
                                source_groups=g, n_boot=config.n_boot, alpha=config.prevalence_alpha,
                                seed=config.seed)[c]
     ref_prev = float(counts[c] / counts.sum())
     main = em if config.estimator == "em" else bbse
     return {"class_index": c, "reference_prevalence": round(ref_prev, 4),
             "em": em.to_dict(), "bbse": bbse.to_dict(),
-            "mean_predicted": round(float(pt[:, c].mean()), 4),
+            "mean_predicted": round(float(probs[np.isfinite(probs).all(1), c].mean()), 4),
             "reference_mean_predicted": round(float(p[:, c].mean()), 4),
             "estimator": config.estimator,
             "drifted": bool(np.isfinite(main.low) and not main.low <= ref_prev <= main.high),
             "estimable": True, "reference_auc": auc.to_dict(),
-            "calibrator": cal}
+            "calibrator": cal, "estimator_source": inputs.source,
+            "estimator_source_detail": inputs.description}
 
 
 def _pct(v: float | None) -> str:
@@ -292,7 +296,9 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
                                                       in f.evidence) for f in findings)
     if ctx.has("pred_probs"):
         groups = ctx.manifest["patient_key"].astype(str).to_numpy()
-        prev = _prevalence(ref, np.asarray(ctx.get("pred_probs"), np.float64), groups, config)
+        by_fold = ctx.get("pred_probs_by_fold") if ctx.has("pred_probs_by_fold") else None
+        prev = _prevalence(ref, np.asarray(ctx.get("pred_probs"), np.float64), groups, config,
+                           by_fold)
         if prev is not None and not prev["estimable"]:
             findings.append(Finding(
                 check=NAME, severity="info", title="Predicted prevalence not estimable",
@@ -319,12 +325,15 @@ def check_drift(ctx: AuditContext, config: DriftConfig) -> list[Finding]:
                          f"{prev['reference_prevalence']:.1%} in the reference. "
                          + ("PPV and NPV change with it (see prevalence_shift)." if prev["drifted"]
                             else "No change beyond chance.")
+                         + (MSG_BIASED_SOURCE if prev["estimator_source"] == "oof_vs_ensemble"
+                            else "")
                          + (" The images themselves changed (see the feature / image findings), "
                             "which breaks the assumption of both estimators that only the mix "
                             "of classes changes: treat this estimate as unreliable and count "
                             "the prevalence on labeled cases." if images_drifted else "")),
                 evidence={**common, **prev, "method": "EM on temperature-calibrated "
-                          "probabilities and BBSE, patient bootstrap",
+                          "probabilities and BBSE, patient bootstrap (source and target: "
+                          f"{prev['estimator_source_detail']})",
                           "label_shift_assumption_violated": images_drifted},
                 recommendation=("Recompute PPV/NPV at the new prevalence (medaudit audit "
                                 "--deployment-prevalence) and confirm it with labeled cases."

@@ -11,7 +11,10 @@ true finding. The check
 3. when deployment predictions are at hand (a batch with a reference run),
    estimates the deployment prevalence from them: EM (Saerens et al. 2002) on the
    calibrated probabilities and BBSE (Lipton et al. 2018) on the model's hard
-   calls, each with a patient-bootstrap interval,
+   calls, each with a patient-bootstrap interval; source and target rows scored
+   alike (:func:`audit.prevalence.estimator_inputs`: each fold model's scores of
+   the batch against the reference's out-of-fold rows, else held-out rows against
+   the ensemble, else, biased and said so, out-of-fold rows against the ensemble),
 4. adjusts the calibrated probabilities to the deployment prevalence by Bayes' rule,
    **after** calibration (Godau et al., MICCAI 2023: calibrate, then adjust),
 5. recomputes the operating point on the adjusted probabilities with the shared
@@ -36,12 +39,13 @@ from audit.context import AuditContext, ReferenceRun
 from audit.findings import Finding
 from audit.operating_point import choose_operating_point, predictive_values
 from audit.prevalence import (
+    MSG_BIASED_SOURCE,
     MSG_NOT_ESTIMABLE,
     adjust_to_prevalence,
     as_prior,
     discriminates,
     estimate_prevalence,
-    estimator_source_rows,
+    estimator_inputs,
 )
 from audit.recalibration import (
     CALIBRATORS,
@@ -64,6 +68,8 @@ MSG_NONE = ("The model's predictive values depend on how common the condition is
             "used. State it (medaudit audit --deployment-prevalence 0.05, or [prevalence_shift] "
             "deployment_prevalence in the settings), or score a deployment batch with medaudit "
             "predict / medaudit drift so that it can be estimated.")
+MSG_NO_ESTIMATE = ("{method} gave no estimate (for BBSE: the model never predicts some class on "
+                   "the reference rows, so its confusion matrix cannot be inverted)")
 MSG_NO_SOURCE = ("This run has no labels and no reference run: there is nothing labeled to "
                  "calibrate on. Run medaudit drift REFERENCE_RUN on it.")
 _REFS = ["CLAIM:evaluation", "TRIPOD+AI:analysis", "GMLP-8", "GMLP-3"]
@@ -91,10 +97,9 @@ class PrevalenceShiftConfig:
         (0.5: more false alarms than true findings among positive calls).
     estimator : {'bbse', 'em'}
         Estimate used as the deployment prevalence when none is stated. BBSE by
-        default: EM needs probabilities calibrated *for the deployment scores*, but
-        the calibrator is fitted on out-of-fold scores of single fold models while a
-        batch is scored by the fold ensemble; on BreastMNIST (bench_calibration.py)
-        that mismatch biased EM by 0.05-0.17 while BBSE erred by 0.04-0.08.
+        default: it needs no calibration, and where the scores of source and batch
+        are mismatched (a batch without per-fold probabilities, a reference without
+        held-out rows) EM was biased far more (bench_calibration.py).
     n_boot : int
         Bootstrap replicates of every interval.
     cv_splits : int
@@ -262,43 +267,49 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         "source": "reference run" if ctx.has("reference") else "this run",
     }
     estimates: dict[str, list[Estimate]] = {}
+    biased_note = ""
     ok_model, auc = discriminates(ys, ps, groups=gs)
     evidence["source_auc"] = auc.to_dict()
     if ctx.has("reference") and not ok_model:
         evidence["not_estimated"] = MSG_NOT_ESTIMABLE.format(auc=auc.estimate, low=auc.low,
                                                              high=auc.high)
     if ctx.has("reference") and ok_model:
-        pt = np.asarray(ctx.get("pred_probs"), np.float64)
-        ok = np.isfinite(pt).all(axis=1)
-        pt = pt[ok]
-        gt = ctx.manifest["patient_key"].astype(str).to_numpy()[ok]
         ref: ReferenceRun = ctx.get("reference")
-        rows = estimator_source_rows(ref.labels, ref.folds)
-        held_out = ref.folds is not None and bool((np.asarray(ref.folds)[rows] < 0).all())
-        if held_out:  # scored by the same fold ensemble as the batch: their own calibrator
-            ye, pe, ge = ref.labels[rows], np.asarray(ref.pred_probs, np.float64)[rows], \
-                ref.groups[rows]
-            cal_e: dict[str, Any] | None = fit_calibrator("temperature", ye, pe)
+        inputs = estimator_inputs(
+            ref.labels, np.asarray(ref.pred_probs, np.float64), ref.groups, ref.folds,
+            np.asarray(ctx.get("pred_probs"), np.float64),
+            ctx.manifest["patient_key"].astype(str).to_numpy(),
+            target_by_fold=ctx.get("pred_probs_by_fold") if ctx.has("pred_probs_by_fold")
+            else None)
+        ye, pe, ge = inputs.source_labels, inputs.source_probs, inputs.source_groups
+        if inputs.biased:  # the calibrator chosen above (on the same rows)
+            cal_e, prior_e = calibrator, source_prior
+        else:  # the rows scored like the batch get their own calibrator
+            cal_e = fit_calibrator("temperature", ye, pe)
             prior_e = np.bincount(ye, minlength=k) / len(ye)
-        else:
-            ye, pe, ge, cal_e, prior_e = ys, ps, gs, calibrator, source_prior
+        pt = inputs.target_probs
         pt_cal = apply_calibrator(cal_e, pt) if cal_e is not None else pt
         estimates["em"] = estimate_prevalence(pt_cal, method="em", source_prior=prior_e,
-                                              target_groups=gt, n_boot=config.n_boot,
-                                              seed=config.seed)
+                                              target_groups=inputs.target_groups,
+                                              n_boot=config.n_boot, seed=config.seed)
         estimates["bbse"] = estimate_prevalence(pt, method="bbse", source_labels=ye,
-                                                source_probs=pe, target_groups=gt,
+                                                source_probs=pe, source_folds=inputs.source_folds,
+                                                target_groups=inputs.target_groups,
                                                 source_groups=ge, n_boot=config.n_boot,
                                                 seed=config.seed)
-        evidence["estimator_source"] = ("the reference's held-out rows (scored by the same fold "
-                                        "ensemble as the batch)" if held_out else
-                                        "the reference's out-of-fold rows")
-        evidence["n_deployment"] = len(pt)
+        evidence["estimator_source"] = inputs.source
+        biased_note = MSG_BIASED_SOURCE if inputs.biased else ""
+        evidence["estimator_source_detail"] = inputs.description
+        evidence["n_deployment"] = inputs.n_target
         evidence["estimates"] = {m: [e.to_dict() for e in v] for m, v in estimates.items()}
         main = estimates[config.estimator][1 if k == 2 else 0]
-        evidence["estimated_prevalence"] = {**main.to_dict(), "method": (
-            f"{config.estimator.upper()} ({'Saerens et al. 2002' if config.estimator == 'em' else 'Lipton et al. 2018'}) "
-            f"for class {ctx.class_names[1 if k == 2 else 0]!r}; {main.method}")}
+        if not all(np.isfinite(e.estimate) for e in estimates[config.estimator]):
+            evidence["not_estimated"] = MSG_NO_ESTIMATE.format(method=config.estimator.upper())
+            estimates = {}
+        else:
+            evidence["estimated_prevalence"] = {**main.to_dict(), "method": (
+                f"{config.estimator.upper()} ({'Saerens et al. 2002' if config.estimator == 'em' else 'Lipton et al. 2018'}) "
+                f"for class {ctx.class_names[1 if k == 2 else 0]!r}; {main.method}")}
 
     findings: list[Finding] = []
     if config.deployment_prevalence is not None:
@@ -340,7 +351,8 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
            f"false alarms per 1,000 people screened. At the training prevalence of "
            f"{train_row['prevalence']:.1%} the PPV was {train_row['ppv']['estimate']:.2f}. "
            f"Sensitivity {dep_row['sensitivity']['estimate']:.2f} and specificity "
-           f"{dep_row['specificity']['estimate']:.2f} do not depend on prevalence.")
+           f"{dep_row['specificity']['estimate']:.2f} do not depend on prevalence."
+           + (biased_note if dep_source.startswith("estimated") else ""))
     low = ppv < config.min_ppv
     findings.append(Finding(
         check=NAME, severity="warning" if low else "info",
@@ -363,8 +375,10 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
                 message=(f"The stated prevalence ({stated:.1%}) lies outside the 95% interval "
                          f"({e.low:.1%} to {e.high:.1%}) estimated from the deployment "
                          "predictions; the population differs from what was assumed, or the "
-                         "model's probabilities have shifted (see the drift findings)."),
+                         "model's probabilities have shifted (see the drift findings)."
+                         + biased_note),
                 evidence={"stated": round(stated, 4), "estimated_prevalence": e.to_dict(),
+                          "estimator_source": evidence["estimator_source"],
                           "method": evidence["estimated_prevalence"]["method"]},
                 recommendation="Check the intended population; re-estimate PPV with the "
                 "observed prevalence.", references=_REFS))

@@ -18,6 +18,8 @@ from medaudit.cli import main
 
 SIZE = 28
 TINY = ["--model", "test_resnet", "--folds", "3", "--epochs", "1", "--batch-size", "32"]
+# two models per fold, so that predict must combine a fold's models as training does
+TWO_PER_FOLD = ["--models-per-fold", "2"]
 
 
 def _images(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
@@ -41,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
                  test_images=_images(rng, yte), test_labels=yte[:, None])
         run = base / "trained"
         assert main(["ingest", "--npz", str(data), "--out", str(run), "--image-size", "28"]) == 0
-        assert main(["train", str(run), *TINY, "--holdout-split", "test"]) == 0
+        assert main(["train", str(run), *TINY, *TWO_PER_FOLD, "--holdout-split", "test"]) == 0
         yield base, run
 
 
@@ -64,7 +66,12 @@ def test_predict_reproduces_the_held_out_scores(trained: tuple[Path, Path]) -> N
     assert np.allclose(new.read_array("oof/embeddings"), ref.read_array("oof/embeddings")[hold],
                        atol=1e-4)
     assert (new.read_array("oof/folds") == -1).all()
+    by_fold = new.read_array("oof/pred_probs_by_fold")
+    assert by_fold.shape == (30, 3, 2) and by_fold.dtype == np.float32
+    assert np.allclose(by_fold.mean(axis=1), new.read_array("oof/pred_probs"), atol=1e-6)
     info = new.read_run_json()
+    assert "oof/pred_probs_by_fold.npy" in info["predict"]["artifacts"]
+    assert info["predict"]["models"] == 6
     assert info["has_labels"] is False and info["predict"]["folds"] == 3
     assert info["reference"]["path"] == str(run.resolve())
     assert (new.read_manifest()["label"] == UNLABELED).all()
@@ -76,6 +83,33 @@ def test_predict_reproduces_the_held_out_scores(trained: tuple[Path, Path]) -> N
     reasons = {s["check"]: s["reason"] for s in res.skipped}
     assert "label_issues" in reasons and "no labels" in reasons["label_issues"]
     assert "calibration" in reasons
+
+
+def test_each_fold_model_reproduces_its_out_of_fold_scores(trained: tuple[Path, Path]) -> None:
+    """Predict on the trained run's own images: the probabilities of fold f's models for the
+    rows of fold f equal training's out-of-fold probabilities (same models, same combination
+    of a fold's two models), so prevalence estimators can compare like with like."""
+    base, run = trained
+    ref = RunDir(run)
+    man = ref.read_manifest()
+    src = np.load(base / "data.npz")
+    images = {"train": src["train_images"], "test": src["test_images"]}
+    ordered = np.stack([images[s][int(i.rsplit("-", 1)[1])]
+                        for s, i in zip(man["split"], man["sample_id"], strict=True)])
+    every = base / "every.npz"
+    np.savez(every, test_images=ordered)
+    out = base / "every"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        assert main(["predict", str(run), "--npz", str(every), "--out", str(out)]) == 0
+    by_fold = RunDir(out).read_array("oof/pred_probs_by_fold")
+    folds, oof_probs = ref.read_array("oof/folds"), ref.read_array("oof/pred_probs")
+    rows = np.flatnonzero(folds >= 0)
+    assert len(rows) == 120
+    assert np.allclose(by_fold[rows, folds[rows]], oof_probs[rows], atol=1e-5)
+    # the other folds' models saw these rows in training: they score them differently
+    other = (folds[rows] + 1) % 3
+    assert np.abs(by_fold[rows, other] - oof_probs[rows]).max() > 1e-3
 
 
 def test_predict_from_an_unlabeled_manifest_keeps_ingestion_guarantees(

@@ -11,6 +11,7 @@ import pytest
 from audit.checks.drift import DriftConfig, check_drift
 from audit.context import UNLABELED, AuditContext, ReferenceRun
 from audit.drift import holm
+from tests.audit.fold_models_sim import reference_and_batch
 
 FAST = DriftConfig(n_perm=100, n_boot=50)
 SHIFT = 1.8
@@ -104,3 +105,27 @@ def test_too_few_permutations_are_refused() -> None:
 def test_holm_adjustment() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []
+
+
+@pytest.mark.parametrize("prevalence", [0.3, 0.08])
+def test_predicted_prevalence_compares_fold_models_with_fold_models(prevalence: float) -> None:
+    d = reference_and_batch(np.random.default_rng(6), 1500, 400, prevalence)
+    n_ref = len(d["y_ref"])
+    ref_man = pd.DataFrame({"sample_id": [f"r{i}" for i in range(n_ref)], "label": d["y_ref"],
+                            "patient_key": [f"rp{i}" for i in range(n_ref)]})
+    ref = ReferenceRun(ref_man, ["benign", "malignant"], d["probs_ref"].astype(np.float32),
+                       d["folds"], name="trained")
+    man = pd.DataFrame({"sample_id": [f"n{i}" for i in range(400)], "label": UNLABELED,
+                        "patient_key": [f"np{i // 2}" for i in range(400)]})  # 2 images each
+    ctx = AuditContext.from_arrays(man, ["benign", "malignant"], pred_probs=d["ensemble"],
+                                   pred_probs_by_fold=d["by_fold"], reference=ref)
+    [prev] = [f for f in check_drift(ctx, FAST) if "em" in f.evidence]
+    assert prev.evidence["estimator_source"] == "per_fold"
+    assert prev.evidence["drifted"] == (prevalence < 0.3)
+    assert prev.severity == ("warning" if prevalence < 0.3 else "pass")
+    assert "biased" not in prev.message
+    if prevalence == 0.3:  # the same batch without each fold's scores: biased, and said so
+        ens = AuditContext.from_arrays(man, ["benign", "malignant"], pred_probs=d["ensemble"],
+                                       reference=ref)
+        [old] = [f for f in check_drift(ens, FAST) if "em" in f.evidence]
+        assert old.evidence["estimator_source"] == "oof_vs_ensemble" and "biased" in old.message

@@ -9,6 +9,7 @@ import pytest
 from audit.checks.prevalence_shift import PrevalenceShiftConfig, check_prevalence_shift
 from audit.context import UNLABELED, AuditContext, ReferenceRun
 from audit.operating_point import predictive_values
+from tests.audit.fold_models_sim import reference_and_batch
 
 FAST = PrevalenceShiftConfig(n_boot=50, calibrator="temperature")
 SHIFT = 1.8
@@ -84,3 +85,42 @@ def test_nothing_stated_and_nothing_to_estimate_is_an_info() -> None:
                                          pred_probs=_probs(s, 0.3))
     [g] = check_prevalence_shift(unlabeled, FAST)
     assert g.severity == "info" and "no labels" in g.message
+
+
+def test_batch_scored_by_each_fold_model_is_estimated_fold_by_fold() -> None:
+    d = reference_and_batch(np.random.default_rng(5), 3000, 1500, 0.5)
+    ref = ReferenceRun(_manifest(d["y_ref"], "r"), ["benign", "malignant"],
+                       pred_probs=d["probs_ref"].astype(np.float32), folds=d["folds"])
+    batch = _manifest(np.full(len(d["y_batch"]), UNLABELED), "t")
+    truth = d["y_batch"].mean()
+    per_fold = AuditContext.from_arrays(batch, ["benign", "malignant"], pred_probs=d["ensemble"],
+                                        pred_probs_by_fold=d["by_fold"], reference=ref)
+    [f] = check_prevalence_shift(per_fold, FAST)
+    assert f.evidence["estimator_source"] == "per_fold" and f.evidence["n_deployment"] == 1500
+    for method in ("em", "bbse"):
+        est = f.evidence["estimates"][method][1]
+        assert abs(est["estimate"] - truth) < 0.03, (method, est)
+        assert est["ci_low"] <= truth <= est["ci_high"]
+    assert "biased" not in f.message
+    ensemble_only = AuditContext.from_arrays(batch, ["benign", "malignant"],
+                                             pred_probs=d["ensemble"], reference=ref)
+    [g] = check_prevalence_shift(ensemble_only, FAST)
+    assert g.evidence["estimator_source"] == "oof_vs_ensemble"
+    assert "BIASED" in g.evidence["estimator_source_detail"] and "biased" in g.message
+    assert abs(g.evidence["estimates"]["em"][1]["estimate"] - truth) > 0.05
+
+
+def test_a_model_that_never_calls_a_class_gives_no_bbse_estimate() -> None:
+    rng = np.random.default_rng(7)
+    yr, sr = _data(600, 0.3, rng)
+    _, st = _data(300, 0.1, rng)
+
+    def never_positive(s: np.ndarray) -> np.ndarray:  # ranks well, but p1 < 0.5 everywhere
+        p = 0.05 + 0.4 / (1 + np.exp(-s))
+        return np.column_stack([1 - p, p]).astype(np.float32)
+
+    ref = ReferenceRun(_manifest(yr, "r"), ["benign", "malignant"], pred_probs=never_positive(sr))
+    ctx = AuditContext.from_arrays(_manifest(np.full(300, UNLABELED), "t"), ["benign", "malignant"],
+                                   pred_probs=never_positive(st), reference=ref)
+    [f] = check_prevalence_shift(ctx, FAST)
+    assert f.severity == "info" and "BBSE gave no estimate" in f.message
