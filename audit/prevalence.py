@@ -127,8 +127,8 @@ ESTIMATOR_SOURCES: dict[str, str] = {
     "per_fold": "per fold: the reference's out-of-fold rows (each scored by the fold model that "
     "never saw it) against the batch scored by every fold model, stacked (consistent: "
     "single-model scores on both sides)",
-    "held_out": "the reference's held-out rows against the batch, both scored by the fold "
-    "ensemble (consistent)",
+    "held_out": "the reference's held-out rows (folds == -1) against the batch, both scored "
+    "alike: by the fold ensemble, or by the same external model (consistent)",
     "unrecorded": "the reference's labeled rows against the batch as scored (the reference "
     "records no folds, so how each side was scored is not known)",
     "oof_vs_ensemble": "BIASED: the reference's out-of-fold rows (scored by single fold models) "
@@ -472,12 +472,42 @@ def estimate_prevalence(
     """
     pt = np.asarray(target_probs, dtype=np.float64)
     k = pt.shape[1]
+    if k == 2:  # the two shares sum to one: bootstrap class 1 once, class 0 is its mirror
+        one = _estimate_classes(pt, [1], method=method, source_prior=source_prior,
+                                source_labels=source_labels, source_probs=source_probs,
+                                source_folds=source_folds, target_groups=target_groups,
+                                source_groups=source_groups, n_boot=n_boot, alpha=alpha,
+                                seed=seed)[0]
+        return [Estimate(1 - one.estimate, 1 - one.high, 1 - one.low, one.level, one.method), one]
+    return _estimate_classes(pt, list(range(k)), method=method, source_prior=source_prior,
+                             source_labels=source_labels, source_probs=source_probs,
+                             source_folds=source_folds, target_groups=target_groups,
+                             source_groups=source_groups, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def _estimate_classes(
+    pt: np.ndarray,
+    classes: list[int],
+    *,
+    method: Estimator,
+    source_prior: float | Sequence[float] | np.ndarray | None,
+    source_labels: np.ndarray | None,
+    source_probs: np.ndarray | None,
+    source_folds: np.ndarray | None,
+    target_groups: np.ndarray | None,
+    source_groups: np.ndarray | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+) -> list[Estimate]:
+    """:func:`estimate_prevalence` for the given classes (one bootstrap each)."""
+    k = pt.shape[1]
     if method == "em":
         if source_prior is None:
             raise ValueError("method 'em' needs source_prior")
         src = as_prior(source_prior, k, name="source_prior")
         return [bootstrap_ci(lambda p, c=c: float(em_prior(p, src)[c]), pt, groups=target_groups,
-                             n_boot=n_boot, alpha=alpha, seed=seed) for c in range(k)]
+                             n_boot=n_boot, alpha=alpha, seed=seed) for c in classes]
     if method == "bbse":
         if source_labels is None or source_probs is None:
             raise ValueError("method 'bbse' needs source_labels and source_probs")
@@ -491,5 +521,5 @@ def estimate_prevalence(
             (ys, ps, fs), (pt,),
             groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, alpha=alpha,
             seed=seed)
-            for c in range(k)]
+            for c in classes]
     raise ValueError(f"method must be one of {list(ESTIMATORS)}; got {method!r}")

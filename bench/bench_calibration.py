@@ -9,32 +9,48 @@ the 40 % of ``train`` (about 450 images), scored by the fold ensemble exactly as
 ``medaudit predict`` scores new data (``holdout_split``), with fold 0's embeddings.
 
 1. **Prevalence recalibration**: the pool is resampled (with replacement, ``n`` rows)
-   to a malignant prevalence of 0.5 / 0.25 / 0.10 / 0.05, ``--repeats`` times. On each
-   resample: absolute error of the EM and BBSE estimates (:mod:`audit.prevalence`);
-   class-wise ECE of the raw probabilities, after temperature scaling alone, after
-   temperature + Bayes adjustment to the EM estimate (what ``prevalence_shift`` does),
-   and to the true prevalence (oracle); PPV at the Youden threshold as
+   to a malignant prevalence of 0.5 / 0.25 / 0.10 / 0.05, ``--repeats`` times; each
+   repeat first splits the pool at random into two halves, the batch is drawn from
+   one. On each resample, the absolute error of EM and BBSE (:mod:`audit.prevalence`)
+   from three sources, on the same batch:
+
+   * *old*: the reference's OOF rows (single fold models) against the batch's
+     ensemble probabilities (``oof_vs_ensemble``: the biased comparison);
+   * *per fold*: the OOF rows against the batch scored by every fold model, stacked
+     (``oof/pred_probs_by_fold.npy`` of ``medaudit predict`` on the pool; what the
+     checks now do);
+   * *held out*: the other half of the pool (labeled, ensemble scores) against the
+     batch's ensemble probabilities (the ``held_out`` source of a run trained with
+     ``--holdout-split``).
+
+   Also: class-wise ECE of the raw probabilities, after temperature scaling alone,
+   after temperature + Bayes adjustment to the old EM estimate, to the per-fold BBSE
+   estimate and to the true prevalence (oracle); PPV at the Youden threshold as
    ``prevalence_shift`` reports it (sensitivity and specificity from the OOF rows,
    Bayes' rule at the estimated prevalence) against the PPV observed on the resample,
-   and the naive PPV at the training prevalence.
-2. **Drift detection**: new batches of ``n`` = 100 / 300 / 1000 images from the pool,
-   unchanged (false alarms) or through another scanner's intensity profile (display
-   gamma 0.7, offset +0.06, as the demo's after-deployment batch). n = 100 and 300 are
-   drawn without replacement; 1000 exceeds the pool and is drawn with replacement
-   (duplicates make the tests anti-conservative: read that column with care). Rate of
-   batches on which the ``drift`` check raises any warning.
+   and the naive PPV at the training prevalence; the coverage of the per-fold 95 %
+   intervals (patient bootstrap of the stacked copies) on 20 resamples per prevalence.
+2. **Drift detection**: new batches of ``n`` = 100 / 300 images drawn from the pool
+   *without replacement*, unchanged (false alarms, ``--drift-repeats``) or through
+   another scanner's intensity profile (display gamma 0.7, offset +0.06, as the
+   demo's after-deployment batch; ``--shift-repeats``), each with its per-fold
+   probabilities. n = 1000 exceeds the pool (452 images) and is reported as not
+   drawable. Rate of batches on which the ``drift`` check raises any warning, with a
+   Wilson 95 % interval.
 3. **predict throughput**: :func:`training.deploy.predict_run` on the pool (x4) against
    a bare loop over the same checkpoints (timm model, ``load_state_dict``, batches,
    softmax, mean over folds) in the same process, same precision and batch size.
 
 Usage::
 
-    .venv/bin/python bench/bench_calibration.py --epochs 10 --repeats 40
+    nice -n 5 env OMP_NUM_THREADS=1 .venv/bin/python bench/bench_calibration.py \
+        --repeats 100 --drift-repeats 200 --shift-repeats 50 [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -55,11 +71,12 @@ from audit.operating_point import choose_operating_point, predictive_values
 from audit.prevalence import adjust_to_prevalence, bbse_prior, em_prior
 from audit.recalibration import apply_calibrator, fit_calibrator
 from audit.rundir import RunDir
+from audit.stats import wilson_ci
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 RESULTS = Path(__file__).resolve().parent / "results"
 PREVALENCES = (0.5, 0.25, 0.10, 0.05)
-SIZES = (100, 300, 1000)
+SIZES = (100, 300, 1000)  # 1000 exceeds the pool: reported as not drawable
 GAMMA, OFFSET = 0.7, 0.06
 
 
@@ -103,97 +120,175 @@ def build(tmp: Path, epochs: int, seed: int, *, train_only: bool = False) -> dic
         (tmp / "train_seconds.txt").write_text(f"{train_s:.1f}")
     if train_only:
         return {"run": run, "train_seconds": train_s}
-    new = ingest_npz(shifted, tmp / "shifted", IngestOptions(image_size=28, use_cache=False,
-                                                             classes=classes, overwrite=True,
-                                                             require_labels=False)).run
-    predict_run(run, new)
-    return {"run": run, "shifted": new, "train_seconds": train_s, "config": config.to_dict(),
-            "x_pool": x[held]}
+    pool_npz = tmp / "pool.npz"
+    np.savez(pool_npz, test_images=x[held])  # the held-out rows again, scored like a new batch
+    scored = {}
+    for name, path in (("shifted", shifted), ("pool", pool_npz)):
+        scored[name] = ingest_npz(path, tmp / name, IngestOptions(
+            image_size=28, use_cache=False, classes=classes, overwrite=True,
+            require_labels=False)).run
+        predict_run(run, scored[name])
+    return {"run": run, "shifted": scored["shifted"], "pool": scored["pool"],
+            "train_seconds": train_s, "config": config.to_dict(), "x_pool": x[held]}
 
 
-def prevalence_bench(run: RunDir, n: int, repeats: int, seed: int) -> dict[str, Any]:
+def _stack(by_fold: np.ndarray) -> np.ndarray:
+    """``(M, F, K)`` -> ``(F * M, K)``: every fold model's scores of the batch, stacked."""
+    return by_fold.transpose(1, 0, 2).reshape(-1, by_fold.shape[2])
+
+
+def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
+                     seed: int) -> dict[str, Any]:
+    """Prevalence estimators from three sources on the same resamples (module docstring)."""
     man = run.read_manifest()
     folds = run.read_array("oof/folds")
     probs = run.read_array("oof/pred_probs").astype(np.float64)
     y = man["label"].to_numpy()
     cv, pool = folds >= 0, folds < 0
-    ys, ps = y[cv], probs[cv]
+    ys, ps, fs = y[cv], probs[cv], folds[cv]
     src = np.bincount(ys, minlength=2) / len(ys)
     cal = fit_calibrator("temperature", ys, ps)
     ps_cal = apply_calibrator(cal, ps)
     op = choose_operating_point(ys, ps_cal)  # Youden: the same cut at every prevalence
     se, sp = op.sensitivity.estimate, op.specificity.estimate
     yp, pp = y[pool], probs[pool]
-    pos, neg = np.flatnonzero(yp == 1), np.flatnonzero(yp == 0)
+    by_fold = pool_run.read_array("oof/pred_probs_by_fold").astype(np.float64)
+    # predict's ensemble of the pool must be training's held-out scores of the same images
+    predict_vs_training = float(np.abs(pool_run.read_array("oof/pred_probs") - pp).max())
     rng = np.random.default_rng(seed)
     out = {}
     for prev in PREVALENCES:
-        rec: dict[str, list[float]] = {k: [] for k in (
-            "em_err", "bbse_err", "ece_none", "ece_temperature", "ece_adjusted_em",
-            "ece_adjusted_true", "ppv_est_err", "ppv_naive_err", "ppv_true")}
+        rec: dict[str, list[float]] = {}
+
+        def add(key: str, value: float, rec: dict[str, list[float]] = rec) -> None:
+            rec.setdefault(key, []).append(float(value))
+
         for _ in range(repeats):
+            # a random half of the pool is the labeled held-out source of the 'held_out'
+            # estimator; the batch is resampled from the other half (for every source)
+            half = rng.permutation(len(yp))
+            h_src, h_tgt = half[: len(yp) // 2], half[len(yp) // 2 :]
+            pos, neg = h_tgt[yp[h_tgt] == 1], h_tgt[yp[h_tgt] == 0]
             k = round(prev * n)
             idx = np.r_[rng.choice(pos, k), rng.choice(neg, n - k)]
             yt, pt = yp[idx], pp[idx]
             true = yt.mean()
             pt_cal = apply_calibrator(cal, pt)
-            em = em_prior(pt_cal, src)[1]
-            bb = bbse_prior(ys, ps, pt)[1]
-            rec["em_err"].append(abs(em - true))
-            rec["bbse_err"].append(abs(bb - true))
-            rec["ece_none"].append(classwise_ece(yt, pt))
-            rec["ece_temperature"].append(classwise_ece(yt, pt_cal))
-            rec["ece_adjusted_em"].append(classwise_ece(yt, adjust_to_prevalence(pt_cal, src, em)))
-            rec["ece_adjusted_true"].append(classwise_ece(yt, adjust_to_prevalence(pt_cal, src, true)))
+            # old: OOF rows (single fold models) vs the batch's ensemble scores
+            em, bb = em_prior(pt_cal, src)[1], bbse_prior(ys, ps, pt)[1]
+            # per fold: OOF rows vs the batch scored by every fold model, stacked
+            st = _stack(by_fold[idx])
+            em_f = em_prior(apply_calibrator(cal, st), src)[1]
+            bb_f = bbse_prior(ys, ps, st, source_folds=fs)[1]
+            # held out: half of the pool (ensemble scores, labeled) vs the batch's ensemble
+            yh, ph = yp[h_src], pp[h_src]
+            cal_h = fit_calibrator("temperature", yh, ph)
+            src_h = np.bincount(yh, minlength=2) / len(yh)
+            em_h = em_prior(apply_calibrator(cal_h, pt), src_h)[1]
+            bb_h = bbse_prior(yh, ph, pt)[1]
+            for key, v in (("em_err", em), ("bbse_err", bb), ("em_err_per_fold", em_f),
+                           ("bbse_err_per_fold", bb_f), ("em_err_held_out", em_h),
+                           ("bbse_err_held_out", bb_h)):
+                add(key, abs(v - true))
+            add("ece_none", classwise_ece(yt, pt))
+            add("ece_temperature", classwise_ece(yt, pt_cal))
+            add("ece_adjusted_em", classwise_ece(yt, adjust_to_prevalence(pt_cal, src, em)))
+            add("ece_adjusted_bbse_per_fold",
+                classwise_ece(yt, adjust_to_prevalence(pt_cal, src, np.clip(bb_f, 1e-3, 1 - 1e-3))))
+            add("ece_adjusted_true", classwise_ece(yt, adjust_to_prevalence(pt_cal, src, true)))
             call = pt_cal[:, 1] >= op.threshold  # the cut of Youden's point (prevalence-free)
             ppv_true = yt[call].mean() if call.any() else np.nan
-            ppv_est = predictive_values(se, sp, float(np.clip(em, 1e-3, 1 - 1e-3)))[0]
-            ppv_naive = predictive_values(se, sp, float(src[1]))[0]
-            rec["ppv_true"].append(ppv_true)
-            rec["ppv_est_err"].append(abs(ppv_est - ppv_true))
-            rec["ppv_naive_err"].append(abs(ppv_naive - ppv_true))
+            add("ppv_true", ppv_true)
+            for key, v in (("ppv_est_err", em), ("ppv_est_err_per_fold_bbse", bb_f),
+                           ("ppv_naive_err", src[1])):
+                add(key, abs(predictive_values(se, sp, float(np.clip(v, 1e-3, 1 - 1e-3)))[0]
+                             - ppv_true))
         out[str(prev)] = {k: round(float(np.nanmean(v)), 4) for k, v in rec.items()}
-        out[str(prev)]["em_err_p90"] = round(float(np.quantile(rec["em_err"], 0.9)), 4)
-        out[str(prev)]["bbse_err_p90"] = round(float(np.quantile(rec["bbse_err"], 0.9)), 4)
+        for key in ("em_err", "bbse_err", "em_err_per_fold", "bbse_err_per_fold",
+                    "em_err_held_out", "bbse_err_held_out"):
+            out[str(prev)][f"{key}_p90"] = round(float(np.nanquantile(rec[key], 0.9)), 4)
+        # interval coverage of the per-fold estimates as the checks compute them (95 %,
+        # patient bootstrap of the stacked copies, 100 replicates; first 20 resamples)
+        out[str(prev)]["per_fold_ci_coverage"] = _coverage(
+            rng, yp, by_fold, ys, ps, fs, src, cal, prev, n, min(repeats, 20))
     return {"n": n, "repeats": repeats, "training_prevalence": round(float(src[1]), 4),
-            "oof_sensitivity": round(se, 4), "oof_specificity": round(sp, 4), "by_prevalence": out}
+            "oof_sensitivity": round(se, 4), "oof_specificity": round(sp, 4),
+            "folds": int(by_fold.shape[1]),
+            "predict_vs_training_max_abs_diff": predict_vs_training,
+            "sources": {"old": "OOF rows vs the batch's ensemble scores (em_err, bbse_err)",
+                        "per_fold": "OOF rows vs the batch scored by every fold model, stacked "
+                        "(*_per_fold)",
+                        "held_out": "a random half of the pool (ensemble scores, labeled) vs the "
+                        "batch's ensemble scores (*_held_out)"},
+            "by_prevalence": out}
 
 
-def drift_bench(run: RunDir, shifted: RunDir, repeats: int, seed: int,
-                config: DriftConfig,
-                conditions: tuple[str, ...] = ("same_distribution", "intensity_shift"),
-                ) -> dict[str, Any]:
+def _coverage(rng: np.random.Generator, yp: np.ndarray, by_fold: np.ndarray,
+              ys: np.ndarray, ps: np.ndarray, fs: np.ndarray, src: np.ndarray,
+              cal: dict[str, Any], prev: float, n: int, repeats: int) -> dict[str, Any]:
+    from audit.prevalence import estimate_prevalence
+
+    pos, neg = np.flatnonzero(yp == 1), np.flatnonzero(yp == 0)
+    hits = {"em": 0, "bbse": 0}
+    widths: dict[str, list[float]] = {"em": [], "bbse": []}
+    for _ in range(repeats):
+        k = round(prev * n)
+        idx = np.r_[rng.choice(pos, k, replace=k > len(pos)), rng.choice(neg, n - k,
+                                                                         replace=n - k > len(neg))]
+        true = yp[idx].mean()
+        st = _stack(by_fold[idx])
+        groups = np.tile(np.arange(n), by_fold.shape[1])  # one patient per image, F copies each
+        em = estimate_prevalence(apply_calibrator(cal, st), method="em", source_prior=src,
+                                 target_groups=groups, n_boot=100)[1]
+        bb = estimate_prevalence(st, method="bbse", source_labels=ys, source_probs=ps,
+                                 source_folds=fs, target_groups=groups, n_boot=100)[1]
+        for m, e in (("em", em), ("bbse", bb)):
+            hits[m] += int(e.low <= true <= e.high)
+            widths[m].append(e.high - e.low)
+    return {m: {"coverage": round(hits[m] / repeats, 3), "repeats": repeats,
+                "mean_width": round(float(np.mean(widths[m])), 4)} for m in hits}
+
+
+def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[str, int],
+                seed: int, config: DriftConfig) -> dict[str, Any]:
+    """False-alarm and detection rates of the ``drift`` check (module docstring).
+
+    Batches are drawn from the pool *without replacement*; ``repeats`` maps a condition
+    to its number of batches per size.
+    """
     man = run.read_manifest()
     folds = run.read_array("oof/folds")
-    cv, pool = np.flatnonzero(folds >= 0), np.flatnonzero(folds < 0)
+    cv = np.flatnonzero(folds >= 0)
     props = run.read_image_properties()
     ref = ReferenceRun(man.iloc[cv].reset_index(drop=True), run.class_names(),
                        run.read_array("oof/pred_probs")[cv], folds[cv],
                        run.read_array("oof/embeddings")[cv],
                        props.iloc[cv].reset_index(drop=True), "reference")
-    same = {"probs": run.read_array("oof/pred_probs")[pool],
-            "emb": run.read_array("oof/embeddings")[pool],
-            "props": props.iloc[pool].reset_index(drop=True)}
-    moved = {"probs": shifted.read_array("oof/pred_probs"),
-             "emb": shifted.read_array("oof/embeddings"),
-             "props": shifted.read_image_properties()}
+    sources = {name: {"probs": r.read_array("oof/pred_probs"),
+                      "by_fold": r.read_array("oof/pred_probs_by_fold"),
+                      "emb": r.read_array("oof/embeddings"), "props": r.read_image_properties()}
+               for name, r in (("same_distribution", pool_run), ("intensity_shift", shifted))}
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
-    for name, src in (("same_distribution", same), ("intensity_shift", moved)):
-        if name not in conditions:
-            continue
+    for name, src in sources.items():
+        m = len(src["probs"])
         for n in SIZES:
-            flags, aspects, secs = [], {"features": 0, "metadata": 0, "properties": 0,
-                                        "prevalence": 0}, []
-            m = len(src["probs"])
-            for _ in range(repeats):
-                idx = rng.choice(m, n, replace=n > m)
+            if n > m:
+                out[f"{name}_n{n}"] = {"skipped": f"the pool has {m} images: a batch of {n} "
+                                       "cannot be drawn without replacement"}
+                continue
+            flags, secs = [], []
+            aspects = {"features": 0, "metadata": 0, "properties": 0, "prevalence": 0}
+            sources_used: dict[str, int] = {}
+            for _ in range(repeats[name]):
+                idx = rng.choice(m, n, replace=False)
                 ids = [f"n{i}" for i in range(n)]
                 manifest = pd.DataFrame({"sample_id": ids, "label": UNLABELED,
                                          "patient_key": [f"q{i}" for i in range(n)]})
                 p = src["props"].iloc[idx].reset_index(drop=True).assign(sample_id=ids)
                 ctx = AuditContext.from_arrays(manifest, run.class_names(),
                                                pred_probs=src["probs"][idx],
+                                               pred_probs_by_fold=src["by_fold"][idx],
                                                embeddings=src["emb"][idx], image_properties=p,
                                                reference=ref)
                 t0 = time.perf_counter()
@@ -201,16 +296,24 @@ def drift_bench(run: RunDir, shifted: RunDir, repeats: int, seed: int,
                 secs.append(time.perf_counter() - t0)
                 warn = [f for f in found if f.severity == "warning"]
                 flags.append(bool(warn))
+                for f in found:
+                    if "estimator_source" in f.evidence:
+                        key = f.evidence["estimator_source"]
+                        sources_used[key] = sources_used.get(key, 0) + 1
                 for f in warn:
                     key = ("features" if "c2st" in f.evidence else "properties"
                            if "properties" in f.evidence else "metadata"
                            if "columns" in f.evidence else "prevalence")
                     aspects[key] += 1
-            out[f"{name}_n{n}"] = {"rate": round(float(np.mean(flags)), 4), "repeats": repeats,
-                                   "with_replacement": n > m, "by_aspect": aspects,
+            rate = wilson_ci(int(np.sum(flags)), len(flags))
+            out[f"{name}_n{n}"] = {"rate": round(float(np.mean(flags)), 4),
+                                   "wilson_95": [round(rate.low, 4), round(rate.high, 4)],
+                                   "repeats": len(flags), "with_replacement": False,
+                                   "by_aspect": aspects, "estimator_source": sources_used,
                                    "seconds_per_batch": round(float(np.median(secs)), 2)}
-            print(f"  drift {name:18s} n={n:5d}: any warning in {np.mean(flags):.0%} of "
-                  f"{repeats} batches {aspects}", flush=True)
+            print(f"  drift {name:18s} n={n:5d}: any warning in {np.mean(flags):.1%} of "
+                  f"{len(flags)} batches (Wilson 95% {rate.low:.3f}-{rate.high:.3f}) {aspects}",
+                  flush=True)
     return out
 
 
@@ -267,34 +370,21 @@ def throughput_bench(run: RunDir, tmp: Path, x_pool: np.ndarray) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=40)
-    ap.add_argument("--drift-repeats", type=int, default=40)
+    ap.add_argument("--drift-repeats", type=int, default=100,
+                    help="same-distribution batches per size (false alarms)")
+    ap.add_argument("--shift-repeats", type=int, default=30,
+                    help="intensity-shifted batches per size (detection)")
     ap.add_argument("--n", type=int, default=200, help="rows per prevalence resample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "calibration.json")
-    ap.add_argument("--drift-only", type=Path, metavar="DIR",
-                    help="rerun only the drift part on DIR/ref and DIR/shifted (runs kept from an "
-                    "earlier run of this script)")
-    ap.add_argument("--conditions", default="same_distribution,intensity_shift")
     ap.add_argument("--workdir", type=Path,
                     help="keep the runs in DIR (default: a temporary folder) and reuse a finished "
                     "training of the same configuration found there")
     ap.add_argument("--train-only", action="store_true",
                     help="stop after training (with --workdir: to run the analysis later)")
     args = ap.parse_args(argv)
-    if args.drift_only is not None:
-        warnings.simplefilter("ignore")
-        cfg = DriftConfig(n_perm=100, n_boot=100)
-        drift = drift_bench(RunDir(args.drift_only / "ref"), RunDir(args.drift_only / "shifted"),
-                            args.drift_repeats, args.seed, cfg,
-                            conditions=tuple(args.conditions.split(",")))
-        args.out.write_text(json.dumps({"benchmark": "bench_calibration --drift-only",
-                                        "date": time.strftime("%Y-%m-%d"),
-                                        "drift": {"config": str(cfg), "results": drift}},
-                                       indent=2) + "\n")
-        print(f"wrote {args.out}")
-        return 0
     if not NPZ.is_file():
         print(f"BreastMNIST not found at {NPZ}", file=sys.stderr)
         return 2
@@ -312,19 +402,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained {train['config']['model']} {args.epochs} epochs in "
               f"{built['train_seconds']:.0f} s: OOF AUC {train['oof_auc']['estimate']:.3f}, "
               f"held-out pool AUC {train['holdout']['auc']['estimate']:.3f}", flush=True)
-        prev = prevalence_bench(built["run"], args.n, args.repeats, args.seed)
+        prev = prevalence_bench(built["run"], built["pool"], args.n, args.repeats, args.seed)
         print(f"prevalence (n={args.n}, {args.repeats} resamples each; training prevalence "
-              f"{prev['training_prevalence']}):")
-        print("  prev   EM |err|  BBSE |err|  ECE none  temp  temp+adj(EM)  temp+adj(true)  "
-              "PPV err est / naive  (true PPV)")
+              f"{prev['training_prevalence']}; predict vs training held-out max |diff| "
+              f"{prev['predict_vs_training_max_abs_diff']:.1e}):")
+        print("  prev  |err| EM / BBSE: OOF vs ensemble  per fold       held-out half   "
+              "ECE none  temp  +adj(EM old)  +adj(BBSE per fold)  +adj(true)  "
+              "PPV err EM old / BBSE per fold / naive  per-fold 95% CI coverage EM / BBSE")
         for p, r in prev["by_prevalence"].items():
-            print(f"  {float(p):4.2f}   {r['em_err']:.3f}     {r['bbse_err']:.3f}      "
-                  f"{r['ece_none']:.3f}   {r['ece_temperature']:.3f}   {r['ece_adjusted_em']:.3f}"
-                  f"         {r['ece_adjusted_true']:.3f}          {r['ppv_est_err']:.3f} / "
-                  f"{r['ppv_naive_err']:.3f}  ({r['ppv_true']:.3f})", flush=True)
+            cov = r["per_fold_ci_coverage"]
+            print(f"  {float(p):4.2f}  {r['em_err']:.3f} / {r['bbse_err']:.3f}          "
+                  f"{r['em_err_per_fold']:.3f} / {r['bbse_err_per_fold']:.3f}  "
+                  f"{r['em_err_held_out']:.3f} / {r['bbse_err_held_out']:.3f}   "
+                  f"{r['ece_none']:.3f}   {r['ece_temperature']:.3f}  {r['ece_adjusted_em']:.3f}"
+                  f"         {r['ece_adjusted_bbse_per_fold']:.3f}                "
+                  f"{r['ece_adjusted_true']:.3f}       {r['ppv_est_err']:.3f} / "
+                  f"{r['ppv_est_err_per_fold_bbse']:.3f} / {r['ppv_naive_err']:.3f}   "
+                  f"{cov['em']['coverage']:.2f} / {cov['bbse']['coverage']:.2f}", flush=True)
         drift_cfg = DriftConfig(n_perm=100, n_boot=100)
-        drift = drift_bench(built["run"], built["shifted"], args.drift_repeats, args.seed,
-                            drift_cfg)
+        drift = drift_bench(built["run"], built["pool"], built["shifted"],
+                            {"same_distribution": args.drift_repeats,
+                             "intensity_shift": args.shift_repeats}, args.seed, drift_cfg)
         thr = throughput_bench(built["run"], tmp, built["x_pool"])
         print(f"predict: {thr['predict_images_per_s_scoring']} img/s scoring "
               f"({thr['predict_images_per_s_total']} incl. loading and writing) vs bare loop "
@@ -333,12 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "benchmark": "bench_calibration", "date": time.strftime("%Y-%m-%d"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "python": platform.python_version()},
+                        "python": platform.python_version(),
+                        "note": "2 cores shared with other jobs (nice -n 5, OMP_NUM_THREADS=1)"},
             "training": {"config": built["config"], "seconds": round(built["train_seconds"], 1),
                          "oof_auc": train["oof_auc"], "pool_auc": train["holdout"]["auc"],
                          "n_reference": train["n_cv_rows"], "n_pool": train["n_holdout_rows"]},
-            "prevalence": prev, "drift": {"config": vars(drift_cfg) if hasattr(drift_cfg, "__dict__")
-                                          else str(drift_cfg), "results": drift},
+            "prevalence": prev, "drift": {"config": dataclasses.asdict(drift_cfg),
+                                          "results": drift},
             "throughput": thr, "seconds": round(time.perf_counter() - t0, 1),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,12 @@ Inputs
     CSV (or DataFrame) with ``sample_id`` and ``label`` (class name or index),
     plus optional metadata columns (``patient_id``, ``study_id``, ``site``,
     ``scanner``, ``sex``, ``age``, ``view``, ``split``, ``label_<annotator>``).
+    ``None`` for an **unlabeled** batch (predictions on new data, e.g. after
+    deployment, to compare with a reference run by ``medaudit drift``): the rows
+    are then those of ``pred_probs`` (a CSV) or of ``metadata`` (with a ``.npy``
+    ``pred_probs``, whose rows follow it); every row gets ``label = -1``
+    (``audit._schemas.UNLABELED``) and ``run.json['has_labels']`` is false, as for
+    unlabeled ingestion.
 ``pred_probs``
     CSV (or DataFrame) with ``sample_id`` and one probability column per class,
     named by class name or index; or a ``.npy`` (N, K) array (or ndarray)
@@ -132,6 +138,18 @@ IMAGES_DTYPE = (
 InvalidRows = Literal["quarantine", "raise"]
 
 _ARGUMENT_OF_COLUMN = {"label": "labels", "sample_id": "sample_ids"}
+
+#: Unlabeled predictions given as an array: nothing names the rows.
+UNLABELED_ARRAY_ROWS = (
+    "without labels, the rows of a pred_probs array (.npy) are named by metadata: give a "
+    "metadata table (CSV) with sample_id (and patient_id, site ...) in the array's row order, "
+    "or give pred_probs as a CSV with sample_id"
+)
+#: An unlabeled row table that has a label column after all.
+UNLABELED_HAS_LABEL = (
+    "{what} has a 'label' column but no labels were given; pass the table as labels to audit "
+    "labeled predictions"
+)
 
 
 def _read_table(src: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
@@ -367,8 +385,24 @@ def _invalid_rows_error(refused: pd.DataFrame, total: int) -> ValueError:
                                           reasons="\n".join(lines)))
 
 
+def _unlabeled_rows(
+    pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
+    metadata: str | os.PathLike[str] | pd.DataFrame | None,
+) -> tuple[pd.DataFrame, str | os.PathLike[str] | pd.DataFrame | None, str]:
+    """Row table of an unlabeled batch, the metadata still to join, and the table's name."""
+    if _is_array_source(pred_probs):
+        if metadata is None:
+            raise ValueError(UNLABELED_ARRAY_ROWS)
+        rows, what, metadata = _read_table(metadata, "metadata"), "metadata", None
+    else:
+        rows, what = _read_table(pred_probs, "pred_probs")[["sample_id"]], "pred_probs"
+    if "label" in rows.columns:
+        raise ValueError(UNLABELED_HAS_LABEL.format(what=what))
+    return rows, metadata, what
+
+
 def prepare_predictions(
-    labels: str | os.PathLike[str] | pd.DataFrame,
+    labels: str | os.PathLike[str] | pd.DataFrame | None,
     pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
     *,
     embeddings: str | os.PathLike[str] | np.ndarray | None = None,
@@ -423,10 +457,16 @@ def prepare_predictions(
     >>> bool(prepared.manifest["patient_key"].str.startswith("p-").all())  # pseudonymized
     True
     """
-    lab = _read_table(labels, "labels")
-    if "label" not in lab.columns:
-        raise ValueError(MISSING_COLUMN.format(what="labels", column="label",
-                                               columns=list(lab.columns)))
+    unlabeled = labels is None
+    if unlabeled:
+        lab, metadata, rows_from = _unlabeled_rows(pred_probs, metadata)
+        raw_labels = pd.Series([], dtype=object)
+    else:
+        lab, rows_from = _read_table(labels, "labels"), "labels"
+        if "label" not in lab.columns:
+            raise ValueError(MISSING_COLUMN.format(what="labels", column="label",
+                                                   columns=list(lab.columns)))
+        raw_labels = lab["label"]
     n_labels = len(lab)
     quarantine: list[dict[str, str]] = []
 
@@ -440,7 +480,7 @@ def prepare_predictions(
                                              expected=n_labels))
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"pred_probs must be numeric probabilities; got dtype {arr.dtype}")
-        names, order = _resolve_classes(None, class_names, lab["label"], arr.shape[1])
+        names, order = _resolve_classes(None, class_names, raw_labels, arr.shape[1])
         probs_by_row = np.asarray(arr, dtype=np.float64)[:, order]
     else:
         pr = _read_table(pred_probs, "pred_probs")
@@ -450,7 +490,7 @@ def prepare_predictions(
                 f"pred_probs must have one probability column per class (at least 2) besides "
                 f"sample_id; got columns {list(pr.columns)}"
             )
-        names, order = _resolve_classes(prob_cols, class_names, lab["label"], len(prob_cols))
+        names, order = _resolve_classes(prob_cols, class_names, raw_labels, len(prob_cols))
         values = _numeric_probs(pr, prob_cols)[:, order]
         if not lab["sample_id"].isin(pr["sample_id"]).any():
             raise ValueError(NO_OVERLAP.format(n_labels=n_labels, n_preds=len(pr)))
@@ -483,20 +523,24 @@ def prepare_predictions(
             raise ValueError(RESERVED.format(what="labels/metadata", column=col))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        source = "labels" if metadata is None else "labels/metadata"
-        table = validate_label_table(table_in, source=source, key_col="sample_id", classes=names)
+        source = rows_from if metadata is None else f"{rows_from}/metadata"
+        table = validate_label_table(table_in, source=source, key_col="sample_id", classes=names,
+                                     require_labels=not unlabeled)
     if invalid_rows == "raise" and len(table.refused):
         raise _invalid_rows_error(table.refused, n_labels)
-    quarantine += [{"source": f"labels:{r.source}", "reason": r.reason}
+    quarantine += [{"source": f"{rows_from}:{r.source}", "reason": r.reason}
                    for r in table.refused.itertuples()]
     rows = table.rows
     pos_in_labels = rows["_row"].to_numpy() - 1
     if invalid_rows == "quarantine":  # in memory a NaN row is an error of check_pred_probs
         no_pred = np.isnan(probs_by_row[pos_in_labels]).all(axis=1)
         for sid in rows.loc[no_pred, "sample_id"]:
-            quarantine.append({"source": f"labels:{sid}", "reason": NO_PREDICTION})
+            quarantine.append({"source": f"{rows_from}:{sid}", "reason": NO_PREDICTION})
         rows, pos_in_labels = rows[~no_pred].reset_index(drop=True), pos_in_labels[~no_pred]
-    if rows["label"].nunique() < 2:
+    if not len(rows):
+        raise ValueError(f"no row of {rows_from} has a valid prediction ({len(quarantine)} rows "
+                         "were refused: see their reasons in quarantine.csv)")
+    if not unlabeled and rows["label"].nunique() < 2:
         raise ValueError(
             f"only one class among the {len(rows)} rows with a label and a prediction; an audit "
             f"needs two ({len(quarantine)} rows were refused: see their reasons in quarantine.csv)"
@@ -529,6 +573,7 @@ def prepare_predictions(
     run_json = {
         "classes": names,
         "source": "external",
+        "has_labels": not unlabeled,
         "external": {
             "n_samples": len(manifest),
             "n_quarantined": len(quarantine),
@@ -613,7 +658,7 @@ def write_predictions_run(
 
 
 def ingest_predictions(
-    labels: str | os.PathLike[str] | pd.DataFrame,
+    labels: str | os.PathLike[str] | pd.DataFrame | None,
     pred_probs: str | os.PathLike[str] | pd.DataFrame | np.ndarray,
     *,
     out: str | os.PathLike[str],
@@ -628,8 +673,10 @@ def ingest_predictions(
 
     Parameters
     ----------
-    labels : path or DataFrame
-        ``sample_id``, ``label`` (+ metadata columns).
+    labels : path or DataFrame or None
+        ``sample_id``, ``label`` (+ metadata columns); None for an unlabeled batch
+        (rows from ``pred_probs``, or from ``metadata`` when ``pred_probs`` is an
+        array; see the module docstring).
     pred_probs : path or DataFrame or ndarray
         CSV/DataFrame with ``sample_id`` + one column per class (class names or
         indices ``0..K-1``), or ``.npy``/ndarray ``(N, K)`` in labels row order.
@@ -669,7 +716,8 @@ def ingest_predictions(
         ``sample_id``, a probability that is not a number, NaN, outside [0, 1]
         or in a row not summing to one, arrays whose shapes disagree with the
         labels, no overlap between labels and predictions, fewer than two
-        classes among the accepted rows, an existing run in ``out``.
+        classes among the accepted rows (labeled runs), an existing run in
+        ``out``, an unlabeled ``.npy`` without a ``metadata`` table naming its rows.
     """
     run = RunDir(out)
     if run.has(MANIFEST) and not overwrite:  # checked again under the lock when publishing

@@ -250,7 +250,7 @@ def with_deployment(
 
 
 def audit_predictions(
-    labels: Any,
+    labels: Any | None,
     pred_probs: Any,
     *,
     sample_ids: Any = None,
@@ -275,9 +275,11 @@ def audit_predictions(
 
     Parameters
     ----------
-    labels : array-like, shape (N,)
+    labels : array-like, shape (N,), or None
         Given labels: class indices ``0..K-1`` (cleanlab's convention) or class
-        names (then ``class_names`` gives their order).
+        names (then ``class_names`` gives their order). None for an unlabeled
+        batch (``run.json['has_labels']`` false; checks that need labels are
+        skipped; compare it with a reference run by ``medaudit drift``).
     pred_probs : array-like, shape (N, K)
         Predicted probabilities, rows summing to one (softmax outputs, not
         logits). A DataFrame's column names are class names (or indices),
@@ -380,11 +382,13 @@ def audit_predictions(
     if run is not None and run.has(MANIFEST) and not overwrite:
         raise ValueError(EXISTING_RUN.format(out=run.path))
 
-    y = _as_1d(labels, "labels")
-    n = len(y)
+    y = _as_1d(labels, "labels") if labels is not None else None
+    n = len(y) if y is not None else len(pred_probs)
     meta = _metadata_frame(metadata, n) if metadata is not None else None
     ids = _sample_ids(sample_ids, meta, n)
-    table = pd.DataFrame({"sample_id": ids, "label": y})
+    table = pd.DataFrame({"sample_id": ids})
+    if y is not None:
+        table["label"] = y
     if patient_ids is not None:
         if meta is not None and "patient_id" in meta.columns:
             raise ValueError(MSG_TWICE.format(what="patient ids", first="patient_ids",
@@ -408,6 +412,9 @@ def audit_predictions(
     emb = _as_2d(embeddings, "embeddings") if embeddings is not None else None
     img = np.asarray(images) if images is not None else None
 
+    if y is None:  # unlabeled: the rows (ids, patients, metadata) are one metadata table
+        rows = table if meta is None else table.merge(meta, on="sample_id", how="left")
+        table, meta = None, rows
     prepared = prepare_predictions(
         table, probs, embeddings=emb, metadata=meta, images=img, class_names=class_names,
         secret_file=secret_file, invalid_rows="raise",

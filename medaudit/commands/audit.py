@@ -132,10 +132,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="audit predictions of a model trained elsewhere",
         description="Build a run directory from labels and predicted probabilities of an "
         "external model (rows joined on sample_id), then audit it. External predictions are "
-        "assumed out-of-sample.",
+        "assumed out-of-sample. Without --labels the predictions are an unlabeled batch "
+        "(run.json records has_labels: false; checks that need labels are skipped): compare "
+        "it with a labeled reference run with medaudit drift REFERENCE_RUN OUT.",
     )
-    e.add_argument("--labels", type=Path, required=True,
-                   help="CSV with sample_id, label (class name or index) and optional metadata")
+    e.add_argument("--labels", type=Path,
+                   help="CSV with sample_id, label (class name or index) and optional metadata; "
+                   "omit it for an unlabeled batch (rows from --pred-probs, or from --metadata "
+                   "when --pred-probs is .npy)")
     e.add_argument("--pred-probs", type=Path, required=True,
                    help="CSV with sample_id + one probability column per class (named by class "
                    "name or index), or .npy (N, K) in labels row order")
@@ -286,5 +290,10 @@ def run_predictions(args: argparse.Namespace) -> int:
     n_refused = len(run_dir.read_quarantine())
     n = run_dir.n_samples()
     print(f"wrote run directory {run_dir.path}: {n} samples"
-          + (f", {n_refused} rows without a join partner (see quarantine.csv)" if n_refused else ""))
-    return audit_and_print(run_dir.path, args)
+          + (" without labels" if args.labels is None else "")
+          + (f", {n_refused} rows refused (see quarantine.csv)" if n_refused else ""))
+    code = audit_and_print(run_dir.path, args)
+    if args.labels is None:
+        print(f"next: medaudit drift REFERENCE_RUN {run_dir.path}  (compare the batch with the "
+              "labeled run of the same model)")
+    return code
