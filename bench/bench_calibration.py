@@ -190,6 +190,7 @@ def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
                            ("bbse_err_per_fold", bb_f), ("em_err_held_out", em_h),
                            ("bbse_err_held_out", bb_h)):
                 add(key, abs(v - true))
+                add(key.replace("_err", "_signed_err"), v - true)
             add("ece_none", classwise_ece(yt, pt))
             add("ece_temperature", classwise_ece(yt, pt_cal))
             add("ece_adjusted_em", classwise_ece(yt, adjust_to_prevalence(pt_cal, src, em)))
@@ -204,6 +205,8 @@ def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
                 add(key, abs(predictive_values(se, sp, float(np.clip(v, 1e-3, 1 - 1e-3)))[0]
                              - ppv_true))
         out[str(prev)] = {k: round(float(np.nanmean(v)), 4) for k, v in rec.items()}
+        for key in [k for k in rec if "_signed_err" in k]:
+            out[str(prev)][key.replace("_signed_err", "_err_sd")] = round(float(np.std(rec[key])), 4)
         for key in ("em_err", "bbse_err", "em_err_per_fold", "bbse_err_per_fold",
                     "em_err_held_out", "bbse_err_held_out"):
             out[str(prev)][f"{key}_p90"] = round(float(np.nanquantile(rec[key], 0.9)), 4)
@@ -211,7 +214,16 @@ def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
         # patient bootstrap of the stacked copies, 100 replicates; first 20 resamples)
         out[str(prev)]["per_fold_ci_coverage"] = _coverage(
             rng, yp, by_fold, ys, ps, fs, src, cal, prev, n, min(repeats, 20))
+    # why the sources differ: each side's hard-call rates per class (BBSE's confusion matrix)
+    stacked_pool = _stack(by_fold)
+    calls = {name: {"tpr": round(float((p_.argmax(1)[y_ == 1] == 1).mean()), 4),
+                    "fpr": round(float((p_.argmax(1)[y_ == 0] == 1).mean()), 4),
+                    "n_pos": int((y_ == 1).sum()), "n_neg": int((y_ == 0).sum())}
+             for name, (y_, p_) in {"reference_oof": (ys, ps),
+                                    "pool_each_fold": (np.tile(yp, by_fold.shape[1]), stacked_pool),
+                                    "pool_ensemble": (yp, pp)}.items()}
     return {"n": n, "repeats": repeats, "training_prevalence": round(float(src[1]), 4),
+            "hard_calls": calls,
             "oof_sensitivity": round(se, 4), "oof_specificity": round(sp, 4),
             "folds": int(by_fold.shape[1]),
             "predict_vs_training_max_abs_diff": predict_vs_training,

@@ -19,6 +19,12 @@ an ingested run directory exactly as training scores a held-out split:
   held-out rows, so ``medaudit drift`` compares like with like);
 * ``oof/folds.npy``: ``-1`` everywhere (no row is out-of-fold from the K-fold).
 
+A linear-probe run (``mode='linear-probe'``) keeps a logistic regression per fold on
+the embeddings of a frozen backbone: :func:`load_linear_probe` rebuilds the backbone
+from the weights file recorded in ``run.json`` (or the run's seed for a random one),
+checks that it reproduces the run's embeddings, and :func:`score_with_probe` scores
+as training scored held-out rows.
+
 ``run.json`` gets a ``predict`` section (the trained run, folds, models, timing,
 artifact digests) and ``reference`` (``{"path": trained run}``), which the drift
 and prevalence checks read.
@@ -49,15 +55,21 @@ from training.reproducibility import torch_threads
 from training.run_context import load_context
 from training.splits import fold_split
 
-__all__ = ["FoldModels", "FoldScores", "PredictSummary", "load_fold_models", "predict_run",
-           "score_with_folds"]
+__all__ = ["FoldModels", "FoldScores", "LinearProbe", "PredictSummary", "load_fold_models",
+           "load_linear_probe", "predict_run", "score_with_folds", "score_with_probe"]
 
 _log = logging.getLogger(__name__)
 
 MSG_NOT_TRAINED = ("{run} has no trained fold models (run.json['train'] or train/fold_<k>.pt "
                    "missing); train it first: medaudit train {run}")
-MSG_MODE = ("{run} was trained with mode={mode!r}; medaudit predict scores fine-tuned runs "
-            "(mode='finetune') only")
+MSG_MODE = ("{run} was trained with mode={mode!r}; medaudit predict scores fine-tuned "
+            "(mode='finetune') and linear-probe (mode='linear-probe') runs only")
+MSG_PROBE_WEIGHTS = ("{run} is a linear probe on the frozen {model} backbone from the weights "
+                     "file {path}, which is needed to embed new images but {why}; restore the "
+                     "file the run was trained with")
+MSG_PROBE_BACKBONE = ("{run}: the rebuilt {model} backbone does not reproduce the embeddings the "
+                      "run was trained with (relative difference {diff:.2g} on {n} of its images"
+                      "){why}; its linear probes cannot score new images with it")
 MSG_CLASSES = ("the new data's classes {new} differ from the trained run's {old}; ingest it with "
                "the trained run's class list")
 MSG_IMAGES = ("the new data's image cache is {new} but the trained run's is {old}; ingest it "
@@ -125,8 +137,14 @@ def _train_config(trained: RunDir) -> TrainConfig:
     if not info or "config" not in info:
         raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
     config = TrainConfig.from_dict(info["config"])
-    if config.mode != "finetune":
+    if config.mode not in ("finetune", "linear-probe"):
         raise ValueError(MSG_MODE.format(run=trained.path, mode=config.mode))
+    if config.stem_pool == "auto" and config.pretrained_weights is not None:
+        # training resolved 'auto' with pretrained weights to 'keep' (resolve_stem_pool);
+        # rebuilt without the weights file, 'auto' could drop the pool and change the model
+        config = dataclasses.replace(config, stem_pool="keep")
+    if config.mode == "linear-probe":
+        return config  # the frozen backbone is the weights file's (see load_linear_probe)
     # the fold checkpoints hold every weight: no pretrained file is needed to rebuild them
     return dataclasses.replace(config, pretrained_weights=None)
 
@@ -163,6 +181,8 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
         When the run is not trained, or trained as a linear probe.
     """
     config = _train_config(trained)
+    if config.mode != "finetune":
+        raise ValueError(f"{trained.path} is a {config.mode} run: load it with load_linear_probe")
     history = trained.read_json(HISTORY)
     ctx = load_context(trained, config)
     k = len(ctx.classes)
@@ -240,6 +260,116 @@ def score_with_folds(
                       by_fold.astype(np.float32))
 
 
+@dataclass
+class LinearProbe:
+    """A linear-probe run, ready to score: the frozen backbone and each fold's regression.
+
+    Attributes
+    ----------
+    backbone : torch.nn.Module
+        The frozen backbone, rebuilt as training built it (same weights file, or the
+        same seed for a random backbone) and checked against the run's embeddings.
+    norm : Normalization
+        Input normalisation (statistics of all the trained run's rows).
+    folds : list of dict
+        Per fold ``weight`` ``(K', D)``, ``bias`` ``(K',)``, ``feature_mean`` and
+        ``feature_scale`` ``(D,)``, ``log_prior_adjustment`` ``(K,)`` (float64 arrays).
+    """
+
+    backbone: torch.nn.Module
+    norm: Normalization
+    folds: list[dict[str, np.ndarray]]
+
+
+_PROBE_KEYS = ("weight", "bias", "feature_mean", "feature_scale", "log_prior_adjustment")
+
+
+def load_linear_probe(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup,
+                      check_rows: int = 16, batch_size: int = 128) -> LinearProbe:
+    """Rebuild a linear-probe run (``mode='linear-probe'``; ``training.linear_probe``).
+
+    The backbone is built exactly as :func:`training.linear_probe.embed_run` built it:
+    from ``TrainConfig.pretrained_weights`` (the local file recorded in ``run.json``),
+    or, without one, from random weights drawn with the run's seed. It must then
+    reproduce ``oof/embeddings.npy`` of the run's first ``check_rows`` images (a
+    changed weights file or another library version would silently change every
+    score otherwise).
+
+    Raises
+    ------
+    ValueError
+        When the weights file is missing, a checkpoint is not a linear probe, or the
+        rebuilt backbone does not reproduce the run's embeddings.
+    """
+    from training.reproducibility import deterministic, seed_everything
+
+    config = _train_config(trained)
+    weights = config.pretrained_weights
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError(MSG_PROBE_WEIGHTS.format(run=trained.path, model=config.model,
+                                                  path=weights, why="it does not exist"))
+    k = len(trained.class_names())
+    with deterministic(setup):
+        seed_everything(config.seed)
+        backbone = build_model(config, k, cache, setup).eval()
+    history = trained.read_json(HISTORY)
+    nh = history["folds"][0]["normalization"]
+    norm = Normalization(tuple(nh["mean"]), tuple(nh["std"]))
+    folds = []
+    for f in range(config.folds):
+        path = trained.file(f"train/fold_{f}.pt")
+        if not path.is_file():
+            raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not set(_PROBE_KEYS) <= set(state):
+            raise ValueError(f"{path} is not a linear probe (keys {sorted(state)[:5]}...; "
+                             f"expected {list(_PROBE_KEYS)})")
+        folds.append({key: state[key].double().numpy() for key in _PROBE_KEYS})
+    # the rebuilt backbone must embed the run's own images as training did
+    ref_cache = ImageCache(trained)
+    rows = np.arange(min(check_rows, trained.n_samples()))
+    _, emb = predict_rows(backbone, ref_cache, rows, setup=setup, norm=norm,
+                          image_size=config.image_size, batch_size=batch_size)
+    ref = trained.read_array("oof/embeddings", mmap=True)[rows]
+    diff = float(np.abs(emb - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+    if not diff < 0.05:
+        why = (" (weights file changed since training?)" if weights is not None else
+               " (a random backbone is reproduced from the seed only with the same timm and "
+               "torch versions)")
+        raise ValueError(MSG_PROBE_BACKBONE.format(run=trained.path, model=config.model,
+                                                   diff=diff, n=len(rows), why=why))
+    return LinearProbe(backbone, norm, folds)
+
+
+def score_with_probe(
+    probe: LinearProbe,
+    cache: ImageCache,
+    rows: np.ndarray,
+    *,
+    image_size: int | None,
+    setup: DeviceSetup,
+    batch_size: int = 128,
+) -> FoldScores:
+    """Fold-ensemble probabilities of a linear-probe run, as training scores held-out rows.
+
+    Each fold: standardise the backbone's embeddings with the fold's scaler, apply
+    its regression (two classes: logits ``[0, log-odds]``), add the log class prior
+    back, softmax. ``embeddings`` are the frozen backbone's (the same for every fold).
+    """
+    _, emb = predict_rows(probe.backbone, cache, rows, setup=setup, norm=probe.norm,
+                          image_size=image_size, batch_size=batch_size)
+    e = emb.astype(np.float64)
+    per_fold = []
+    for st in probe.folds:
+        d = ((e - st["feature_mean"]) / st["feature_scale"]) @ st["weight"].T + st["bias"]
+        if d.shape[1] == 1:
+            d = np.concatenate([np.zeros_like(d), d], axis=1)
+        per_fold.append(softmax(d + st["log_prior_adjustment"]))
+    by_fold = np.stack(per_fold, axis=1)
+    return FoldScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
+                      by_fold.astype(np.float32))
+
+
 def predict_run(
     trained_dir: RunDir | str | os.PathLike[str],
     new_dir: RunDir | str | os.PathLike[str],
@@ -276,7 +406,8 @@ def predict_run(
     Raises
     ------
     ValueError
-        Untrained or linear-probe runs, classes or image caches that disagree.
+        Untrained runs, a linear probe whose backbone cannot be rebuilt, classes or
+        image caches that disagree.
     """
     trained = trained_dir if isinstance(trained_dir, RunDir) else RunDir(trained_dir)
     new = new_dir if isinstance(new_dir, RunDir) else RunDir(new_dir)
@@ -290,12 +421,22 @@ def predict_run(
         if tuple(cache.shape[1:]) != old_shape:
             raise ValueError(MSG_IMAGES.format(new=tuple(cache.shape[1:]), old=old_shape))
         setup = _setup(trained, device, precision)
-        folds = load_fold_models(trained, cache, setup=setup)
-        t1 = time.perf_counter()
         rows = np.arange(new.n_samples())
-        probs, emb, by_fold = score_with_folds(folds, cache, rows, image_size=config.image_size,
-                                               setup=setup, batch_size=batch_size,
-                                               embedding_fold=embedding_fold)
+        if config.mode == "linear-probe":
+            probe = load_linear_probe(trained, cache, setup=setup, batch_size=batch_size)
+            n_folds, n_models = len(probe.folds), len(probe.folds)
+            t1 = time.perf_counter()
+            probs, emb, by_fold = score_with_probe(probe, cache, rows,
+                                                   image_size=config.image_size, setup=setup,
+                                                   batch_size=batch_size)
+        else:
+            folds = load_fold_models(trained, cache, setup=setup)
+            n_folds, n_models = len(folds), sum(len(fm.nets) for fm in folds)
+            t1 = time.perf_counter()
+            probs, emb, by_fold = score_with_folds(folds, cache, rows,
+                                                   image_size=config.image_size, setup=setup,
+                                                   batch_size=batch_size,
+                                                   embedding_fold=embedding_fold)
         score_s = time.perf_counter() - t1
         stale, drop = stale_after("train")
         staged.remove(stale)
@@ -307,13 +448,14 @@ def predict_run(
         names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy",
                  "oof/pred_probs_by_fold.npy"]
         seconds = time.perf_counter() - t0
-        n_models = sum(len(fm.nets) for fm in folds)
         record = {
             "trained_run": trained.path.name,
-            "folds": len(folds),
+            "mode": config.mode,
+            "folds": n_folds,
             "models": n_models,
-            "scored_by": f"mean of {len(folds)} folds' probabilities",
-            "embedding_fold": embedding_fold,
+            "scored_by": f"mean of {n_folds} folds' probabilities",
+            "embedding_fold": embedding_fold if config.mode == "finetune" else
+            "frozen backbone (the same for every fold)",
             "n_rows": len(rows),
             "has_labels": bool(new.read_run_json().get("has_labels", True)),
             "seconds": round(seconds, 3),
@@ -328,6 +470,6 @@ def predict_run(
         staged.update_run_json({"predict": record,
                                 "reference": {"path": str(Path(trained.path).resolve()),
                                               "set_by": "medaudit predict"}}, drop=drop)
-    _log.info("scored %d images with %d folds", len(rows), len(folds))
-    return PredictSummary(new, len(rows), len(folds), n_models, seconds,
+    _log.info("scored %d images with %d folds", len(rows), n_folds)
+    return PredictSummary(new, len(rows), n_folds, n_models, seconds,
                           record["images_per_second"], record)

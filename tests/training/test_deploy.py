@@ -232,3 +232,44 @@ def test_dashboard_opens_predict_and_drift_runs(
         assert not at.exception, (page, at.exception)
         assert at.header, page
         assert at.session_state["run"] == "batch"
+
+
+def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import timm
+    import torch
+
+    base, _ = trained
+    weights = base / "backbone.pt"
+    torch.manual_seed(3)
+    torch.save(timm.create_model("test_resnet", num_classes=2, in_chans=1).state_dict(), weights)
+    run = base / "probe"
+    out = base / "probe_new"
+    new_npz = base / "probe_new.npz"
+    np.savez(new_npz, test_images=np.load(base / "data.npz")["test_images"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        assert main(["ingest", "--npz", str(base / "data.npz"), "--out", str(run),
+                     "--image-size", "28"]) == 0
+        assert main(["train", str(run), "--model", "test_resnet", "--folds", "3",
+                     "--mode", "linear-probe", "--pretrained-weights", str(weights),
+                     "--holdout-split", "test"]) == 0
+        assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(out)]) == 0
+        ref, new = RunDir(run), RunDir(out)
+        hold = np.flatnonzero(ref.read_array("oof/folds") == -1)
+        assert np.allclose(new.read_array("oof/pred_probs"), ref.read_array("oof/pred_probs")[hold],
+                           atol=1e-4)
+        assert np.allclose(new.read_array("oof/embeddings"), ref.read_array("oof/embeddings")[hold],
+                           atol=1e-3)
+        assert new.read_array("oof/pred_probs_by_fold").shape == (30, 3, 2)
+        assert new.read_run_json()["predict"]["mode"] == "linear-probe"
+        # another backbone behind the same path would change every score: refused
+        torch.manual_seed(4)
+        torch.save(timm.create_model("test_resnet", num_classes=2, in_chans=1).state_dict(),
+                   weights)
+        capsys.readouterr()
+        assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(base / "p2")]) == 2
+        assert "does not reproduce the embeddings" in capsys.readouterr().err
+        weights.unlink()
+        assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(base / "p3")]) == 2
+        assert "it does not exist" in capsys.readouterr().err
