@@ -234,15 +234,40 @@ def test_dashboard_opens_predict_and_drift_runs(
         assert at.session_state["run"] == "batch"
 
 
-def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def _backbone_weights(path: Path, seed: int) -> Path:
+    """A local 'pretrained' weights file (random test_resnet weights)."""
     import timm
     import torch
 
+    torch.manual_seed(seed)
+    torch.save(timm.create_model("test_resnet", num_classes=2, in_chans=1).state_dict(), path)
+    return path
+
+
+def test_predict_rebuilds_a_pretrained_model_with_its_stem_pool(trained: tuple[Path, Path]) -> None:
+    """stem_pool 'auto' keeps the stem pool of a model trained from pretrained weights; predict
+    rebuilds the model without the weights file and must keep it too."""
     base, _ = trained
-    weights = base / "backbone.pt"
-    torch.manual_seed(3)
-    torch.save(timm.create_model("test_resnet", num_classes=2, in_chans=1).state_dict(), weights)
+    weights = _backbone_weights(base / "pretrained.pt", 5)
+    run, out, new_npz = base / "pre", base / "pre_new", base / "pre_new.npz"
+    np.savez(new_npz, test_images=np.load(base / "data.npz")["test_images"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUDIT_SECRET", "s" * 40)
+        assert main(["ingest", "--npz", str(base / "data.npz"), "--out", str(run),
+                     "--image-size", "28"]) == 0
+        assert main(["train", str(run), *TINY, "--pretrained-weights", str(weights),
+                     "--stem-pool", "auto", "--holdout-split", "test"]) == 0
+        assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(out)]) == 0
+    ref, new = RunDir(run), RunDir(out)
+    hold = np.flatnonzero(ref.read_array("oof/folds") == -1)
+    assert np.allclose(new.read_array("oof/pred_probs"), ref.read_array("oof/pred_probs")[hold],
+                       atol=1e-5)
+
+
+def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    base, _ = trained
+    weights = _backbone_weights(base / "backbone.pt", 3)
     run = base / "probe"
     out = base / "probe_new"
     new_npz = base / "probe_new.npz"
@@ -264,9 +289,7 @@ def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
         assert new.read_array("oof/pred_probs_by_fold").shape == (30, 3, 2)
         assert new.read_run_json()["predict"]["mode"] == "linear-probe"
         # another backbone behind the same path would change every score: refused
-        torch.manual_seed(4)
-        torch.save(timm.create_model("test_resnet", num_classes=2, in_chans=1).state_dict(),
-                   weights)
+        _backbone_weights(weights, 4)
         capsys.readouterr()
         assert main(["predict", str(run), "--npz", str(new_npz), "--out", str(base / "p2")]) == 2
         assert "does not reproduce the embeddings" in capsys.readouterr().err
