@@ -31,7 +31,9 @@ the 40 % of ``train`` (about 450 images), scored by the fold ensemble exactly as
    and the naive PPV at the training prevalence; the coverage of the per-fold 95 %
    intervals (patient bootstrap of the stacked copies) on 20 resamples per prevalence.
 2. **Drift detection**: new batches of ``n`` = 100 / 300 images drawn from the pool
-   *without replacement*, unchanged (false alarms, ``--drift-repeats``) or through
+   *without replacement*, unchanged (false alarms, ``--drift-repeats``: at the pool's
+   own class mix, and at the reference's, since the official val/test splits shift the
+   pool's prevalence a little) or through
    another scanner's intensity profile (display gamma 0.7, offset +0.06, as the
    demo's after-deployment batch; ``--shift-repeats``), each with its per-fold
    probabilities. n = 1000 exceeds the pool (452 images) and is reported as not
@@ -280,6 +282,14 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
                       "by_fold": r.read_array("oof/pred_probs_by_fold"),
                       "emb": r.read_array("oof/embeddings"), "props": r.read_image_properties()}
                for name, r in (("same_distribution", pool_run), ("intensity_shift", shifted))}
+    # the pool's class mix differs from the reference's (official val/test splits): a
+    # second false-alarm condition draws batches with the reference's prevalence
+    ref_prev = float(np.mean(ref.labels == 1))
+    pool_y = run.read_manifest()["label"].to_numpy()[folds < 0]
+    sources = {"same_distribution": sources["same_distribution"],
+               "same_distribution_reference_prevalence": {**sources["same_distribution"],
+                                                          "labels": pool_y},
+               "intensity_shift": sources["intensity_shift"]}
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
     for name, src in sources.items():
@@ -293,7 +303,13 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
             aspects = {"features": 0, "metadata": 0, "properties": 0, "prevalence": 0}
             sources_used: dict[str, int] = {}
             for _ in range(repeats[name]):
-                idx = rng.choice(m, n, replace=False)
+                if "labels" in src:  # without replacement, with the reference's class mix
+                    k = round(ref_prev * n)
+                    idx = np.r_[rng.choice(np.flatnonzero(src["labels"] == 1), k, replace=False),
+                                rng.choice(np.flatnonzero(src["labels"] == 0), n - k,
+                                           replace=False)]
+                else:
+                    idx = rng.choice(m, n, replace=False)
                 ids = [f"n{i}" for i in range(n)]
                 manifest = pd.DataFrame({"sample_id": ids, "label": UNLABELED,
                                          "patient_key": [f"q{i}" for i in range(n)]})
@@ -319,6 +335,10 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
                     aspects[key] += 1
             rate = wilson_ci(int(np.sum(flags)), len(flags))
             out[f"{name}_n{n}"] = {"rate": round(float(np.mean(flags)), 4),
+                                   "reference_prevalence": round(ref_prev, 4),
+                                   "batch_prevalence": round(float(np.mean(pool_y == 1)), 4)
+                                   if name == "same_distribution" else round(ref_prev, 4)
+                                   if "labels" in src else None,
                                    "wilson_95": [round(rate.low, 4), round(rate.high, 4)],
                                    "repeats": len(flags), "with_replacement": False,
                                    "by_aspect": aspects, "estimator_source": sources_used,
@@ -434,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         drift_cfg = DriftConfig(n_perm=100, n_boot=100)
         drift = drift_bench(built["run"], built["pool"], built["shifted"],
                             {"same_distribution": args.drift_repeats,
+                             "same_distribution_reference_prevalence": args.drift_repeats,
                              "intensity_shift": args.shift_repeats}, args.seed, drift_cfg)
         thr = throughput_bench(built["run"], tmp, built["x_pool"])
         print(f"predict: {thr['predict_images_per_s_scoring']} img/s scoring "
