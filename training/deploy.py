@@ -448,8 +448,12 @@ def predict_run(
         names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy",
                  "oof/pred_probs_by_fold.npy"]
         seconds = time.perf_counter() - t0
+        trained_info = trained.read_run_json().get("train") or {}
         record = {
             "trained_run": trained.path.name,
+            # which training scored the batch (medaudit drift refuses another reference)
+            "trained_fingerprint": {k: trained_info.get(k)
+                                    for k in ("config_hash", "data_fingerprint")},
             "mode": config.mode,
             "folds": n_folds,
             "models": n_models,

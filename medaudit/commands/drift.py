@@ -15,7 +15,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_parser", "record_reference", "run"]
+__all__ = ["MSG_OTHER_MODEL", "add_parser", "record_reference", "run"]
+
+#: NEW_RUN was scored by ``medaudit predict`` with the models of another training.
+MSG_OTHER_MODEL = (
+    "NEW_RUN {new} was scored by medaudit predict with the models of run {trained!r}, another "
+    "training than REFERENCE_RUN {ref}; its embeddings and each fold's probabilities belong to "
+    "those models: compare it with the run that scored it"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +57,13 @@ def record_reference(reference: Path, new: Path) -> None:
     if ref.class_names() != run.class_names():
         raise ValueError(f"REFERENCE_RUN's classes {ref.class_names()} differ from NEW_RUN's "
                          f"{run.class_names()}; drift compares runs of one model")
+    scored = run.read_run_json().get("predict") or {}
+    mark = scored.get("trained_fingerprint")
+    if mark:
+        train = ref.read_run_json().get("train") or {}
+        if {k: train.get(k) for k in mark} != mark:
+            raise ValueError(MSG_OTHER_MODEL.format(new=run.path, trained=scored.get("trained_run"),
+                                                    ref=ref.path))
     with run.transaction("medaudit drift") as staged:
         staged.update_run_json({"reference": {"path": str(ref.path.resolve()),
                                               "set_by": "medaudit drift"}})

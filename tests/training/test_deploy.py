@@ -288,6 +288,10 @@ def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
                            atol=1e-3)
         assert new.read_array("oof/pred_probs_by_fold").shape == (30, 3, 2)
         assert new.read_run_json()["predict"]["mode"] == "linear-probe"
+        # the batch belongs to the probe's models: drift against another training is refused
+        capsys.readouterr()
+        assert main(["drift", str(base / "trained"), str(out)]) == 2
+        assert "another training than REFERENCE_RUN" in capsys.readouterr().err
         # another backbone behind the same path would change every score: refused
         _backbone_weights(weights, 4)
         capsys.readouterr()
