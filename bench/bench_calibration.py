@@ -224,8 +224,19 @@ def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
              for name, (y_, p_) in {"reference_oof": (ys, ps),
                                     "pool_each_fold": (np.tile(yp, by_fold.shape[1]), stacked_pool),
                                     "pool_ensemble": (yp, pp)}.items()}
+    # how much of the error is the reference's own sampling error: the whole pool (fixed)
+    # estimated with the reference's OOF rows resampled (BBSE per fold, 300 replicates)
+    from audit.stats import bootstrap_ci
+
+    whole = bootstrap_ci(lambda a, b, c: float(bbse_prior(a, b, stacked_pool, source_folds=c)[1]),
+                         ys, ps, fs, n_boot=300, seed=seed)
+    source_only = {"pool_prevalence": round(float(yp.mean()), 4),
+                   "bbse_per_fold_whole_pool": round(whole.estimate, 4),
+                   "ci95_reference_rows_resampled": [round(whole.low, 4), round(whole.high, 4)],
+                   "method": "percentile bootstrap of the reference's OOF rows only (the pool "
+                   "fixed): the uncertainty of the confusion matrix alone"}
     return {"n": n, "repeats": repeats, "training_prevalence": round(float(src[1]), 4),
-            "hard_calls": calls,
+            "hard_calls": calls, "source_uncertainty": source_only,
             "oof_sensitivity": round(se, 4), "oof_specificity": round(sp, 4),
             "folds": int(by_fold.shape[1]),
             "predict_vs_training_max_abs_diff": predict_vs_training,
