@@ -110,8 +110,13 @@ def build(tmp: Path, epochs: int, seed: int, *, train_only: bool = False) -> dic
     config = TrainConfig(model="resnet10t", epochs=epochs, holdout_split="test", seed=seed,
                          quiet=True, masked_variants=())  # masked re-scoring is not needed here
     done = RunDir(tmp / "ref")
-    if done.has("run.json") and (done.read_run_json().get("train") or {}).get("config") \
-            == json.loads(json.dumps(config.to_dict())):  # --workdir: a finished training of the same config is reused
+    recorded = (done.read_run_json().get("train") or {}) if done.has("run.json") else {}
+    wanted = json.loads(json.dumps(config.to_dict()))
+    auto = set(recorded.get("auto_fields") or [])  # resolved by training from the epochs
+    if recorded and (tmp / "train_seconds.txt").is_file() and all(
+            recorded["config"].get(k) == v for k, v in wanted.items() if k not in auto):
+        # --workdir: a finished training of the same configuration is reused (its time is
+        # the one measured when it ran)
         run, train_s = done, float((tmp / "train_seconds.txt").read_text())
     else:
         run = ingest_npz(npz, tmp / "ref", IngestOptions(image_size=28, use_cache=False,
