@@ -38,6 +38,7 @@ from audit.rundir import HISTORY, RunDir, stale_after
 from training.config import TrainConfig
 from training.dataset import ImageCache, Normalization
 from training.device import DeviceSetup, resolve_device_setup
+from training.executors import Executor, LocalExecutor, RayExecutor, require_visible
 from training.loop import class_prior
 from training.models import build_model, split_model_states
 from training.predict import predict_rows, softmax
@@ -45,7 +46,8 @@ from training.reproducibility import torch_threads
 from training.run_context import load_context
 from training.splits import fold_split
 
-__all__ = ["FoldModels", "PredictSummary", "load_fold_models", "predict_run", "score_with_folds"]
+__all__ = ["BlockScores", "FoldModels", "PredictSummary", "load_fold_models", "plan_blocks",
+           "predict_run", "score_block"]
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +119,19 @@ def _setup(trained: RunDir, device: str, precision: str | None) -> DeviceSetup:
     return resolve_device_setup(device=device, precision=precision)  # type: ignore[arg-type]
 
 
+def _members(config: TrainConfig) -> int:
+    """Models one seed of a fold keeps: the refit and, with ``keep_selected``, the selected one."""
+    return 2 if config.keep_selected and config.refit else 1
+
+
+def _checkpoints(trained: RunDir, config: TrainConfig) -> list[Path]:
+    """``train/fold_<k>.pt`` of every fold, in fold order (all must exist)."""
+    paths = [trained.file(f"train/fold_{f}.pt") for f in range(config.folds)]
+    if not all(p.is_file() for p in paths):
+        raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    return paths
+
+
 def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) -> list[FoldModels]:
     """Rebuild every fold's kept models from a trained run (weights-only loading).
 
@@ -144,10 +159,7 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
     ctx = load_context(trained, config)
     k = len(ctx.classes)
     out = []
-    for f in range(config.folds):
-        path = trained.file(f"train/fold_{f}.pt")
-        if not path.is_file():
-            raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    for f, path in enumerate(_checkpoints(trained, config)):
         states = split_model_states(torch.load(path, map_location="cpu", weights_only=True))
         split = fold_split(ctx.folds, f, ctx.labels, ctx.groups,
                            inner_val_fraction=config.inner_val_fraction, seed=config.seed)
@@ -159,9 +171,7 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
 
         fit_rows = np.sort(np.concatenate([split.train, split.inner_val])) if config.refit \
             else split.train
-        member = [log_prior(fit_rows)]
-        if config.keep_selected and config.refit:
-            member.append(log_prior(split.train))
+        member = [log_prior(fit_rows), log_prior(split.train)][:_members(config)]
         priors = member * config.models_per_fold
         if len(priors) != len(states):
             raise ValueError(f"{path} holds {len(states)} model(s) but the training config "
@@ -178,7 +188,47 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
     return out
 
 
-def score_with_folds(
+@dataclass
+class BlockScores:
+    """Every array the fold ensemble gives a block of rows, in the block's row order.
+
+    A field's rows lie along axis 0 unless its metadata says ``row_axis``;
+    :meth:`concat` joins blocks along it, so a new output needs only its field.
+
+    Attributes
+    ----------
+    probs : numpy.ndarray
+        ``(M, K)`` mean over folds of each fold's probabilities.
+    embeddings : numpy.ndarray
+        ``(M, D)`` from the first model of the embedding fold.
+    """
+
+    probs: np.ndarray
+    embeddings: np.ndarray
+
+    @classmethod
+    def concat(cls, blocks: list[BlockScores]) -> BlockScores:
+        """Join consecutive blocks into one (rows in the order of ``blocks``).
+
+        Parameters
+        ----------
+        blocks : list of BlockScores
+            At least one.
+
+        Returns
+        -------
+        BlockScores
+        """
+        if not blocks:
+            raise ValueError("BlockScores.concat needs at least one block")
+        return cls(**{
+            f.name: np.concatenate([getattr(b, f.name) for b in blocks],
+                                   axis=f.metadata.get("row_axis", 0))
+            for f in dataclasses.fields(cls)
+        })
+
+
+def score_block(
     folds: list[FoldModels],
     cache: ImageCache,
     rows: np.ndarray,
@@ -187,16 +237,40 @@ def score_with_folds(
     setup: DeviceSetup,
     batch_size: int = 128,
     embedding_fold: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fold-ensemble probabilities and one fold's embeddings of ``rows``.
+) -> BlockScores:
+    """Score ``rows`` with the fold ensemble: every output array of ``medaudit predict``.
+
+    The local path scores all rows as one block; the Ray path
+    (:func:`predict_run` with a :class:`~training.executors.RayExecutor`) scores
+    blocks of rows in tasks with this same function and joins them
+    (:meth:`BlockScores.concat`). A block that starts on a multiple of
+    ``batch_size`` gets the same batches, hence the same numbers.
+
+    Parameters
+    ----------
+    folds : list of FoldModels
+        From :func:`load_fold_models`.
+    cache : ImageCache
+        The images.
+    rows : numpy.ndarray
+        ``(M,)`` row indices.
+    image_size : int or None
+        Model input side (``None``: the cache side).
+    setup : DeviceSetup
+    batch_size : int
+    embedding_fold : int
+        Fold whose first model gives the embeddings.
 
     Returns
     -------
-    probs : numpy.ndarray
-        ``(M, K)`` mean over folds of each fold's probabilities (a fold with several
-        models: the mean of theirs), as training scores a held-out split.
-    embeddings : numpy.ndarray
-        ``(M, D)`` from the first model of fold ``embedding_fold``.
+    BlockScores
+        Probabilities as training scores a held-out split (a fold with several
+        models: the mean of theirs, then the mean over folds).
+
+    Raises
+    ------
+    ValueError
+        When ``embedding_fold`` is not among the folds.
     """
     per_fold = []
     emb = None
@@ -211,7 +285,63 @@ def score_with_folds(
     if emb is None:
         raise ValueError(f"embedding_fold {embedding_fold} is not among the folds "
                          f"{[fm.fold for fm in folds]}")
-    return np.mean(per_fold, axis=0).astype(np.float32), emb.astype(np.float32)
+    return BlockScores(np.mean(per_fold, axis=0).astype(np.float32), emb.astype(np.float32))
+
+
+def plan_blocks(n_rows: int, batch_size: int, slots: int,
+                block_rows: int | None = None) -> list[tuple[int, int]]:
+    """Split rows ``0..n_rows-1`` into ``[start, stop)`` blocks on batch boundaries.
+
+    Parameters
+    ----------
+    n_rows : int
+    batch_size : int
+        Every block but the last holds a multiple of it.
+    slots : int
+        Tasks that run at once: without ``block_rows``, one block per slot.
+    block_rows : int, optional
+        Rows per block (rounded up to a multiple of ``batch_size``).
+
+    Returns
+    -------
+    list of (int, int)
+        At least one block (``[(0, 0)]`` for no rows).
+    """
+    if block_rows is None:
+        block_rows = -(-n_rows // max(1, slots))
+    if block_rows < 1:
+        block_rows = 1
+    step = -(-block_rows // batch_size) * batch_size
+    starts = range(0, n_rows, step) if n_rows else [0]
+    return [(s, min(s + step, n_rows)) for s in starts]
+
+
+def _score_block_task(start: int, stop: int, trained_path: str, new_path: str,
+                      opts: dict[str, Any]) -> BlockScores:
+    """One Ray task: load the fold checkpoints, score rows ``[start, stop)`` of ``new_path``."""
+    trained, new = RunDir(require_visible(trained_path)), RunDir(require_visible(new_path))
+    with torch_threads(opts["threads"]):
+        setup = _setup(trained, opts["device"], opts["precision"])
+        cache = ImageCache(new)
+        folds = load_fold_models(trained, cache, setup=setup)
+        return score_block(folds, cache, np.arange(start, stop), image_size=opts["image_size"],
+                           setup=setup, batch_size=opts["batch_size"],
+                           embedding_fold=opts["embedding_fold"])
+
+
+def _score_on_ray(executor: RayExecutor, trained: RunDir, new: RunDir, *, n_rows: int,
+                  block_rows: int | None, quiet: bool,
+                  opts: dict[str, Any]) -> tuple[BlockScores, int]:
+    """Blocks of rows scored as Ray tasks; the joined scores and the number of blocks."""
+    with executor.session() as ray:
+        blocks = plan_blocks(n_rows, opts["batch_size"], executor.task_slots(ray), block_rows)
+        _log.info("scoring %d images in %d block(s) as Ray tasks (%d CPU, %g GPU each)",
+                  n_rows, len(blocks), executor.cpus_per_fold, executor.gpus_per_fold)
+        parts = executor.map_blocks(
+            ray, _score_block_task, blocks,
+            (str(trained.path.resolve()), str(new.path.resolve()), opts),
+            what="block", quiet=quiet)
+    return BlockScores.concat(parts), len(blocks)
 
 
 def predict_run(
@@ -223,6 +353,9 @@ def predict_run(
     device: str = "cpu",
     precision: str | None = None,
     threads: int | None = None,
+    executor: Executor | None = None,
+    block_rows: int | None = None,
+    quiet: bool = True,
 ) -> PredictSummary:
     """Score an ingested run directory with a trained run's fold ensemble.
 
@@ -241,7 +374,18 @@ def predict_run(
         Default: the precision the trained run was scored with (so that the same
         image gets the same score as in training), on the same kind of device.
     threads : int, optional
-        CPU threads for torch.
+        CPU threads for torch (with a Ray executor: per task, default its
+        ``cpus_per_fold``).
+    executor : Executor, optional
+        :class:`~training.executors.LocalExecutor` (default) scores every row
+        here; a :class:`~training.executors.RayExecutor` scores blocks of rows
+        as Ray tasks, each loading the fold checkpoints, and this process joins
+        them in row order. The arrays are the same (bitwise at equal threads).
+    block_rows : int, optional
+        Rows per Ray task, rounded up to a multiple of ``batch_size`` (default:
+        one block per task the cluster runs at once). Ignored by the local executor.
+    quiet : bool
+        No progress bar for the Ray blocks.
 
     Returns
     -------
@@ -251,9 +395,14 @@ def predict_run(
     ------
     ValueError
         Untrained or linear-probe runs, classes or image caches that disagree.
+    training.executors.ExecutorUnavailableError
+        When Ray is not installed or its address does not answer.
+    training.executors.BlockFailedError
+        When a block failed on its worker (one line per block).
     """
     trained = trained_dir if isinstance(trained_dir, RunDir) else RunDir(trained_dir)
     new = new_dir if isinstance(new_dir, RunDir) else RunDir(new_dir)
+    executor = executor or LocalExecutor()
     config = _train_config(trained)
     if new.class_names() != trained.class_names():
         raise ValueError(MSG_CLASSES.format(new=new.class_names(), old=trained.class_names()))
@@ -264,27 +413,40 @@ def predict_run(
         if tuple(cache.shape[1:]) != old_shape:
             raise ValueError(MSG_IMAGES.format(new=tuple(cache.shape[1:]), old=old_shape))
         setup = _setup(trained, device, precision)
-        folds = load_fold_models(trained, cache, setup=setup)
-        t1 = time.perf_counter()
         rows = np.arange(new.n_samples())
-        probs, emb = score_with_folds(folds, cache, rows, image_size=config.image_size,
-                                      setup=setup, batch_size=batch_size,
-                                      embedding_fold=embedding_fold)
+        if isinstance(executor, RayExecutor):
+            task_threads = threads or executor.cpus_per_fold
+            opts = {"threads": task_threads, "device": device, "precision": precision,
+                    "image_size": config.image_size, "batch_size": batch_size,
+                    "embedding_fold": embedding_fold}
+            _checkpoints(trained, config)  # untrained: refused before Ray starts
+            n_models = config.folds * _members(config) * config.models_per_fold
+            t1 = time.perf_counter()
+            scores, n_blocks = _score_on_ray(executor, trained, new, n_rows=len(rows),
+                                             block_rows=block_rows, quiet=quiet, opts=opts)
+        else:
+            task_threads = threads
+            folds = load_fold_models(trained, cache, setup=setup)
+            n_models = sum(len(fm.nets) for fm in folds)
+            t1 = time.perf_counter()
+            scores = score_block(folds, cache, rows, image_size=config.image_size, setup=setup,
+                                 batch_size=batch_size, embedding_fold=embedding_fold)
+            n_blocks = 1
         score_s = time.perf_counter() - t1
         stale, drop = stale_after("train")
         staged.remove(stale)
-        staged.write_array("oof/pred_probs", probs)
-        staged.write_array("oof/logits", np.log(np.clip(probs, 1e-12, None)).astype(np.float32))
-        staged.write_array("oof/embeddings", emb)
+        staged.write_array("oof/pred_probs", scores.probs)
+        staged.write_array("oof/logits",
+                           np.log(np.clip(scores.probs, 1e-12, None)).astype(np.float32))
+        staged.write_array("oof/embeddings", scores.embeddings)
         staged.write_array("oof/folds", np.full(len(rows), -1, np.int16))
         names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy"]
         seconds = time.perf_counter() - t0
-        n_models = sum(len(fm.nets) for fm in folds)
         record = {
             "trained_run": trained.path.name,
-            "folds": len(folds),
+            "folds": config.folds,
             "models": n_models,
-            "scored_by": f"mean of {len(folds)} folds' probabilities",
+            "scored_by": f"mean of {config.folds} folds' probabilities",
             "embedding_fold": embedding_fold,
             "n_rows": len(rows),
             "has_labels": bool(new.read_run_json().get("has_labels", True)),
@@ -293,6 +455,7 @@ def predict_run(
             "images_per_second": round(len(rows) / max(score_s, 1e-9), 1),
             "model": config.model,
             "setup": setup.to_dict(),
+            "executor": {**executor.describe(task_threads), "blocks": n_blocks},
             "data_fingerprint": data_fingerprint(new),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "artifacts": artifact_digests(staged, names),
@@ -300,6 +463,6 @@ def predict_run(
         staged.update_run_json({"predict": record,
                                 "reference": {"path": str(Path(trained.path).resolve()),
                                               "set_by": "medaudit predict"}}, drop=drop)
-    _log.info("scored %d images with %d folds", len(rows), len(folds))
-    return PredictSummary(new, len(rows), len(folds), n_models, seconds,
+    _log.info("scored %d images with %d folds in %d block(s)", len(rows), config.folds, n_blocks)
+    return PredictSummary(new, len(rows), config.folds, n_models, seconds,
                           record["images_per_second"], record)

@@ -84,26 +84,52 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """The local executor's arrays (in this process, 1 thread)."""
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A run trained by the local executor (in this process, 1 thread)."""
     from tests.conftest import build_tiny_run
 
     run = build_tiny_run(tmp_path_factory.mktemp("local") / "run", n=80)
     train_run(run, CFG, executor=LocalExecutor())
-    return _arrays(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_reference(local_run: RunDir) -> dict[str, np.ndarray]:
+    """The local executor's arrays."""
+    return _arrays(local_run)
 
 
 @needs_ray
 @pytest.mark.slow
 def test_ray_matches_local_bitwise_and_records_workers(
-    ray_local: object, make_tiny_run: Callable[..., RunDir], local_reference: dict[str, np.ndarray]
+    ray_local: object,
+    make_tiny_run: Callable[..., RunDir],
+    local_run: RunDir,
+    local_reference: dict[str, np.ndarray],
 ) -> None:
     run = make_tiny_run("ray", n=80)
     summary = train_run(run, CFG, executor=RayExecutor(cpus_per_fold=1))
     _assert_same(_arrays(run), local_reference)  # same seed and thread count: bitwise
     assert [r.fold for r in summary.folds] == [0, 1]
-    recorded = run.read_run_json()["train"]["executor"]
-    assert recorded["name"] == "ray" and recorded["cpus_per_fold"] == 1
+    train, local = run.read_run_json()["train"], local_run.read_run_json()["train"]
+    assert train["executor"] == {
+        "kind": "ray",
+        "address": None,
+        "cpus_per_fold": 1,
+        "gpus_per_fold": 0.0,
+        "threads": 1,
+        "max_retries": 3,
+    }
+    assert local["executor"] == {
+        "kind": "local",
+        "address": None,
+        "cpus_per_fold": 1,
+        "gpus_per_fold": 0,
+    }
+    # where the folds ran is not part of the run's identity
+    assert train["config_hash"] == local["config_hash"] and train["config"] == local["config"]
+    oof = {k: v for k, v in train["artifacts"].items() if k.startswith("oof/")}
+    assert oof and oof == {k: local["artifacts"][k] for k in oof}
     for k in range(2):
         info = json.loads((fold_dir(run, k) / WORKER_FILE).read_text())
         assert info["pid"] > 0 and info["node_id"]
