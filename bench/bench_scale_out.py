@@ -305,7 +305,6 @@ PREDICT_VARIANTS: list[tuple[str, Any, int]] = [
     ("ray cpus_per_fold=1", lambda: RayExecutor(cpus_per_fold=1), 1),
     ("local threads=2", lambda: LocalExecutor(), 2),
 ]
-PREDICT_ARRAYS = ("oof/pred_probs", "oof/logits", "oof/embeddings")
 
 
 def predict_case(tmp: Path, base: TrainConfig, copies: int, rounds: int) -> dict[str, Any]:
@@ -339,7 +338,7 @@ def predict_case(tmp: Path, base: TrainConfig, copies: int, rounds: int) -> dict
             times[name].append(seconds)
             score_s[name].append(summary.record["score_seconds"])
             blocks = max(blocks, summary.record["executor"]["blocks"])
-            arrays.setdefault(name, {a: new.read_array(a) for a in PREDICT_ARRAYS})
+            arrays.setdefault(name, {a: new.read_array(a) for a in ARRAYS})
             print(f"  round {r + 1}: {name:<20} {seconds:7.1f} s", flush=True)
     ray_name = PREDICT_VARIANTS[1][0]
     out: dict[str, Any] = {
@@ -353,21 +352,31 @@ def predict_case(tmp: Path, base: TrainConfig, copies: int, rounds: int) -> dict
     }
     for local in ("local threads=1", "local threads=2"):
         ratios = [b / a for a, b in zip(times[local], times[ray_name], strict=True)]
-        cmp = {
-            "bitwise_equal": all(
-                np.array_equal(arrays[local][k], arrays[ray_name][k]) for k in PREDICT_ARRAYS
-            ),
-            "max_abs_diff": max(
-                float(np.max(np.abs(arrays[local][k].astype(np.float64) - arrays[ray_name][k])))
-                for k in PREDICT_ARRAYS
-            ),
-        }
         out["pairs"][f"{ray_name} / {local}"] = {
             "ratio_median": float(np.median(ratios)),
             "ratios": ratios,
-            **cmp,
+            **_compare(arrays[local], arrays[ray_name]),
         }
     return out
+
+
+def _header(base: TrainConfig, rounds: int) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "config": base.to_dict(),
+        "rounds": rounds,
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def _print_pairs(key: str, pairs: dict[str, Any]) -> None:
+    for pair, v in pairs.items():
+        print(
+            f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
+            f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
+        )
 
 
 def _demo_run(tmp: Path, n_patients: int) -> RunDir:
@@ -462,34 +471,16 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, folds=args.folds, epochs=args.epochs, quiet=True, patience=0, mixup=0.0
     )
     if args.predict:
-        res = {
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": platform.platform(),
-            "cpus": os.cpu_count(),
-            "config": base.to_dict(),
-            "rounds": args.rounds,
-            "load_average_start": os.getloadavg(),
-        }
+        res = _header(base, args.rounds)
         with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
             res.update(predict_case(Path(tmp_s), base, args.predict_copies, args.rounds))
         res["load_average_end"] = os.getloadavg()
-        for pair, v in res["pairs"].items():
-            print(
-                f"{pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
-                f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
-            )
+        _print_pairs("predict", res["pairs"])
         out = args.out.with_name("scale_out_predict.json")
         out.write_text(json.dumps(res, indent=1), encoding="utf-8")
         print(f"wrote {out}")
         return 0
-    result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "config": base.to_dict(),
-        "rounds": args.rounds,
-        "load_average_start": os.getloadavg(),
-    }
+    result = _header(base, args.rounds)
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
         tmp = Path(tmp_s)
         need_demo = not (args.skip_demo or args.skip_overhead) or not args.skip_two_nodes
@@ -521,11 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     result["per_image_224"] = per_image_cost(args.model, device=args.device)
     print(json.dumps(result["per_image_224"], indent=1))
     for key in ("demo", "breastmnist"):
-        for pair, v in result.get(key, {}).get("pairs", {}).items():
-            print(
-                f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
-                f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
-            )
+        _print_pairs(key, result.get(key, {}).get("pairs", {}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")

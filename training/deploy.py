@@ -404,6 +404,9 @@ def predict_run(
     new = new_dir if isinstance(new_dir, RunDir) else RunDir(new_dir)
     executor = executor or LocalExecutor()
     config = _train_config(trained)
+    if not 0 <= embedding_fold < config.folds:
+        raise ValueError(f"embedding_fold must be a fold of {trained.path} (0 to "
+                         f"{config.folds - 1}); got {embedding_fold}")
     if new.class_names() != trained.class_names():
         raise ValueError(MSG_CLASSES.format(new=new.class_names(), old=trained.class_names()))
     t0 = time.perf_counter()

@@ -618,13 +618,9 @@ class RayExecutor:
         for k in todo:  # a worker file of an earlier attempt is not this run's worker
             (fold_dir(run, k) / WORKER_FILE).unlink(missing_ok=True)
         refs = {
-            task.options(
-                num_cpus=self.cpus_per_fold,
-                num_gpus=self.gpus_per_fold,
-                max_retries=self.max_retries,
-                retry_exceptions=False,
-                name=f"medaudit fold {k}",
-            ).remote(path, k, worker_cfg, level): k
+            task.options(**self._task_options(f"medaudit fold {k}")).remote(
+                path, k, worker_cfg, level
+            ): k
             for k in todo
         }
         _log.info(
@@ -695,6 +691,16 @@ class RayExecutor:
             raise (ValueError if all(bad_input) else FoldFailedError)(message)
         return results
 
+    def _task_options(self, name: str) -> dict[str, Any]:
+        """Ray options of one task: its resources; retried only when its worker died."""
+        return {
+            "num_cpus": self.cpus_per_fold,
+            "num_gpus": self.gpus_per_fold,
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,
+            "name": name,
+        }
+
     def task_slots(self, ray: Any) -> int:
         """Tasks of this executor's resource request the connected cluster runs at once.
 
@@ -761,13 +767,9 @@ class RayExecutor:
         task = ray.remote(_block_task)
         shared = [ray.put(a) for a in (fn, *args)]
         refs = {
-            task.options(
-                num_cpus=self.cpus_per_fold,
-                num_gpus=self.gpus_per_fold,
-                max_retries=self.max_retries,
-                retry_exceptions=False,
-                name=f"medaudit {what} {i}",
-            ).remote(shared[0], start, stop, *shared[1:]): i
+            task.options(**self._task_options(f"medaudit {what} {i}")).remote(
+                shared[0], start, stop, *shared[1:]
+            ): i
             for i, (start, stop) in enumerate(blocks)
         }
         results: dict[int, Any] = {}

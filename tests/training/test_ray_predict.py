@@ -7,10 +7,10 @@ the tests of the command line's refusals (which hide ray themselves).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,64 +21,31 @@ from audit.consistency import verify_run
 from audit.rundir import RunDir
 from medaudit.cli import main
 from tests.conftest import build_tiny_run
-from training import TrainConfig, train_run
+from tests.training.ray_support import CFG, arrays, assert_same, cli, local_ray, needs_ray
+from training import train_run
 from training.deploy import BlockScores, plan_blocks, predict_run
 from training.executors import (
     RAY_MISSING,
     BlockFailedError,
     LocalExecutor,
     RayExecutor,
-    ray_available,
     redact_address,
 )
-
-needs_ray = pytest.mark.skipif(
-    not ray_available(), reason="ray is not installed (pip install medaudit[ray])"
-)
-
-CFG = TrainConfig(
-    model="test_resnet",
-    folds=2,
-    epochs=1,
-    batch_size=32,
-    lr=3e-3,
-    quiet=True,
-    threads=1,
-    patience=0,
-)
-ARRAYS = ("oof/pred_probs", "oof/logits", "oof/embeddings", "oof/folds")
 
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[object]:
     """One local Ray with 2 CPUs for the module."""
-    if not ray_available():
-        pytest.skip("ray is not installed (pip install medaudit[ray])")
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
+    with local_ray() as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     """A tiny run trained with 2 folds x 1 epoch (1 thread)."""
     run = build_tiny_run(tmp_path_factory.mktemp("trained") / "run", n=80)
-    train_run(run, CFG)
+    train_run(run, CFG.replace(epochs=1))
     return run
-
-
-def _arrays(run: RunDir) -> dict[str, np.ndarray]:
-    return {a: run.read_array(a) for a in ARRAYS}
-
-
-def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    for name in ARRAYS:
-        assert a[name].dtype == b[name].dtype, name
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 def test_blocks_start_on_batch_boundaries_and_cover_every_row() -> None:
@@ -101,6 +68,19 @@ def test_block_scores_join_in_row_order() -> None:
         BlockScores.concat([])
 
 
+def test_a_new_block_output_joins_along_its_row_axis() -> None:
+    @dataclasses.dataclass
+    class WithFolds(BlockScores):
+        by_fold: np.ndarray = dataclasses.field(default=None, metadata={"row_axis": 1})
+
+    def block(m: int, v: float) -> WithFolds:
+        return WithFolds(np.full((m, 2), v), np.full((m, 3), v), np.full((4, m, 2), v))
+
+    joined = WithFolds.concat([block(2, 0.0), block(3, 1.0)])
+    assert joined.by_fold.shape == (4, 5, 2) and joined.probs.shape == (5, 2)
+    assert (joined.by_fold[:, 2:] == 1).all() and (joined.by_fold[:, :2] == 0).all()
+
+
 def test_addresses_are_recorded_without_credentials() -> None:
     assert redact_address("ray://alice:s3cret@head:10001?token=abc") == "ray://***@head:10001?***"
     assert redact_address("head:6379") == "head:6379"
@@ -118,7 +98,7 @@ def test_ray_predict_matches_local_bitwise(
 ) -> None:
     new = make_tiny_run("new", n=100, seed=3)
     local = predict_run(trained, new, batch_size=16, threads=1)
-    expected = _arrays(new)
+    expected = arrays(new)
     assert local.record["executor"] == {
         "kind": "local",
         "address": None,
@@ -130,7 +110,7 @@ def test_ray_predict_matches_local_bitwise(
     summary = predict_run(
         trained, new, batch_size=16, executor=RayExecutor(cpus_per_fold=1), block_rows=40
     )
-    _assert_same(_arrays(new), expected)
+    assert_same(arrays(new), expected)
     verify_run(new)  # artifact digests match the published arrays
     rec = summary.record
     assert rec["executor"]["kind"] == "ray" and rec["executor"]["blocks"] == 3
@@ -140,7 +120,7 @@ def test_ray_predict_matches_local_bitwise(
     # default blocks: one per task slot of the cluster (2 CPUs -> 2 blocks)
     summary = predict_run(trained, new, batch_size=16, executor=RayExecutor())
     assert summary.record["executor"]["blocks"] == 2
-    _assert_same(_arrays(new), expected)
+    assert_same(arrays(new), expected)
 
 
 @needs_ray
@@ -194,7 +174,7 @@ def _npz(path: Path, n: int, seed: int) -> Path:
 
 @needs_ray
 @pytest.mark.slow
-def test_cli_predict_with_ray_writes_the_local_arrays(
+def test_cli_predict_with_ray_writes_the_localarrays(
     ray_local: object, trained: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEDAUDIT_SECRET", "k" * 40)
@@ -213,36 +193,33 @@ def test_cli_predict_with_ray_writes_the_local_arrays(
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
     local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
-    _assert_same(_arrays(on_ray), _arrays(local))
+    assert_same(arrays(on_ray), arrays(local))
     info = on_ray.read_run_json()["predict"]
     assert info["executor"]["kind"] == "ray" and info["executor"]["blocks"] == 2
     assert local.read_run_json()["predict"]["executor"]["kind"] == "local"
 
 
-def _cli(*args: str, cwd: Path, hide_ray: bool = False) -> subprocess.CompletedProcess[str]:
-    code = "import sys\n"
-    if hide_ray:  # a Python where `import ray` fails, as without the extra
-        code += "sys.modules['ray'] = None\n"
-    code += "from medaudit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=120
+def _predict_cli(
+    trained: RunDir, tmp_path: Path, out: Path, *flags: str, hide_ray: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``medaudit predict TRAINED --npz (absent) --out OUT FLAGS``: refused before ingesting."""
+    npz = str(tmp_path / "absent.npz")
+    return cli(
+        "predict",
+        str(trained.path),
+        "--npz",
+        npz,
+        "--out",
+        str(out),
+        *flags,
+        cwd=tmp_path,
+        hide_ray=hide_ray,
     )
 
 
 def test_cli_predict_without_ray_says_what_to_install(trained: RunDir, tmp_path: Path) -> None:
     out = tmp_path / "never"
-    res = _cli(
-        "predict",
-        str(trained.path),
-        "--npz",
-        str(tmp_path / "absent.npz"),
-        "--out",
-        str(out),
-        "--executor",
-        "ray",
-        cwd=tmp_path,
-        hide_ray=True,
-    )
+    res = _predict_cli(trained, tmp_path, out, "--executor", "ray", hide_ray=True)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and RAY_MISSING in lines[0]
@@ -253,16 +230,7 @@ def test_cli_predict_without_ray_says_what_to_install(trained: RunDir, tmp_path:
 def test_cli_predict_ray_flags_need_the_ray_executor(
     trained: RunDir, tmp_path: Path, flag: list[str]
 ) -> None:
-    res = _cli(
-        "predict",
-        str(trained.path),
-        "--npz",
-        str(tmp_path / "absent.npz"),
-        "--out",
-        str(tmp_path / "x"),
-        *flag,
-        cwd=tmp_path,
-    )
+    res = _predict_cli(trained, tmp_path, tmp_path / "x", *flag)
     assert res.returncode == 2
     assert f"{flag[0]} need(s) --executor ray" in res.stderr.strip().splitlines()[-1]
 
