@@ -174,7 +174,7 @@ def _npz(path: Path, n: int, seed: int) -> Path:
 
 @needs_ray
 @pytest.mark.slow
-def test_cli_predict_with_ray_writes_the_localarrays(
+def test_cli_predict_with_ray_writes_the_local_arrays(
     ray_local: object, trained: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEDAUDIT_SECRET", "k" * 40)
