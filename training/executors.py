@@ -776,6 +776,7 @@ class RayExecutor:
         failed: dict[int, str] = {}
         bad_input: list[bool] = []
         pending = list(refs)
+        shown = ""
         with tqdm(total=len(blocks), desc=f"{what}s (ray)", unit=what, disable=quiet) as bar:
             try:
                 while pending:
@@ -808,9 +809,10 @@ class RayExecutor:
                             continue
                         results[i] = value
                         bar.update(1)
-                    bar.set_postfix_str(
-                        f"done {len(results)} running {len(pending)} failed {len(failed)}"
-                    )
+                    text = f"done {len(results)} running {len(pending)} failed {len(failed)}"
+                    if text != shown:  # redraw on change only
+                        bar.set_postfix_str(text)
+                        shown = text
             except BaseException:
                 for ref in pending:
                     with contextlib.suppress(Exception):
