@@ -98,10 +98,11 @@ def test_ray_matches_local_bitwise_and_records_workers(
     for k in range(2):
         info = json.loads((fold_dir(run, k) / WORKER_FILE).read_text())
         assert info["pid"] > 0 and info["node_id"]
-    # a rerun reuses both folds (done markers), submitting nothing
-    again = train_run(run, CFG, executor=RayExecutor())
+    # a rerun with the other executor reuses both folds (done markers, same config hash)
+    again = train_run(run, CFG, executor=LocalExecutor())
     assert all(r.reused for r in again.folds)
     assert_same(arrays(run), local_reference)
+    assert run.read_run_json()["train"]["executor"]["kind"] == "local"
 
 
 def _arm(crash_dir: Path, fold: int) -> None:
