@@ -143,8 +143,9 @@ def _masked(train: Mapping[str, Any]) -> Table | None:
             for v, a in masked.items()]
     return Table("Out-of-fold AUC on masked images", ["variant", "AUC", "change vs unmasked"],
                  rows, note="center_masked hides the central 60% box, border_only keeps a 12% "
-                 "frame, corners_masked hides 15% corner squares (audit.masking); a model that "
-                 "keeps its AUC without the anatomy reads something else")
+                 "frame, corners_masked hides 15% corner squares (audit.masking); on radiograph-like "
+                 "images a model that keeps its AUC without the anatomy reads something else "
+                 "(the masking_test finding states the image layout it assumed)")
 
 
 def _deployment_prevalence(data: RunData, positive: str) -> tuple[float | None, str]:
