@@ -75,6 +75,17 @@ MSG_FLAGGED = (
     "model can learn such a cue (a marker, a border, an exposure setting) instead of the "
     "disease. Look at the images with the most extreme values (listed)."
 )
+#: Statistics of the whole image's grey levels: they summarise the anatomy and any lesion
+#: as much as the acquisition, so a class difference in them can be the disease itself.
+CONTENT_PROPERTIES = frozenset(
+    {"mean_intensity", "std_intensity", "p01", "p05", "p50", "p95", "p99", "contrast"}
+)
+MSG_CONTENT = (
+    " '{prop}' summarises the grey levels of the whole image, anatomy and lesion included: a "
+    "difference between the classes can also be the disease itself (a dark or bright lesion, "
+    "denser tissue) rather than an acquisition cue; the listed extremes and the property's "
+    "distribution per site or device tell which."
+)
 MSG_MEDIATED = (
     "The image statistics {props} predict the label (best: '{prop}', AUC {auc}), but only "
     "because they differ between values of {group}: within each {group} they predict nothing "
@@ -385,6 +396,11 @@ def check_image_property_shortcut(
                     q=top["q_value"],
                     others=others,
                     all_auc=all_auc,
+                )
+                + (
+                    MSG_CONTENT.format(prop=top["property"])
+                    if top["property"] in CONTENT_PROPERTIES
+                    else ""
                 ),
                 evidence=evidence,
                 sample_ids=ids,
