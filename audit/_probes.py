@@ -181,6 +181,26 @@ def same_partitions(columns: Sequence[GroupColumn]) -> list[list[GroupColumn]]:
     return list(groups.values())
 
 
+def coarsens(fine: np.ndarray, coarse: np.ndarray) -> bool:
+    """Whether ``coarse`` is a coarsening of ``fine``: each level of ``fine`` lies in one level of it.
+
+    E.g. in the demo ``dicom_modality`` (CR at site B, DX at sites A and C) coarsens
+    ``site``: a grouping that only merges levels of another says nothing new about
+    the rows.
+
+    Parameters
+    ----------
+    fine, coarse : numpy.ndarray
+        ``(N,)`` integer level codes of two groupings of the same rows.
+
+    Returns
+    -------
+    bool
+    """
+    pairs = np.unique(np.stack([np.asarray(fine), np.asarray(coarse)], axis=1), axis=0)
+    return len(np.unique(pairs[:, 0])) == len(pairs)
+
+
 def probe_folds(
     labels: np.ndarray,
     patients: np.ndarray,
@@ -368,5 +388,3 @@ def auc_estimate(
     labels and one image per patient, else a weighted patient bootstrap).
     """
     return auc_with_ci(labels, scores, groups=patients, n_boot=n_boot, seed=seed)
-
-

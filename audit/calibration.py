@@ -28,6 +28,9 @@ Contents
 :func:`calibration_slope_intercept`     logistic recalibration slope and calibration-
                                         in-the-large intercept (Cox 1958; Van Calster
                                         et al., J Clin Epidemiol 2016)
+:func:`calibration_slope`               the slope with a patient-cluster bootstrap interval,
+                                        one-vs-rest pooled for K > 2 (used by the
+                                        ``overfitting`` check)
 :func:`calibration_metrics`             all of the above with patient-cluster bootstrap
                                         intervals
 =====================================  ==============================================
@@ -38,7 +41,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy import optimize as _opt
 from scipy.special import logit
 
 from audit.stats import Estimate, bootstrap_ci
@@ -47,6 +49,7 @@ __all__ = [
     "METRICS",
     "brier_score",
     "calibration_metrics",
+    "calibration_slope",
     "calibration_slope_intercept",
     "classwise_ece",
     "ece",
@@ -266,16 +269,55 @@ def brier_score(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def _logistic_fit(x: np.ndarray, t: np.ndarray, *, offset: bool) -> tuple[float, float]:
-    """Unpenalised 1-D logistic fit: slope and intercept, or the intercept with ``x`` as offset."""
+    """Unpenalised maximum-likelihood fit of ``logit P(t = 1) = a + b x`` by Newton-Raphson.
 
-    def nll(theta: np.ndarray) -> float:
-        a, b = (theta[0], 1.0) if offset else (theta[0], theta[1])
-        z = a + b * x
-        return float(np.sum(np.logaddexp(0.0, z) - t * z))
+    With ``offset=True`` only ``a`` is fitted (``b`` fixed at 1: ``x`` is an offset).
+    Two parameters at most, so a few vectorised Newton steps replace a general
+    solver (about 100 times faster than scikit-learn inside a bootstrap; the tests
+    check it against :class:`sklearn.linear_model.LogisticRegression`).
 
-    x0 = np.array([0.0]) if offset else np.array([0.0, 1.0])
-    res = _opt.minimize(nll, x0, method="BFGS")
-    return (float(res.x[0]), 1.0) if offset else (float(res.x[0]), float(res.x[1]))
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(N,)`` predictor (the predicted log-odds).
+    t : numpy.ndarray
+        ``(N,)`` 0/1 outcome.
+    offset : bool
+
+    Returns
+    -------
+    a, b : float
+        NaN when ``t`` has one value or the fit diverges (perfect separation).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    nan = (float("nan"), float("nan") if not offset else 1.0)
+    if t.size == 0 or t.min() == t.max():
+        return nan
+    mean = t.mean()
+    X = np.ones((len(x), 1)) if offset else np.column_stack([np.ones_like(x), x])
+    off = x if offset else 0.0
+    beta = np.zeros(X.shape[1])
+    beta[0] = np.log(mean / (1 - mean)) - (float(np.mean(x)) if offset else 0.0)
+    for _ in range(50):
+        eta = np.clip(X @ beta + off, -30, 30)
+        mu = 1 / (1 + np.exp(-eta))
+        hess = (X * (mu * (1 - mu))[:, None]).T @ X
+        try:
+            step = np.linalg.solve(hess, X.T @ (t - mu))
+        except np.linalg.LinAlgError:
+            return nan
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) >= 1e3:
+        return nan
+    return (float(beta[0]), 1.0) if offset else (float(beta[0]), float(beta[1]))
+
+
+def _slope(t: np.ndarray, x: np.ndarray) -> float:
+    """Slope ``b`` of :func:`_logistic_fit` (argument order of :func:`audit.stats.bootstrap_ci`)."""
+    return _logistic_fit(x, t, offset=False)[1]
 
 
 def calibration_slope_intercept(
@@ -302,6 +344,61 @@ def calibration_slope_intercept(
     _, slope = _logistic_fit(x, t, offset=False)
     intercept, _ = _logistic_fit(x, t, offset=True)
     return slope, intercept
+
+
+def calibration_slope(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_boot: int = 300,
+    seed: int = 0,
+) -> Estimate:
+    """Calibration slope: logistic regression of the outcome on the predicted log-odds.
+
+    Binary: ``logit P(y = 1) = alpha + beta * logit(p1)``; for K > 2 classes the
+    one-vs-rest pairs of every class are stacked (one pooled slope). ``beta``
+    < 1 means predictions too extreme (overfitting), > 1 too timid (Cox 1958;
+    Van Calster et al. 2019). Fitted by maximum likelihood without penalty
+    (:func:`_logistic_fit`, the fit of :func:`calibration_slope_intercept`).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(N,)`` class indices.
+    pred_probs : numpy.ndarray
+        ``(N, K)`` out-of-sample probabilities.
+    groups : numpy.ndarray, optional
+        ``(N,)`` patient keys for a patient-level bootstrap.
+    n_boot : int
+    seed : int
+
+    Returns
+    -------
+    Estimate
+        With a percentile-bootstrap 95 % interval.
+    """
+    y = np.asarray(labels)
+    p = np.clip(np.asarray(pred_probs, dtype=float), 1e-6, 1 - 1e-6)
+    k = p.shape[1]
+    if k == 2:
+        yy, xx, gg = (y == 1).astype(int), np.log(p[:, 1] / p[:, 0]), groups
+    else:
+        yy = np.concatenate([(y == c).astype(int) for c in range(k)])
+        xx = np.concatenate([np.log(p[:, c] / (1 - p[:, c])) for c in range(k)])
+        gg = None if groups is None else np.tile(np.asarray(groups), k)
+        if gg is None:
+            gg = np.tile(np.arange(len(y)), k)  # keep an image's K pairs together
+    est = bootstrap_ci(_slope, yy, xx, n_boot=n_boot, seed=seed, groups=gg)
+    return Estimate(
+        est.estimate,
+        est.low,
+        est.high,
+        0.95,
+        "logistic recalibration slope (Cox 1958)"
+        + ("" if k == 2 else ", one-vs-rest pairs of all classes pooled")
+        + f"; {est.method}",
+    )
 
 
 def _metric_fn(name: str, n_bins: int) -> Any:

@@ -28,7 +28,7 @@ by an external model), so all are out-of-sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -58,6 +58,14 @@ REASON_ADEQUATE = (
 )
 REASON_NO_PROBS = "no out-of-fold probabilities, so the model's quality could not be assessed"
 REASON_NOT_ESTIMABLE = "the AUC is not estimable (fewer than two classes have images)"
+REASON_UNLABELED = (
+    "this run has no labels and no reference run with out-of-sample predictions, so the "
+    "model's quality could not be assessed"
+)
+REASON_FROM_REFERENCE = (
+    "this batch has no labels, so its model is judged on its reference run '{name}' "
+    "(not on this batch; the drift check says whether the batch differs): "
+)
 REASON_DISABLED = "the model-quality rule is switched off ([model_quality] enabled = false)"
 
 
@@ -228,6 +236,8 @@ def model_quality_of_context(ctx: Any, config: ModelQualityConfig | None = None)
     -------
     ModelQuality
     """
+    if not ctx.has_labels:
+        return _quality_from_reference(ctx, config)
     probs = ctx.get("pred_probs") if ctx.has("pred_probs") else None
     groups = (
         ctx.manifest["patient_key"].astype(str).to_numpy()
@@ -235,3 +245,25 @@ def model_quality_of_context(ctx: Any, config: ModelQualityConfig | None = None)
         else None
     )
     return assess_model_quality(ctx.labels, probs, groups=groups, config=config)
+
+
+def _quality_from_reference(ctx: Any, config: ModelQualityConfig | None) -> ModelQuality:
+    """An unlabeled batch: the model's quality is that measured on its reference run.
+
+    The batch's own AUC cannot be computed without labels; the model that scored
+    it is the reference run's fold ensemble, whose out-of-sample AUC is the best
+    evidence of its quality (it says nothing about how well it does on the
+    batch if the batch drifted: the drift check covers that).
+    """
+    config = config or ModelQualityConfig()
+    nan = float("nan")
+    ref = ctx.get("reference") if ctx.has("reference") else None
+    if ref is None or ref.pred_probs is None:
+        return ModelQuality(
+            Estimate(nan, nan, nan, 0.95, "none"), "not assessed", REASON_UNLABELED, config
+        )
+    labeled = ref.labels >= 0
+    quality = assess_model_quality(
+        ref.labels[labeled], ref.pred_probs[labeled], groups=ref.groups[labeled], config=config
+    )
+    return replace(quality, reason=REASON_FROM_REFERENCE.format(name=ref.name) + quality.reason)

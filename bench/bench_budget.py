@@ -234,12 +234,17 @@ def main(argv: list[str] | None = None) -> int:
                     + f"  {wall:.0f}s",
                     flush=True,
                 )
+                _write(results, args.name or f"budget_{args.data}")
+    _write(results, args.name or f"budget_{args.data}")
+    return 0
+
+
+def _write(results: dict[str, Any], name: str) -> None:
+    """Write the results so far (after every run: a long benchmark stopped midway keeps them)."""
     results["loadavg_after"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = args.name or f"budget_{args.data}"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"written {RESULTS / (name + '.json')}")
-    return 0
+    print(f"written {RESULTS / (name + '.json')}", file=sys.stderr)
 
 
 if __name__ == "__main__":

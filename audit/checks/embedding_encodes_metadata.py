@@ -38,7 +38,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from audit._probes import auc_estimate, fast_auc, multiclass_auc, permutation_p_value
+from audit._probes import (
+    auc_estimate,
+    coarsens,
+    fast_auc,
+    multiclass_auc,
+    permutation_p_value,
+)
 from audit.check_spec import CheckSpec
 from audit.checks.metadata_shortcut import (
     MetadataShortcutConfig,
@@ -426,6 +432,21 @@ def _public(o: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in o.items() if not k.startswith("_")}
 
 
+def _nested_sentence(col: str, nested: list[dict[str, Any]]) -> str:
+    """The coarser groupings folded into a shortcut finding, in one sentence (or '')."""
+    if not nested:
+        return ""
+    parts = "; ".join(
+        f"{'/'.join(g['columns'])} (alone AUC {_auc_txt(g['label']['auc'])}, encoded AUC "
+        f"{_auc_txt(g['auc'])})"
+        for g in nested
+    )
+    return (
+        f" Coarser groupings that only merge levels of {col} tell the same story and are not "
+        f"reported separately: {parts}."
+    )
+
+
 def check_embedding_encodes_metadata(
     ctx: AuditContext, config: EmbeddingEncodesMetadataConfig
 ) -> list[Finding]:
@@ -442,7 +463,9 @@ def check_embedding_encodes_metadata(
     -------
     list of Finding
         One critical *shortcut* finding per group that both predicts the label
-        and is encoded, then one summary finding (``evidence["groups"]``; info
+        and is encoded (a group that only merges levels of a finer such group,
+        :func:`audit._probes.coarsens`, is folded into the finer group's finding:
+        ``evidence["nested_groups"]``), then one summary finding (``evidence["groups"]``; info
         when some group is encoded, else pass).
     """
     groups = encoding_analysis(ctx, config)
@@ -468,9 +491,24 @@ def check_embedding_encodes_metadata(
     sid = ctx.sample_ids
     positive = 1 if ctx.n_classes > 1 else 0
     cls = ctx.class_names[positive]
-    for o in groups:
-        if not o["shortcut"]:
-            continue
+    # a shortcut group that only merges levels of a finer shortcut group (in the demo
+    # dicom_modality: CR at site B, DX elsewhere) is the same finding: it is folded into
+    # the finer group's finding instead of being reported a second time
+    primaries: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for o in sorted((o for o in groups if o["shortcut"]), key=lambda o: -len(o["levels"])):
+        home = next(
+            (
+                nested
+                for p, nested in primaries
+                if coarsens(p["_entry"]["_codes"], o["_entry"]["_codes"])
+            ),
+            None,
+        )
+        if home is None:
+            primaries.append((o, []))
+        else:
+            home.append(o)
+    for o, nested in primaries:
         col = o["columns"][0]
         parts = contrast_sentence_parts(o["_entry"])
         lvl = next(lv for lv in o["levels"] if lv["level"] == parts["hi"])
@@ -490,10 +528,19 @@ def check_embedding_encodes_metadata(
                     enc_auc=_auc_txt(o["auc"]),
                     best=o["most_recognisable_level"],
                     **parts,
-                ),
+                )
+                + _nested_sentence(col, nested),
                 evidence={
                     "shortcut": True,
                     "columns": o["columns"],
+                    "nested_groups": [
+                        {
+                            "columns": g["columns"],
+                            "label_auc": g["label"]["auc"],
+                            "encoding_auc": g["auc"],
+                        }
+                        for g in nested
+                    ],
                     "label_auc": o["label"]["auc"],
                     "label_q_value": o["label"]["q_value"],
                     "levels": o["label"]["levels"],

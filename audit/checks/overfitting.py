@@ -43,16 +43,16 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from audit.calibration import calibration_slope
 from audit.check_spec import CheckSpec
 from audit.context import AuditContext
 from audit.findings import Finding
 from audit.metrics import auc_score
-from audit.stats import Estimate, bootstrap_ci, bootstrap_replicates, delong_auc, finite_or_none
+from audit.stats import Estimate, bootstrap_replicates, delong_auc, finite_or_none
 from audit.validation import check_pred_probs
 
 __all__ = [
     "OverfittingConfig",
-    "calibration_slope",
     "check_overfitting",
     "fold_heterogeneity",
     "in_sample_gap",
@@ -447,91 +447,6 @@ def training_length(
         "n_at_edge": sum(r["at_edge"] for r in rows),
         "n_still_improving": sum(r["still_improving"] for r in rows),
     }
-
-
-def _slope(y: np.ndarray, x: np.ndarray) -> float:
-    """Maximum-likelihood slope of ``logit P(y=1) = a + b x`` by Newton-Raphson.
-
-    Two parameters, so a few vectorised Newton steps replace a general solver
-    (scikit-learn's took ~100 times longer inside the bootstrap); the tests check
-    it against :class:`sklearn.linear_model.LogisticRegression` without penalty.
-    NaN when ``y`` has one class or the fit separates perfectly.
-    """
-    y = y.astype(float)
-    if y.min() == y.max():
-        return float("nan")
-    X = np.column_stack([np.ones_like(x), x])
-    mean = y.mean()
-    beta = np.array([math.log(mean / (1 - mean)), 0.0])
-    for _ in range(50):
-        eta = np.clip(X @ beta, -30, 30)
-        mu = 1 / (1 + np.exp(-eta))
-        w = mu * (1 - mu)
-        hess = (X * w[:, None]).T @ X
-        try:
-            step = np.linalg.solve(hess, X.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            return float("nan")
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return float(beta[1]) if np.all(np.isfinite(beta)) and abs(beta[1]) < 1e3 else float("nan")
-
-
-def calibration_slope(
-    labels: np.ndarray,
-    pred_probs: np.ndarray,
-    *,
-    groups: np.ndarray | None = None,
-    n_boot: int = 300,
-    seed: int = 0,
-) -> Estimate:
-    """Calibration slope: logistic regression of the outcome on the predicted log-odds.
-
-    Binary: ``logit P(y = 1) = alpha + beta * logit(p1)``; for K > 2 classes the
-    one-vs-rest pairs of every class are stacked (one pooled slope). ``beta``
-    < 1 means predictions too extreme (overfitting), > 1 too timid (Cox 1958;
-    Van Calster et al. 2019). Fitted by maximum likelihood without penalty
-    (Newton-Raphson, checked against scikit-learn in the tests). (Issue 16's
-    calibration module may share this; until then it lives here.)
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        ``(N,)`` class indices.
-    pred_probs : numpy.ndarray
-        ``(N, K)`` out-of-sample probabilities.
-    groups : numpy.ndarray, optional
-        ``(N,)`` patient keys for a patient-level bootstrap.
-    n_boot : int
-    seed : int
-
-    Returns
-    -------
-    Estimate
-        With a percentile-bootstrap 95 % interval.
-    """
-    y = np.asarray(labels)
-    p = np.clip(np.asarray(pred_probs, dtype=float), 1e-6, 1 - 1e-6)
-    k = p.shape[1]
-    if k == 2:
-        yy, xx, gg = (y == 1).astype(int), np.log(p[:, 1] / p[:, 0]), groups
-    else:
-        yy = np.concatenate([(y == c).astype(int) for c in range(k)])
-        xx = np.concatenate([np.log(p[:, c] / (1 - p[:, c])) for c in range(k)])
-        gg = None if groups is None else np.tile(np.asarray(groups), k)
-        if gg is None:
-            gg = np.tile(np.arange(len(y)), k)  # keep an image's K pairs together
-    est = bootstrap_ci(_slope, yy, xx, n_boot=n_boot, seed=seed, groups=gg)
-    return Estimate(
-        est.estimate,
-        est.low,
-        est.high,
-        0.95,
-        "logistic recalibration slope (Cox 1958)"
-        + ("" if k == 2 else ", one-vs-rest pairs of all classes pooled")
-        + f"; {est.method}",
-    )
 
 
 def learning_curve_outlook(

@@ -105,3 +105,34 @@ def test_generic_wording_and_pass_findings() -> None:
     assert a.message == "m." + MSG_WEAK_MODEL.format(reason=weak.reason)
     assert b.severity == "pass" and b.message == "m."
     assert b.evidence["model_quality"]["verdict"] == "weak"
+
+
+def test_an_unlabeled_batch_is_judged_on_its_reference_run() -> None:
+    """No labels in a predict batch: the verdict comes from the reference's OOF AUC, said so."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from audit.context import ReferenceRun
+    from audit.model_quality import REASON_UNLABELED, model_quality_of_context
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p1 = np.clip(0.5 + 0.35 * (2 * y - 1) + rng.normal(0, 0.15, 400), 0.01, 0.99)
+    ref = ReferenceRun(
+        manifest=pd.DataFrame({"label": y, "patient_key": [f"p{i}" for i in range(400)]}),
+        class_names=["a", "b"],
+        pred_probs=np.c_[1 - p1, p1],
+        name="train-run",
+    )
+    batch = SimpleNamespace(
+        has_labels=False, has=lambda name: name == "reference", get=lambda name: ref
+    )
+    quality = model_quality_of_context(batch)
+    expected = assess_model_quality(y, np.c_[1 - p1, p1])
+    assert quality.verdict == "adequate" == expected.verdict
+    assert quality.auc.estimate == pytest.approx(expected.auc.estimate)
+    assert "no labels" in quality.reason and "'train-run'" in quality.reason
+    alone = SimpleNamespace(has_labels=False, has=lambda name: False, get=None)
+    lonely = model_quality_of_context(alone)
+    assert lonely.verdict == "not assessed" and lonely.reason == REASON_UNLABELED

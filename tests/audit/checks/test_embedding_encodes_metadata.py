@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from audit.checks.embedding_encodes_metadata import (
     SPEC,
     TITLE_SHORTCUT,
@@ -49,3 +51,37 @@ def test_clean_control_passes_and_table() -> None:
     assert SPEC.model_based
     table = SPEC.table(context(data), FAST)  # type: ignore[misc]
     assert len(table) == len(data["manifest"]) and "site_probe_prob" in table
+
+
+def test_a_coarser_grouping_of_the_shortcut_site_is_folded_into_its_finding() -> None:
+    """dicom_modality = CR only at site B (DX at A and C): one finding, not two."""
+    import numpy as np
+
+    data = shortcut_data(planted=True)
+    data["manifest"]["dicom_modality"] = np.where(data["site"] == 1, "CR", "DX")
+    # site B vs the rest predicts the label with AUC 0.59 here: a bar of 0.55 makes the
+    # modality group a shortcut on its own numbers, as it was in a demo run
+    config = dataclasses.replace(FAST, label_min_auc=0.55)
+    findings = check_embedding_encodes_metadata(context(data), config)
+    shortcut = [f for f in findings if f.evidence.get("shortcut")]
+    assert len(shortcut) == 1
+    nested = shortcut[0].evidence["nested_groups"]
+    assert [g["columns"] for g in nested] == [["dicom_modality"]]
+    assert (
+        "dicom_modality" in shortcut[0].message and "not reported separately" in shortcut[0].message
+    )
+    # without the fold, the modality group is a shortcut on its own numbers
+    summary = {tuple(g["columns"]): g for g in findings[-1].evidence["groups"]}
+    assert summary[("dicom_modality",)]["shortcut"]
+
+
+def test_coarsens() -> None:
+    import numpy as np
+
+    from audit._probes import coarsens
+
+    site = np.array([0, 1, 2, 1, 0, 2])
+    assert coarsens(site, np.array([0, 1, 0, 1, 0, 0]))  # merges levels 0 and 2
+    assert coarsens(site, site)
+    assert not coarsens(np.array([0, 1, 0, 1, 0, 0]), site)  # finer, not coarser
+    assert not coarsens(site, np.array([0, 1, 2, 0, 0, 2]))  # splits level 1

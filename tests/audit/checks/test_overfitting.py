@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from audit.calibration import _logistic_fit, _slope, calibration_slope, calibration_slope_intercept
 from audit.checks.overfitting import (
     LC_FLAT,
     LC_HELP,
     OverfittingConfig,
-    _slope,
-    calibration_slope,
     check_overfitting,
     fold_heterogeneity,
     training_length,
@@ -160,6 +159,14 @@ def test_newton_slope_matches_scikit_learn() -> None:
     ref = LogisticRegression(C=np.inf, max_iter=1000).fit(x[:, None], y).coef_[0, 0]
     assert _slope(y, x) == pytest.approx(ref, rel=1e-4)
     assert np.isnan(_slope(np.zeros(10, int), np.arange(10.0)))
+    # the intercept with the log-odds as offset: a 1-parameter GLM, checked by its score
+    # equation (mean predicted risk equals the observed rate at the optimum)
+    a, b = _logistic_fit(x, y, offset=True)
+    assert b == 1.0
+    assert np.mean(1 / (1 + np.exp(-(a + x)))) == pytest.approx(y.mean(), abs=1e-8)
+    p1 = 1 / (1 + np.exp(-x))
+    slope, intercept = calibration_slope_intercept(y, np.column_stack([1 - p1, p1]))
+    assert slope == pytest.approx(ref, rel=1e-4) and intercept == pytest.approx(a, abs=1e-6)
 
 
 def test_fold_spread_beyond_sampling_is_flagged() -> None:
