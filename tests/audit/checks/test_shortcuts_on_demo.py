@@ -122,8 +122,10 @@ def test_planted_site_shortcut_is_reported_and_random_columns_are_not(demo_audit
         # findings are at most warning, the evidence says from what)
         mq = shortcut[0].evidence["model_quality"]
         assert shortcut[0].severity == "critical" or (
-            mq["verdict"] == "weak" and mq["severity_before_cap"] == "critical"
-            and shortcut[0].severity == "warning")
+            mq["verdict"] == "weak"
+            and mq["severity_before_cap"] == "critical"
+            and shortcut[0].severity == "warning"
+        )
         assert "site" in shortcut[0].evidence["columns"]
     else:
         assert not site["flagged"]
