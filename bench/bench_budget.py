@@ -80,7 +80,9 @@ ABLATIONS = {
 }
 
 
-def _prepare(data: str, tmp: Path) -> tuple[RunDir, np.ndarray | None, str | None, int]:
+def _prepare(
+    data: str, tmp: Path, breastmnist_size: int = 28
+) -> tuple[RunDir, np.ndarray | None, str | None, int]:
     """(run, true labels or None, holdout split, folds) of a benchmark dataset."""
     if data == "demo":
         from ingest.demo import CLASS_NAMES, DemoConfig, generate_demo, load_ground_truth
@@ -106,7 +108,7 @@ def _prepare(data: str, tmp: Path) -> tuple[RunDir, np.ndarray | None, str | Non
     if data == "breastmnist":
         from bench.bench_breastmnist import build_run
 
-        return build_run(NPZ, tmp / "run", 28), None, "test", 5
+        return build_run(NPZ, tmp / "run", breastmnist_size), None, "test", 5
     raise ValueError(f"unknown --data {data!r}; use demo, speed or breastmnist")
 
 
@@ -162,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (budget runs)")
     ap.add_argument("--name", default=None)
     ap.add_argument(
+        "--breastmnist-size",
+        type=int,
+        default=28,
+        help="cache size of the BreastMNIST images (28: native; bench_breastmnist uses 64)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        run, true, holdout, folds = _prepare(args.data, Path(tmp))
+        run, true, holdout, folds = _prepare(args.data, Path(tmp), args.breastmnist_size)
         folds = args.folds or folds
         groups = run.read_manifest()["patient_key"].astype(str).to_numpy()
         for epochs in args.epochs:

@@ -17,11 +17,18 @@ a simulated two-node Ray cluster, and per-image costs at 224 px for the wall-tim
    folds as Ray tasks; the node of every fold is read from its ``worker.json``.
 3. **Per-image cost at 224 px** of the default model (training step and scoring,
    this CPU), the input of the wall-time estimate in ``docs/scale-out.md``.
+4. **Scoring new data** (``--predict``, alone): a run trained on BreastMNIST scores
+   the BreastMNIST images tiled ``--predict-copies`` times with
+   :func:`training.deploy.predict_run`, in alternated rounds: ``local threads=1``,
+   ``ray cpus_per_fold=1`` (blocks of rows, two tasks at once, 1 thread each: the
+   same numbers as the local 1-thread path, checked bitwise) and ``local threads=2``
+   (the same cores in one process). Each Ray time includes starting and stopping Ray.
 
 Usage::
 
-    .venv/bin/python bench/bench_scale_out.py                   # all parts
+    .venv/bin/python bench/bench_scale_out.py                   # parts 1-3
     .venv/bin/python bench/bench_scale_out.py --rounds 2 --skip-breastmnist
+    .venv/bin/python bench/bench_scale_out.py --predict         # part 4 only
 """
 
 from __future__ import annotations
@@ -292,6 +299,86 @@ def audit_heavy(sizes: list[int], knn_sizes: list[int], n_boot: int) -> dict[str
     return out
 
 
+#: (name, executor factory, torch threads) of the scoring benchmark.
+PREDICT_VARIANTS: list[tuple[str, Any, int]] = [
+    ("local threads=1", lambda: LocalExecutor(), 1),
+    ("ray cpus_per_fold=1", lambda: RayExecutor(cpus_per_fold=1), 1),
+    ("local threads=2", lambda: LocalExecutor(), 2),
+]
+
+
+def predict_case(tmp: Path, base: TrainConfig, copies: int, rounds: int) -> dict[str, Any]:
+    """``predict_run`` with each executor on the same trained run and new images."""
+    from ingest.sources import IngestOptions, ingest_npz
+    from training.deploy import predict_run
+
+    trained = _breastmnist_run(tmp)
+    t0 = time.perf_counter()
+    train_run(trained, base.replace(threads=2))
+    train_s = time.perf_counter() - t0
+    src = np.load(NPZ)
+    images = np.concatenate([src[f"{s}_images"] for s in ("train", "val", "test")])
+    labels = np.concatenate([src[f"{s}_labels"] for s in ("train", "val", "test")])
+    npz = tmp / "new.npz"
+    np.savez(npz, test_images=np.tile(images, (copies, 1, 1)), test_labels=np.tile(labels, copies))
+    opts = IngestOptions(image_size=28, use_cache=False, overwrite=True, require_labels=False)
+    new = ingest_npz(npz, tmp / "new", opts).run
+    n = new.n_samples()
+    print(f"scoring {n} images ({copies} x BreastMNIST) with {base.folds} folds of {base.model}")
+    times: dict[str, list[float]] = {v[0]: [] for v in PREDICT_VARIANTS}
+    score_s: dict[str, list[float]] = {v[0]: [] for v in PREDICT_VARIANTS}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    blocks = 0
+    for r in range(rounds):
+        order = PREDICT_VARIANTS if r % 2 == 0 else PREDICT_VARIANTS[::-1]
+        for name, factory, threads in order:
+            t0 = time.perf_counter()
+            summary = predict_run(trained, new, threads=threads, executor=factory())
+            seconds = time.perf_counter() - t0
+            times[name].append(seconds)
+            score_s[name].append(summary.record["score_seconds"])
+            blocks = max(blocks, summary.record["executor"]["blocks"])
+            arrays.setdefault(name, {a: new.read_array(a) for a in ARRAYS})
+            print(f"  round {r + 1}: {name:<20} {seconds:7.1f} s", flush=True)
+    ray_name = PREDICT_VARIANTS[1][0]
+    out: dict[str, Any] = {
+        "n_images": n,
+        "copies": copies,
+        "train_seconds": train_s,
+        "ray_blocks": blocks,
+        "seconds": times,
+        "score_seconds": score_s,
+        "pairs": {},
+    }
+    for local in ("local threads=1", "local threads=2"):
+        ratios = [b / a for a, b in zip(times[local], times[ray_name], strict=True)]
+        out["pairs"][f"{ray_name} / {local}"] = {
+            "ratio_median": float(np.median(ratios)),
+            "ratios": ratios,
+            **_compare(arrays[local], arrays[ray_name]),
+        }
+    return out
+
+
+def _header(base: TrainConfig, rounds: int) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "config": base.to_dict(),
+        "rounds": rounds,
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def _print_pairs(key: str, pairs: dict[str, Any]) -> None:
+    for pair, v in pairs.items():
+        print(
+            f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
+            f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
+        )
+
+
 def _demo_run(tmp: Path, n_patients: int) -> RunDir:
     out = tmp / "demo"
     cmd = [
@@ -353,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only the per-image cost at 224 px (e.g. on a GPU node: --device cuda)",
     )
     p.add_argument("--device", default="cpu", help="device of the per-image cost")
+    p.add_argument(
+        "--predict",
+        action="store_true",
+        help="only the scoring benchmark (writes results/scale_out_predict.json)",
+    )
+    p.add_argument("--predict-copies", type=int, default=8, help="BreastMNIST copies to score")
     args = p.parse_args(argv)
     if args.one_thread_only:
         VARIANTS[:] = [v for v in VARIANTS if v[2] == 1]
@@ -377,14 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     base = TrainConfig(
         model=args.model, folds=args.folds, epochs=args.epochs, quiet=True, patience=0, mixup=0.0
     )
-    result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "config": base.to_dict(),
-        "rounds": args.rounds,
-        "load_average_start": os.getloadavg(),
-    }
+    if args.predict:
+        res = _header(base, args.rounds)
+        with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
+            res.update(predict_case(Path(tmp_s), base, args.predict_copies, args.rounds))
+        res["load_average_end"] = os.getloadavg()
+        _print_pairs("predict", res["pairs"])
+        out = args.out.with_name("scale_out_predict.json")
+        out.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        print(f"wrote {out}")
+        return 0
+    result = _header(base, args.rounds)
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp_s:
         tmp = Path(tmp_s)
         need_demo = not (args.skip_demo or args.skip_overhead) or not args.skip_two_nodes
@@ -416,11 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     result["per_image_224"] = per_image_cost(args.model, device=args.device)
     print(json.dumps(result["per_image_224"], indent=1))
     for key in ("demo", "breastmnist"):
-        for pair, v in result.get(key, {}).get("pairs", {}).items():
-            print(
-                f"{key}: {pair}: x{v['ratio_median']:.3f} (rounds {[round(r, 3) for r in v['ratios']]}), "
-                f"bitwise {v['bitwise_equal']}, max |diff| {v['max_abs_diff']:.3g}"
-            )
+        _print_pairs(key, result.get(key, {}).get("pairs", {}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")

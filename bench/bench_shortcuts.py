@@ -10,7 +10,16 @@ Variants per seed:
 
 * ``site r=...``: the marker plus a ``site`` column that follows it (site-b = marker);
 * ``marker-only r=0.9``: the marker, no metadata column (only the pixels carry it);
-* ``control``: the unmodified images with a random three-level ``site`` column.
+* ``control``: the unmodified images with a random three-level ``site`` column
+  (``--control-seeds``, default 20, so that a false-alarm rate comes with a usable
+  Wilson interval; the images are the same in every control seed, only the site
+  column, the fold split and the PCA seed change). For the image-only checks the
+  control is one data set whatever the seed (a genuine property of BreastMNIST is
+  found or not depending on the fold split), so its rate is not a false-alarm rate
+  over data sets;
+* ``permuted``: the control with the labels shuffled across images (a fresh
+  permutation per seed, random ``site``): no image, property or column carries the
+  label, a true null for every check, also ``--control-seeds`` seeds.
 
 The model is deliberately cheap so that 5 seeds x 5 variants run on 2 loaded cores:
 pixels -> StandardScaler -> PCA(32), fitted once on all images of the variant
@@ -25,7 +34,11 @@ defaults except ``embeddings_from_one_model = True`` (true for this model) and
 A variant counts as *detected* by a check when the check has a finding of
 severity ``warning`` or ``critical`` (``image_property_shortcut``: also an ``info``
 finding that names corner-marker properties as mediated by the site). A false
-alarm is any ``warning`` or ``critical`` finding on the control.
+alarm is any ``warning`` or ``critical`` finding on the control. Every rate is
+printed with its 95 % Wilson interval. The BreastMNIST npz carries no
+``dicom_modality``, so ``masking_test`` resolves ``anatomy_layout = "auto"`` to
+``unknown``: its anatomy-hidden rule does not grade (an ``info`` finding at most,
+counted apart) and the corner-drop rule does.
 
 Part ``scale``: wall time and peak memory at N = 100,000
 --------------------------------------------------------
@@ -39,7 +52,7 @@ duplicates_and_leakage, outliers, class_balance_and_size).
 
 Usage::
 
-    python bench/bench_shortcuts.py power --seeds 5
+    python bench/bench_shortcuts.py power --seeds 5 --control-seeds 20
     python bench/bench_shortcuts.py scale --n 100000
 
 Prints a table and writes ``bench/results/shortcuts_power.json`` /
@@ -108,7 +121,11 @@ def _variant(
         }
     )
     x = x.copy()
-    if kind == "control":
+    if kind == "permuted":
+        y = rng.permutation(y)
+        man["label"] = y
+        man["label_name"] = np.where(y == 1, "benign", "malignant")
+    if kind in ("control", "permuted"):
         man["site"] = np.array(["site-a", "site-b", "site-c"])[rng.integers(0, 3, n)]
         return x, man, np.zeros(n, bool)
     marker = np.where(rng.random(n) < r, y == 1, rng.random(n) < y.mean())
@@ -167,72 +184,101 @@ def _detected(findings: list[Any]) -> dict[str, bool]:
     return out
 
 
-def run_power(seeds: int, out: Path) -> dict[str, Any]:
+def run_power(seeds: int, out: Path, control_seeds: int = 20) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from audit.context import AuditContext
     from audit.engine import audit_context
     from ingest.properties import compute_image_properties
 
-    x0, y = _load_breastmnist(DATA)
-    variants = [("site", 0.9), ("site", 0.7), ("site", 0.5), ("marker-only", 0.9), ("control", 0.0)]
+    x0, y0 = _load_breastmnist(DATA)
+    planted = [("site", 0.9), ("site", 0.7), ("site", 0.5), ("marker-only", 0.9)]
     config = {c: {"n_boot": 200} for c in NEW_CHECKS}
     config["embedding_encodes_metadata"]["embeddings_from_one_model"] = True
     config["hidden_stratification"] = {"embeddings_from_one_model": True}
     rows = []
-    for seed in range(seeds):
-        for kind, r in variants:
-            t0 = time.perf_counter()
-            x, man, marker = _variant(x0, y, kind, r, seed)
-            ev = _cheap_model(x, y, seed)
-            props = compute_image_properties(x[:, None], man["sample_id"].tolist())
-            ctx = AuditContext.from_arrays(
-                man, ["malignant", "benign"], image_properties=props, **ev
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = audit_context(ctx, checks=NEW_CHECKS, config=config)
-            det = _detected(res.findings)
-            row = {
-                "seed": seed,
-                "variant": kind,
-                "r": r,
-                "marker_label_corr": (
-                    round(float(np.corrcoef(marker, y)[0, 1]), 3) if marker.any() else None
-                ),
-                "model_oof_auc": round(float(roc_auc_score(y, ev["pred_probs"][:, 1])), 4),
-                "detected": det,
-                "any_shortcut_check": any(det[c] for c in SHORTCUT_CHECKS),
-                "severities": {
-                    c: sorted({f.severity for f in res.findings if f.check == c})
-                    for c in NEW_CHECKS
-                },
-                "titles": [f"{f.check}: {f.severity}: {f.title}" for f in res.findings],
-                "errors": res.errors,
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-            rows.append(row)
-            print(
-                f"seed {seed} {kind:<12} r={r:.1f} AUC={row['model_oof_auc']:.3f} "
-                f"any={row['any_shortcut_check']} "
-                + " ".join(f"{c}={int(v)}" for c, v in det.items())
-                + f" ({row['seconds']} s)",
-                flush=True,
-            )
+    jobs = [(seed, kind, r) for seed in range(seeds) for kind, r in planted]
+    jobs += [(seed, k, 0.0) for seed in range(control_seeds) for k in ("control", "permuted")]
+    for seed, kind, r in jobs:
+        t0 = time.perf_counter()
+        x, man, marker = _variant(x0, y0, kind, r, seed)
+        y = man["label"].to_numpy()
+        ev = _cheap_model(x, y, seed)
+        props = compute_image_properties(x[:, None], man["sample_id"].tolist())
+        ctx = AuditContext.from_arrays(man, ["malignant", "benign"], image_properties=props, **ev)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = audit_context(ctx, checks=NEW_CHECKS, config=config)
+        det = _detected(res.findings)
+        row = {
+            "seed": seed,
+            "variant": kind,
+            "r": r,
+            "marker_label_corr": (
+                round(float(np.corrcoef(marker, y)[0, 1]), 3) if marker.any() else None
+            ),
+            "model_oof_auc": round(float(roc_auc_score(y, ev["pred_probs"][:, 1])), 4),
+            "detected": det,
+            "any_shortcut_check": any(det[c] for c in SHORTCUT_CHECKS),
+            "severities": {
+                c: sorted({f.severity for f in res.findings if f.check == c}) for c in NEW_CHECKS
+            },
+            "titles": [  # findings above pass (the summary reads the masking parts from them)
+                f"{f.check}: {f.severity}: {f.title}" for f in res.findings if f.severity != "pass"
+            ],
+            "subgroup_levels": _subgroup_levels(res.findings),
+            "errors": res.errors,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        rows.append(row)
+        print(
+            f"seed {seed} {kind:<12} r={r:.1f} AUC={row['model_oof_auc']:.3f} "
+            f"any={row['any_shortcut_check']} "
+            + " ".join(f"{c}={int(v)}" for c, v in det.items())
+            + f" ({row['seconds']} s)",
+            flush=True,
+        )
     summary = _summary(rows)
     result = {
         "benchmark": "shortcuts_power",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "machine": f"{platform.machine()}, 2 cores shared with other jobs",
+        "seeds": {"planted": seeds, "control": control_seeds},
         "model": "pixels -> StandardScaler -> PCA(32) (label-free, all rows) -> L2 "
         "LogisticRegression(C=0.1) per fold (5-fold stratified); masked variants "
         "scored by the same fold models",
         "summary": summary,
         "runs": rows,
     }
-    out.write_text(json.dumps(result, indent=1))
+    _write_power(out, result)
     print(_power_table(summary))
     return result
+
+
+def _write_power(out: Path, result: dict[str, Any]) -> None:
+    """The result as JSON: the summary indented, each run on one line (the file stays small)."""
+    head = json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1)
+    runs = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in result["runs"])
+    out.write_text(head[:-2] + f',\n "runs": [\n  {runs}\n ]\n}}\n')
+
+
+def _subgroup_levels(findings: list[Any]) -> list[dict[str, Any]]:
+    """Per tested level of subgroup_performance: gap, p and q (to check the test's calibration)."""
+    f = next((f for f in findings if f.check == "subgroup_performance"), None)
+    if f is None:
+        return []
+    return [
+        {
+            "column": g["column"],
+            "level": g["level"],
+            "n": g["n"],
+            "auc_gap": (g["auc_gap"] or {}).get("estimate"),
+            "p_value": g["p_value"],
+            "q_value": g["q_value"],
+            "flagged": g["flagged"],
+        }
+        for g in f.evidence.get("groups", [])
+    ]
 
 
 def _masking_by_part(titles: list[str]) -> dict[str, bool]:
@@ -244,6 +290,9 @@ def _masking_by_part(titles: list[str]) -> dict[str, bool]:
     return {
         "masking_test (anatomy hidden)": any("anatomy hidden" in t for t in hits),
         "masking_test (corners drop)": any("corners" in t for t in hits),
+        "masking_test (anatomy hidden, info: inconclusive)": any(
+            t.startswith("masking_test: info: ") and "inconclusive" in t for t in titles
+        ),
     }
 
 
@@ -253,11 +302,12 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     keys = sorted(
-        {(x["variant"], x["r"]) for x in rows}, key=lambda k: (k[0] == "control", k[0], -k[1])
+        {(x["variant"], x["r"]) for x in rows},
+        key=lambda k: (k[0] in ("control", "permuted"), k[0], -k[1]),
     )
     for kind, r in keys:
         sub = [x for x in rows if x["variant"] == kind and x["r"] == r]
-        name = f"{kind} r={r}" if kind != "control" else "control"
+        name = f"{kind} r={r}" if kind not in ("control", "permuted") else kind
         det = {c: [x["detected"][c] for x in sub] for c in NEW_CHECKS}
         det["any_shortcut_check"] = [x["any_shortcut_check"] for x in sub]
         parts = [_masking_by_part(x["titles"]) for x in sub]
@@ -278,18 +328,27 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _power_table(summary: dict[str, Any]) -> str:
+    """One block per variant: per check the count, the rate and its 95 % Wilson interval."""
     cols = [
         "any_shortcut_check",
         *NEW_CHECKS,
         "masking_test (anatomy hidden)",
         "masking_test (corners drop)",
+        "masking_test (anatomy hidden, info: inconclusive)",
     ]
-    head = f"{'variant':<20} {'seeds':>5} " + " ".join(f"{c[:16]:>16}" for c in cols)
-    lines = [head, "-" * len(head)]
+    lines = []
     for k, v in summary.items():
-        lines.append(
-            f"{k:<20} {v['n_seeds']:>5} " + " ".join(f"{v[c]['rate']:>16.2f}" for c in cols)
-        )
+        n = v["n_seeds"]
+        what = "false alarms" if k in ("control", "permuted") else "detected"
+        lines.append(f"{k} ({n} seeds, model OOF AUC {v['model_oof_auc_mean']:.3f}): {what}")
+        for c in cols:
+            if c not in v:
+                continue
+            e = v[c]
+            lines.append(
+                f"  {c:<50} {round(e['rate'] * n):>3}/{n:<3} rate {e['rate']:.3f} "
+                f"(95% Wilson CI {e['ci_low']:.3f}-{e['ci_high']:.3f})"
+            )
     return "\n".join(lines)
 
 
@@ -415,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("power")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=5, help="seeds per planted variant")
+    p.add_argument("--control-seeds", type=int, default=20, help="seeds of the control")
     p.add_argument("--out", type=Path, default=HERE / "results" / "shortcuts_power.json")
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=100_000)
@@ -426,11 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("spec")
     args = ap.parse_args(argv)
     if args.cmd == "power":
-        run_power(args.seeds, args.out)
+        run_power(args.seeds, args.out, args.control_seeds)
     elif args.cmd == "summary":
         result = json.loads(args.out.read_text())
         result["summary"] = _summary(result["runs"])
-        args.out.write_text(json.dumps(result, indent=1))
+        _write_power(args.out, result)
         print(_power_table(result["summary"]))
     elif args.cmd == "scale":
         run_scale(args.n, args.out)

@@ -223,7 +223,7 @@ def _train_and_publish(
     auto = config.auto_fields
     config = resolve_for_context(config, ctx)  # the budget-dependent "auto" fields
     extra["auto_fields"] = {name: getattr(config, name) for name in auto}
-    extra["executor"] = executor.describe()
+    extra["executor"] = executor.describe(config.threads)
     _clean_stale(run, config)
 
     done_before = [k for k in range(config.folds) if fold_is_done(run, k, config, ctx.fingerprint)]

@@ -23,7 +23,7 @@ A linear-probe run (``mode='linear-probe'``) keeps a logistic regression per fol
 the embeddings of a frozen backbone: :func:`load_linear_probe` rebuilds the backbone
 from the weights file recorded in ``run.json`` (or the run's seed for a random one),
 checks that it reproduces the run's embeddings, and :func:`score_with_probe` scores
-as training scored held-out rows.
+as training scored held-out rows (locally: not as Ray tasks).
 
 ``run.json`` gets a ``predict`` section (the trained run, folds, models, timing,
 artifact digests) and ``reference`` (``{"path": trained run}``), which the drift
@@ -38,7 +38,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ from audit.rundir import HISTORY, RunDir, stale_after
 from training.config import TrainConfig
 from training.dataset import ImageCache, Normalization
 from training.device import DeviceSetup, resolve_device_setup
+from training.executors import Executor, LocalExecutor, RayExecutor, require_visible
 from training.loop import class_prior
 from training.models import build_model, split_model_states
 from training.predict import predict_rows, softmax
@@ -55,8 +56,8 @@ from training.reproducibility import torch_threads
 from training.run_context import load_context
 from training.splits import fold_split
 
-__all__ = ["FoldModels", "FoldScores", "LinearProbe", "PredictSummary", "load_fold_models",
-           "load_linear_probe", "predict_run", "score_with_folds", "score_with_probe"]
+__all__ = ["BlockScores", "FoldModels", "LinearProbe", "PredictSummary", "load_fold_models",
+           "load_linear_probe", "plan_blocks", "predict_run", "score_block", "score_with_probe"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ MSG_PROBE_WEIGHTS = ("{run} is a linear probe on the frozen {model} backbone fro
 MSG_PROBE_BACKBONE = ("{run}: the rebuilt {model} backbone does not reproduce the embeddings the "
                       "run was trained with (relative difference {diff:.2g} on {n} of its images"
                       "){why}; its linear probes cannot score new images with it")
+MSG_PROBE_RAY = ("{run} is a linear probe: medaudit predict scores it here (one embedding pass "
+                 "and a regression per fold), not as Ray tasks; leave out --executor ray")
 MSG_CLASSES = ("the new data's classes {new} differ from the trained run's {old}; ingest it with "
                "the trained run's class list")
 MSG_IMAGES = ("the new data's image cache is {new} but the trained run's is {old}; ingest it "
@@ -92,24 +95,6 @@ class FoldModels:
     fold: int
     nets: list[tuple[torch.nn.Module, np.ndarray]]
     norm: Normalization
-
-
-class FoldScores(NamedTuple):
-    """What :func:`score_with_folds` returns.
-
-    Attributes
-    ----------
-    probs : numpy.ndarray
-        ``(M, K)`` float32 mean over folds (the fold ensemble).
-    embeddings : numpy.ndarray
-        ``(M, D)`` float32 of the first model of the embedding fold.
-    by_fold : numpy.ndarray
-        ``(M, F, K)`` float32 each fold's probabilities (mean of the fold's models).
-    """
-
-    probs: np.ndarray
-    embeddings: np.ndarray
-    by_fold: np.ndarray
 
 
 @dataclass
@@ -158,6 +143,19 @@ def _setup(trained: RunDir, device: str, precision: str | None) -> DeviceSetup:
     return resolve_device_setup(device=device, precision=precision)  # type: ignore[arg-type]
 
 
+def _members(config: TrainConfig) -> int:
+    """Models one seed of a fold keeps: the refit and, with ``keep_selected``, the selected one."""
+    return 2 if config.keep_selected and config.refit else 1
+
+
+def _checkpoints(trained: RunDir, config: TrainConfig) -> list[Path]:
+    """``train/fold_<k>.pt`` of every fold, in fold order (all must exist)."""
+    paths = [trained.file(f"train/fold_{f}.pt") for f in range(config.folds)]
+    if not all(p.is_file() for p in paths):
+        raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    return paths
+
+
 def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) -> list[FoldModels]:
     """Rebuild every fold's kept models from a trained run (weights-only loading).
 
@@ -187,10 +185,7 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
     ctx = load_context(trained, config)
     k = len(ctx.classes)
     out = []
-    for f in range(config.folds):
-        path = trained.file(f"train/fold_{f}.pt")
-        if not path.is_file():
-            raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    for f, path in enumerate(_checkpoints(trained, config)):
         states = split_model_states(torch.load(path, map_location="cpu", weights_only=True))
         split = fold_split(ctx.folds, f, ctx.labels, ctx.groups,
                            inner_val_fraction=config.inner_val_fraction, seed=config.seed)
@@ -202,9 +197,7 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
 
         fit_rows = np.sort(np.concatenate([split.train, split.inner_val])) if config.refit \
             else split.train
-        member = [log_prior(fit_rows)]
-        if config.keep_selected and config.refit:
-            member.append(log_prior(split.train))
+        member = [log_prior(fit_rows), log_prior(split.train)][:_members(config)]
         priors = member * config.models_per_fold
         if len(priors) != len(states):
             raise ValueError(f"{path} holds {len(states)} model(s) but the training config "
@@ -221,7 +214,51 @@ def load_fold_models(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup) 
     return out
 
 
-def score_with_folds(
+@dataclass
+class BlockScores:
+    """Every array the fold ensemble gives a block of rows, in the block's row order.
+
+    A field's rows lie along axis 0 unless its metadata says ``row_axis``;
+    :meth:`concat` joins blocks along it, so a new output needs only its field.
+
+    Attributes
+    ----------
+    probs : numpy.ndarray
+        ``(M, K)`` mean over folds of each fold's probabilities.
+    embeddings : numpy.ndarray
+        ``(M, D)`` from the first model of the embedding fold.
+    by_fold : numpy.ndarray
+        ``(M, F, K)`` each fold's probabilities (a fold with several models: the mean
+        of theirs), whose mean over F is ``probs``.
+    """
+
+    probs: np.ndarray
+    embeddings: np.ndarray
+    by_fold: np.ndarray
+
+    @classmethod
+    def concat(cls, blocks: list[BlockScores]) -> BlockScores:
+        """Join consecutive blocks into one (rows in the order of ``blocks``).
+
+        Parameters
+        ----------
+        blocks : list of BlockScores
+            At least one.
+
+        Returns
+        -------
+        BlockScores
+        """
+        if not blocks:
+            raise ValueError("BlockScores.concat needs at least one block")
+        return cls(**{
+            f.name: np.concatenate([getattr(b, f.name) for b in blocks],
+                                   axis=f.metadata.get("row_axis", 0))
+            for f in dataclasses.fields(cls)
+        })
+
+
+def score_block(
     folds: list[FoldModels],
     cache: ImageCache,
     rows: np.ndarray,
@@ -230,17 +267,40 @@ def score_with_folds(
     setup: DeviceSetup,
     batch_size: int = 128,
     embedding_fold: int = 0,
-) -> FoldScores:
-    """Fold-ensemble probabilities, each fold's probabilities and one fold's embeddings.
+) -> BlockScores:
+    """Score ``rows`` with the fold ensemble: every output array of ``medaudit predict``.
+
+    The local path scores all rows as one block; the Ray path
+    (:func:`predict_run` with a :class:`~training.executors.RayExecutor`) scores
+    blocks of rows in tasks with this same function and joins them
+    (:meth:`BlockScores.concat`). A block that starts on a multiple of
+    ``batch_size`` gets the same batches, hence the same numbers.
+
+    Parameters
+    ----------
+    folds : list of FoldModels
+        From :func:`load_fold_models`.
+    cache : ImageCache
+        The images.
+    rows : numpy.ndarray
+        ``(M,)`` row indices.
+    image_size : int or None
+        Model input side (``None``: the cache side).
+    setup : DeviceSetup
+    batch_size : int
+    embedding_fold : int
+        Fold whose first model gives the embeddings.
 
     Returns
     -------
-    FoldScores
-        ``probs`` ``(M, K)``: mean over folds of each fold's probabilities (a fold
-        with several models: the mean of theirs, as training combines them for the
-        fold's out-of-fold rows), as training scores a held-out split;
-        ``embeddings`` ``(M, D)`` from the first model of fold ``embedding_fold``;
-        ``by_fold`` ``(M, F, K)`` each fold's probabilities.
+    BlockScores
+        Probabilities as training scores a held-out split (a fold with several
+        models: the mean of theirs, then the mean over folds).
+
+    Raises
+    ------
+    ValueError
+        When ``embedding_fold`` is not among the folds.
     """
     per_fold = []
     emb = None
@@ -256,8 +316,64 @@ def score_with_folds(
         raise ValueError(f"embedding_fold {embedding_fold} is not among the folds "
                          f"{[fm.fold for fm in folds]}")
     by_fold = np.stack(per_fold, axis=1)
-    return FoldScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
-                      by_fold.astype(np.float32))
+    return BlockScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
+                       by_fold.astype(np.float32))
+
+
+def plan_blocks(n_rows: int, batch_size: int, slots: int,
+                block_rows: int | None = None) -> list[tuple[int, int]]:
+    """Split rows ``0..n_rows-1`` into ``[start, stop)`` blocks on batch boundaries.
+
+    Parameters
+    ----------
+    n_rows : int
+    batch_size : int
+        Every block but the last holds a multiple of it.
+    slots : int
+        Tasks that run at once: without ``block_rows``, one block per slot.
+    block_rows : int, optional
+        Rows per block (rounded up to a multiple of ``batch_size``).
+
+    Returns
+    -------
+    list of (int, int)
+        At least one block (``[(0, 0)]`` for no rows).
+    """
+    if block_rows is None:
+        block_rows = -(-n_rows // max(1, slots))
+    if block_rows < 1:
+        block_rows = 1
+    step = -(-block_rows // batch_size) * batch_size
+    starts = range(0, n_rows, step) if n_rows else [0]
+    return [(s, min(s + step, n_rows)) for s in starts]
+
+
+def _score_block_task(start: int, stop: int, trained_path: str, new_path: str,
+                      opts: dict[str, Any]) -> BlockScores:
+    """One Ray task: load the fold checkpoints, score rows ``[start, stop)`` of ``new_path``."""
+    trained, new = RunDir(require_visible(trained_path)), RunDir(require_visible(new_path))
+    with torch_threads(opts["threads"]):
+        setup = _setup(trained, opts["device"], opts["precision"])
+        cache = ImageCache(new)
+        folds = load_fold_models(trained, cache, setup=setup)
+        return score_block(folds, cache, np.arange(start, stop), image_size=opts["image_size"],
+                           setup=setup, batch_size=opts["batch_size"],
+                           embedding_fold=opts["embedding_fold"])
+
+
+def _score_on_ray(executor: RayExecutor, trained: RunDir, new: RunDir, *, n_rows: int,
+                  block_rows: int | None, quiet: bool,
+                  opts: dict[str, Any]) -> tuple[BlockScores, int]:
+    """Blocks of rows scored as Ray tasks; the joined scores and the number of blocks."""
+    with executor.session() as ray:
+        blocks = plan_blocks(n_rows, opts["batch_size"], executor.task_slots(ray), block_rows)
+        _log.info("scoring %d images in %d block(s) as Ray tasks (%d CPU, %g GPU each)",
+                  n_rows, len(blocks), executor.cpus_per_fold, executor.gpus_per_fold)
+        parts = executor.map_blocks(
+            ray, _score_block_task, blocks,
+            (str(trained.path.resolve()), str(new.path.resolve()), opts),
+            what="block", quiet=quiet)
+    return BlockScores.concat(parts), len(blocks)
 
 
 @dataclass
@@ -316,10 +432,7 @@ def load_linear_probe(trained: RunDir, cache: ImageCache, *, setup: DeviceSetup,
     nh = history["folds"][0]["normalization"]
     norm = Normalization(tuple(nh["mean"]), tuple(nh["std"]))
     folds = []
-    for f in range(config.folds):
-        path = trained.file(f"train/fold_{f}.pt")
-        if not path.is_file():
-            raise ValueError(MSG_NOT_TRAINED.format(run=trained.path))
+    for path in _checkpoints(trained, config):
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not set(_PROBE_KEYS) <= set(state):
             raise ValueError(f"{path} is not a linear probe (keys {sorted(state)[:5]}...; "
@@ -349,7 +462,7 @@ def score_with_probe(
     image_size: int | None,
     setup: DeviceSetup,
     batch_size: int = 128,
-) -> FoldScores:
+) -> BlockScores:
     """Fold-ensemble probabilities of a linear-probe run, as training scores held-out rows.
 
     Each fold: standardise the backbone's embeddings with the fold's scaler, apply
@@ -366,8 +479,8 @@ def score_with_probe(
             d = np.concatenate([np.zeros_like(d), d], axis=1)
         per_fold.append(softmax(d + st["log_prior_adjustment"]))
     by_fold = np.stack(per_fold, axis=1)
-    return FoldScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
-                      by_fold.astype(np.float32))
+    return BlockScores(by_fold.mean(axis=1).astype(np.float32), emb.astype(np.float32),
+                       by_fold.astype(np.float32))
 
 
 def predict_run(
@@ -379,6 +492,9 @@ def predict_run(
     device: str = "cpu",
     precision: str | None = None,
     threads: int | None = None,
+    executor: Executor | None = None,
+    block_rows: int | None = None,
+    quiet: bool = True,
 ) -> PredictSummary:
     """Score an ingested run directory with a trained run's fold ensemble.
 
@@ -397,7 +513,18 @@ def predict_run(
         Default: the precision the trained run was scored with (so that the same
         image gets the same score as in training), on the same kind of device.
     threads : int, optional
-        CPU threads for torch.
+        CPU threads for torch (with a Ray executor: per task, default its
+        ``cpus_per_fold``).
+    executor : Executor, optional
+        :class:`~training.executors.LocalExecutor` (default) scores every row
+        here; a :class:`~training.executors.RayExecutor` scores blocks of rows
+        as Ray tasks, each loading the fold checkpoints, and this process joins
+        them in row order. The arrays are the same (bitwise at equal threads).
+    block_rows : int, optional
+        Rows per Ray task, rounded up to a multiple of ``batch_size`` (default:
+        one block per task the cluster runs at once). Ignored by the local executor.
+    quiet : bool
+        No progress bar for the Ray blocks.
 
     Returns
     -------
@@ -406,12 +533,20 @@ def predict_run(
     Raises
     ------
     ValueError
-        Untrained runs, a linear probe whose backbone cannot be rebuilt, classes or
-        image caches that disagree.
+        Untrained runs, a linear probe whose backbone cannot be rebuilt (or with a Ray
+        executor), classes or image caches that disagree.
+    training.executors.ExecutorUnavailableError
+        When Ray is not installed or its address does not answer.
+    training.executors.BlockFailedError
+        When a block failed on its worker (one line per block).
     """
     trained = trained_dir if isinstance(trained_dir, RunDir) else RunDir(trained_dir)
     new = new_dir if isinstance(new_dir, RunDir) else RunDir(new_dir)
+    executor = executor or LocalExecutor()
     config = _train_config(trained)
+    if not 0 <= embedding_fold < config.folds:
+        raise ValueError(f"embedding_fold must be a fold of {trained.path} (0 to "
+                         f"{config.folds - 1}); got {embedding_fold}")
     if new.class_names() != trained.class_names():
         raise ValueError(MSG_CLASSES.format(new=new.class_names(), old=trained.class_names()))
     t0 = time.perf_counter()
@@ -423,28 +558,42 @@ def predict_run(
         setup = _setup(trained, device, precision)
         rows = np.arange(new.n_samples())
         if config.mode == "linear-probe":
+            if isinstance(executor, RayExecutor):
+                raise ValueError(MSG_PROBE_RAY.format(run=trained.path))
+            task_threads = threads
             probe = load_linear_probe(trained, cache, setup=setup, batch_size=batch_size)
-            n_folds, n_models = len(probe.folds), len(probe.folds)
+            n_models = len(probe.folds)
             t1 = time.perf_counter()
-            probs, emb, by_fold = score_with_probe(probe, cache, rows,
-                                                   image_size=config.image_size, setup=setup,
-                                                   batch_size=batch_size)
+            scores = score_with_probe(probe, cache, rows, image_size=config.image_size,
+                                      setup=setup, batch_size=batch_size)
+            n_blocks = 1
+        elif isinstance(executor, RayExecutor):
+            task_threads = threads or executor.cpus_per_fold
+            opts = {"threads": task_threads, "device": device, "precision": precision,
+                    "image_size": config.image_size, "batch_size": batch_size,
+                    "embedding_fold": embedding_fold}
+            _checkpoints(trained, config)  # untrained: refused before Ray starts
+            n_models = config.folds * _members(config) * config.models_per_fold
+            t1 = time.perf_counter()
+            scores, n_blocks = _score_on_ray(executor, trained, new, n_rows=len(rows),
+                                             block_rows=block_rows, quiet=quiet, opts=opts)
         else:
+            task_threads = threads
             folds = load_fold_models(trained, cache, setup=setup)
-            n_folds, n_models = len(folds), sum(len(fm.nets) for fm in folds)
+            n_models = sum(len(fm.nets) for fm in folds)
             t1 = time.perf_counter()
-            probs, emb, by_fold = score_with_folds(folds, cache, rows,
-                                                   image_size=config.image_size, setup=setup,
-                                                   batch_size=batch_size,
-                                                   embedding_fold=embedding_fold)
+            scores = score_block(folds, cache, rows, image_size=config.image_size, setup=setup,
+                                 batch_size=batch_size, embedding_fold=embedding_fold)
+            n_blocks = 1
         score_s = time.perf_counter() - t1
         stale, drop = stale_after("train")
         staged.remove(stale)
-        staged.write_array("oof/pred_probs", probs)
-        staged.write_array("oof/logits", np.log(np.clip(probs, 1e-12, None)).astype(np.float32))
-        staged.write_array("oof/embeddings", emb)
+        staged.write_array("oof/pred_probs", scores.probs)
+        staged.write_array("oof/logits",
+                           np.log(np.clip(scores.probs, 1e-12, None)).astype(np.float32))
+        staged.write_array("oof/embeddings", scores.embeddings)
         staged.write_array("oof/folds", np.full(len(rows), -1, np.int16))
-        staged.write_array("oof/pred_probs_by_fold", by_fold)
+        staged.write_array("oof/pred_probs_by_fold", scores.by_fold)
         names = ["oof/pred_probs.npy", "oof/logits.npy", "oof/embeddings.npy", "oof/folds.npy",
                  "oof/pred_probs_by_fold.npy"]
         seconds = time.perf_counter() - t0
@@ -455,9 +604,9 @@ def predict_run(
             "trained_fingerprint": {k: trained_info.get(k)
                                     for k in ("config_hash", "data_fingerprint")},
             "mode": config.mode,
-            "folds": n_folds,
+            "folds": config.folds,
             "models": n_models,
-            "scored_by": f"mean of {n_folds} folds' probabilities",
+            "scored_by": f"mean of {config.folds} folds' probabilities",
             "embedding_fold": embedding_fold if config.mode == "finetune" else
             "frozen backbone (the same for every fold)",
             "n_rows": len(rows),
@@ -467,6 +616,7 @@ def predict_run(
             "images_per_second": round(len(rows) / max(score_s, 1e-9), 1),
             "model": config.model,
             "setup": setup.to_dict(),
+            "executor": {**executor.describe(task_threads), "blocks": n_blocks},
             "data_fingerprint": data_fingerprint(new),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "artifacts": artifact_digests(staged, names),
@@ -474,6 +624,6 @@ def predict_run(
         staged.update_run_json({"predict": record,
                                 "reference": {"path": str(Path(trained.path).resolve()),
                                               "set_by": "medaudit predict"}}, drop=drop)
-    _log.info("scored %d images with %d folds", len(rows), n_folds)
-    return PredictSummary(new, len(rows), n_folds, n_models, seconds,
+    _log.info("scored %d images with %d folds in %d block(s)", len(rows), config.folds, n_blocks)
+    return PredictSummary(new, len(rows), config.folds, n_models, seconds,
                           record["images_per_second"], record)

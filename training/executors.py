@@ -45,12 +45,15 @@ __all__ = [
     "RAY_MISSING",
     "RAY_UNREACHABLE",
     "WORKER_FILE",
+    "BlockFailedError",
     "Executor",
     "ExecutorUnavailableError",
     "FoldFailedError",
     "LocalExecutor",
     "RayExecutor",
     "ray_available",
+    "redact_address",
+    "require_visible",
 ]
 
 _log = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ RAY_UNREACHABLE = (
 )
 #: One line per failed fold: the worker that ran it and its error.
 FOLD_FAILED = "fold {fold} failed on {worker}: {error}"
+#: One line per failed block of rows (``map_blocks``): its rows, worker and error.
+BLOCK_FAILED = "{what} {index} (rows {start}-{stop}) failed on {worker}: {error}"
 
 #: The file a Ray worker writes into the fold's work folder when it starts the fold:
 #: host, Ray node id and pid (the progress display reads it; it stays as a record).
@@ -86,6 +91,10 @@ class FoldFailedError(RuntimeError):
     """One or more folds failed on their workers (one line per fold in the message)."""
 
 
+class BlockFailedError(RuntimeError):
+    """One or more blocks of rows failed on their workers (one line per block)."""
+
+
 class Executor(Protocol):
     """Trains the given folds of a run and returns their results."""
 
@@ -93,17 +102,48 @@ class Executor(Protocol):
         """Train folds ``todo`` of ``run`` under ``config``; results by fold index."""
         ...  # pragma: no cover
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready name and settings (recorded in ``run.json['train']['executor']``)."""
+    def describe(self, threads: int | None = None) -> dict[str, Any]:
+        """What ran the work, for ``run.json``: ``{kind, address, cpus_per_fold, gpus_per_fold}``.
+
+        ``threads`` is the torch thread count of each unit of work when the caller
+        set one (``TrainConfig.threads``, ``predict --threads``).
+        """
         ...  # pragma: no cover
 
 
-def _describe(executor: Any) -> dict[str, Any]:
-    """``{"name": ..., <init fields>}`` of a dataclass executor."""
-    import dataclasses
+def redact_address(address: str | None) -> str | None:
+    """``address`` without credentials: user, password, query and fragment become ``***``.
 
-    fields = {f.name: getattr(executor, f.name) for f in dataclasses.fields(executor) if f.init}
-    return {"name": executor.name, **fields}
+    Parameters
+    ----------
+    address : str or None
+        A Ray address (``auto``, ``HOST:PORT``, ``ray://[USER:TOKEN@]HOST:PORT[?k=v]``).
+
+    Returns
+    -------
+    str or None
+        Safe to record in ``run.json`` and logs (``None`` stays ``None``).
+
+    Examples
+    --------
+    >>> redact_address("ray://alice:s3cret@head:10001?token=abc")
+    'ray://***@head:10001?***'
+    >>> redact_address("head:6379")
+    'head:6379'
+    """
+    if address is None:
+        return None
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    text = f"{parts.scheme}://{netloc}" if parts.scheme else netloc
+    text += parts.path
+    if parts.query:
+        text += "?***"
+    if parts.fragment:
+        text += "#***"
+    return text
 
 
 def ray_available() -> bool:
@@ -156,9 +196,12 @@ class LocalExecutor:
 
     name: str = field(default="local", init=False)
 
-    def describe(self) -> dict[str, Any]:
-        """``{"name": "local"}`` (processes and threads are in the config: ``jobs``, ``threads``)."""
-        return _describe(self)
+    def describe(self, threads: int | None = None) -> dict[str, Any]:
+        """``kind`` local, no address, ``threads`` (``None``: torch's default) per fold, no GPU.
+
+        The number of processes is ``TrainConfig.jobs``, in the recorded config.
+        """
+        return {"kind": self.name, "address": None, "cpus_per_fold": threads, "gpus_per_fold": 0}
 
     def run_folds(self, run: RunDir, config: TrainConfig, todo: list[int]) -> dict[int, FoldResult]:
         """Train folds ``todo``; see the class docstring."""
@@ -233,13 +276,15 @@ def _probe(address: str, timeout: float) -> None:
     if parts.scheme not in ("", "ray"):
         raise ExecutorUnavailableError(
             RAY_UNREACHABLE.format(
-                address=address, reason=f"unknown scheme {parts.scheme!r}; use ray://HOST:PORT"
+                address=redact_address(address),
+                reason=f"unknown scheme {parts.scheme!r}; use ray://HOST:PORT",
             )
         )
     if not host or port is None:
         raise ExecutorUnavailableError(
             RAY_UNREACHABLE.format(
-                address=address, reason="expected HOST:PORT, ray://HOST:PORT or 'auto'"
+                address=redact_address(address),
+                reason="expected HOST:PORT, ray://HOST:PORT or 'auto'",
             )
         )
     try:
@@ -252,7 +297,7 @@ def _probe(address: str, timeout: float) -> None:
             else (err.strerror or str(err) or type(err).__name__).lower()
         )
         raise ExecutorUnavailableError(
-            RAY_UNREACHABLE.format(address=address, reason=reason)
+            RAY_UNREACHABLE.format(address=redact_address(address), reason=reason)
         ) from None
 
 
@@ -296,6 +341,47 @@ def _crash_once_for_test(fold: int) -> None:
     fold_training.write_fold_outputs = write_part_then_die  # type: ignore[assignment]
 
 
+def require_visible(run_path: str) -> Path:
+    """``run_path`` as a path, or a clear error when this worker does not see that run.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_path/manifest.parquet`` is missing here (naming this host).
+    """
+    path = Path(run_path)
+    if not (path / "manifest.parquet").is_file():
+        raise FileNotFoundError(
+            f"run directory {run_path} is not visible on worker host {socket.gethostname()}: "
+            "put it on storage that every node mounts at the same path"
+        )
+    return path
+
+
+def _block_task(fn: Any, start: int, stop: int, *args: Any) -> tuple[bool, Any]:
+    """The Ray task of one block: ``(True, fn(start, stop, *args))``, or ``(False, failure)``.
+
+    The failure names this worker (host, Ray node id, pid) and the error in one
+    line; whether it was bad input (``ValueError``/``TypeError``) decides the
+    driver's exception.
+    """
+    import ray
+
+    try:
+        return True, fn(start, stop, *args)
+    except Exception as err:
+        info = {
+            "host": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+        }
+        return False, {
+            "worker": _worker_label(info),
+            "error": _one_line(err),
+            "bad_input": isinstance(err, ValueError | TypeError),
+        }
+
+
 def _ray_fold_task(
     run_path: str, fold: int, config: TrainConfig, level: int
 ) -> tuple[FoldResult, dict[str, Any]]:
@@ -305,13 +391,8 @@ def _ray_fold_task(
     from training.fold_training import train_fold
 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    path = Path(run_path)
+    path = require_visible(run_path)
     host = socket.gethostname()
-    if not (path / "manifest.parquet").is_file():
-        raise FileNotFoundError(
-            f"run directory {run_path} is not visible on worker host {host}: put it on storage "
-            "that every node mounts at the same path"
-        )
     run = RunDir(path)
     info = {
         "host": host,
@@ -429,9 +510,16 @@ class RayExecutor:
     connect_timeout: float = 10.0
     name: str = field(default="ray", init=False)
 
-    def describe(self) -> dict[str, Any]:
-        """Name, address and resource request per fold."""
-        return _describe(self)
+    def describe(self, threads: int | None = None) -> dict[str, Any]:
+        """Kind, address (:func:`redact_address`), resources per task and torch threads."""
+        return {
+            "kind": self.name,
+            "address": redact_address(self.address),
+            "cpus_per_fold": self.cpus_per_fold,
+            "gpus_per_fold": self.gpus_per_fold,
+            "threads": threads or self.cpus_per_fold,
+            "max_retries": self.max_retries,
+        }
 
     def __post_init__(self) -> None:
         for name, kind, low in (
@@ -490,7 +578,9 @@ class RayExecutor:
             ray.init(address=self.address or "local", **kwargs)
         except (ConnectionError, TimeoutError) as err:
             raise ExecutorUnavailableError(
-                RAY_UNREACHABLE.format(address=self.address, reason=" ".join(str(err).split()))
+                RAY_UNREACHABLE.format(
+                    address=redact_address(self.address), reason=" ".join(str(err).split())
+                )
             ) from None
         try:
             yield ray
@@ -528,13 +618,9 @@ class RayExecutor:
         for k in todo:  # a worker file of an earlier attempt is not this run's worker
             (fold_dir(run, k) / WORKER_FILE).unlink(missing_ok=True)
         refs = {
-            task.options(
-                num_cpus=self.cpus_per_fold,
-                num_gpus=self.gpus_per_fold,
-                max_retries=self.max_retries,
-                retry_exceptions=False,
-                name=f"medaudit fold {k}",
-            ).remote(path, k, worker_cfg, level): k
+            task.options(**self._task_options(f"medaudit fold {k}")).remote(
+                path, k, worker_cfg, level
+            ): k
             for k in todo
         }
         _log.info(
@@ -604,3 +690,135 @@ class RayExecutor:
             # so in one line with exit code 2, as for a fold trained locally.
             raise (ValueError if all(bad_input) else FoldFailedError)(message)
         return results
+
+    def _task_options(self, name: str) -> dict[str, Any]:
+        """Ray options of one task: its resources; retried only when its worker died."""
+        return {
+            "num_cpus": self.cpus_per_fold,
+            "num_gpus": self.gpus_per_fold,
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,
+            "name": name,
+        }
+
+    def task_slots(self, ray: Any) -> int:
+        """Tasks of this executor's resource request the connected cluster runs at once.
+
+        Parameters
+        ----------
+        ray : module
+            The connected ``ray`` module (:meth:`session`).
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        res = ray.cluster_resources()
+        slots = int(res.get("CPU", 1) // self.cpus_per_fold)
+        if self.gpus_per_fold > 0:
+            slots = min(slots, int(res.get("GPU", 0) // self.gpus_per_fold))
+        return max(1, slots)
+
+    def map_blocks(
+        self,
+        ray: Any,
+        fn: Any,
+        blocks: list[tuple[int, int]],
+        args: tuple[Any, ...],
+        *,
+        what: str = "block",
+        quiet: bool = False,
+    ) -> list[Any]:
+        """Run ``fn(start, stop, *args)`` as one Ray task per block; results in block order.
+
+        Each task requests ``cpus_per_fold`` CPUs and ``gpus_per_fold`` GPUs; a task
+        whose worker died is re-run (``max_retries``), an exception is not. One
+        progress bar counts the blocks.
+
+        Parameters
+        ----------
+        ray : module
+            The connected ``ray`` module (:meth:`session`).
+        fn : callable
+            A module-level function ``fn(start, stop, *args) -> result``.
+        blocks : list of (int, int)
+            ``[start, stop)`` row ranges.
+        args : tuple
+            The other arguments of every task (put once in Ray's object store).
+        what : str
+            Name of a block in messages.
+        quiet : bool
+            No progress bar.
+
+        Returns
+        -------
+        list
+            ``fn``'s results, in the order of ``blocks``.
+
+        Raises
+        ------
+        BlockFailedError
+            When a block failed (one line per block: its rows, worker and error),
+            after the others finished; ``ValueError`` when every failure was bad input.
+        """
+        from tqdm.auto import tqdm
+
+        task = ray.remote(_block_task)
+        shared = [ray.put(a) for a in (fn, *args)]
+        refs = {
+            task.options(**self._task_options(f"medaudit {what} {i}")).remote(
+                shared[0], start, stop, *shared[1:]
+            ): i
+            for i, (start, stop) in enumerate(blocks)
+        }
+        results: dict[int, Any] = {}
+        failed: dict[int, str] = {}
+        bad_input: list[bool] = []
+        pending = list(refs)
+        shown = ""
+        with tqdm(total=len(blocks), desc=f"{what}s (ray)", unit=what, disable=quiet) as bar:
+            try:
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                    for ref in ready:
+                        i = refs[ref]
+                        try:
+                            ok, value = ray.get(ref)
+                        except Exception as err:  # the worker died (retries exhausted)
+                            ok, value = (
+                                False,
+                                {
+                                    "worker": "a worker that died",
+                                    "error": _one_line(_cause(err)),
+                                    "bad_input": False,
+                                },
+                            )
+                        if not ok:
+                            start, stop = blocks[i]
+                            failed[i] = BLOCK_FAILED.format(
+                                what=what,
+                                index=i,
+                                start=start,
+                                stop=stop - 1,
+                                worker=value["worker"],
+                                error=value["error"],
+                            )
+                            bad_input.append(value["bad_input"])
+                            _log.error("%s", failed[i])
+                            continue
+                        results[i] = value
+                        bar.update(1)
+                    text = f"done {len(results)} running {len(pending)} failed {len(failed)}"
+                    if text != shown:  # redraw on change only
+                        bar.set_postfix_str(text)
+                        shown = text
+            except BaseException:
+                for ref in pending:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+                raise
+        if failed:
+            message = "; ".join(failed[i] for i in sorted(failed))
+            raise (ValueError if all(bad_input) else BlockFailedError)(message)
+        return [results[i] for i in range(len(blocks))]

@@ -75,6 +75,22 @@ MSG_FLAGGED = (
     "model can learn such a cue (a marker, a border, an exposure setting) instead of the "
     "disease. Look at the images with the most extreme values (listed)."
 )
+#: Statistics of the whole image's grey levels: they summarise the anatomy and any lesion
+#: as much as the acquisition, so a class difference in them can be the disease itself.
+CONTENT_PROPERTIES = frozenset(
+    {"mean_intensity", "std_intensity", "p01", "p05", "p50", "p95", "p99", "contrast"}
+)
+MSG_CONTENT = (
+    " '{prop}' summarises the grey levels of the whole image, anatomy and lesion included: a "
+    "difference between the classes can also be the disease itself (a dark or bright lesion, "
+    "denser tissue) rather than an acquisition cue; the listed extremes and the property's "
+    "distribution per site or device tell which."
+)
+TITLE_CONTENT = "The images' grey levels differ between the classes ({prop}: AUC {auc})"
+MSG_CONTENT_ONLY = (
+    "Whole-image grey-level statistics predict the label weakly: {props}, below the AUC "
+    "{thr:.2f} from which a single such statistic is treated as a possible shortcut."
+)
 MSG_MEDIATED = (
     "The image statistics {props} predict the label (best: '{prop}', AUC {auc}), but only "
     "because they differ between values of {group}: within each {group} they predict nothing "
@@ -109,7 +125,18 @@ class ImagePropertyShortcutConfig:
     n_bins : int, default 10
         Quantile bins of each property for its one-property model (deciles).
     min_auc : float, default 0.60
-        Smallest AUC worth a warning (as ``metadata_shortcut``).
+        Smallest AUC worth a warning (as ``metadata_shortcut``) for acquisition
+        properties (markers, borders, size, aspect, bit depth).
+    content_min_auc : float, default 0.70
+        Smallest AUC worth a warning for the whole-image grey-level statistics
+        (:data:`CONTENT_PROPERTIES`); between ``min_auc`` and this they are an
+        ``info`` finding. A lesion or a disease changes an image's grey levels
+        itself (dark masses on ultrasound, consolidation on a radiograph): on
+        unmodified BreastMNIST the median grey level alone separates benign from
+        malignant with AUC 0.60-0.62, so at 0.60 this check warned on two thirds
+        of clean controls. One global statistic reaching 0.70 ("acceptable"
+        discrimination, Hosmer & Lemeshow) without looking at where the lesion
+        is deserves a look.
     critical_auc : float, default 0.80
         AUC from which a single statistic is a strong classifier: critical.
     alpha : float, default 0.05
@@ -131,6 +158,7 @@ class ImagePropertyShortcutConfig:
     exclude_properties: tuple[str, ...] = ("corner_mark_corner",)
     n_bins: int = 10
     min_auc: float = 0.60
+    content_min_auc: float = 0.70
     critical_auc: float = 0.80
     alpha: float = 0.05
     mediation_fraction: float = 0.5
@@ -145,6 +173,11 @@ class ImagePropertyShortcutConfig:
             raise ValueError(
                 f"image_property_shortcut needs 0.5 <= min_auc <= critical_auc <= 1; "
                 f"got {self.min_auc} and {self.critical_auc}"
+            )
+        if not self.min_auc <= self.content_min_auc <= 1:
+            raise ValueError(
+                f"image_property_shortcut needs min_auc <= content_min_auc <= 1; got "
+                f"{self.min_auc} and {self.content_min_auc}"
             )
         if not 0 <= self.mediation_fraction < 1:
             raise ValueError(
@@ -331,7 +364,9 @@ def check_image_property_shortcut(
     list of Finding
         One finding for the properties that predict the label on their own
         (warning, critical from ``critical_auc``), one ``info`` finding for
-        those mediated by a metadata group, or one pass finding.
+        whole-image grey-level statistics below ``content_min_auc``, one
+        ``info`` finding for those mediated by a metadata group, or one pass
+        finding.
         ``evidence["properties"]`` lists every property tested (``property``,
         ``auc``, ``p_value``, ``q_value``, ``flagged``, ``mediated_by``,
         ``within_group_auc``, ``extreme_sample_ids``).
@@ -352,15 +387,22 @@ def check_image_property_shortcut(
         "mediation": f"AUC within each level of a label-predictive metadata group (pairs of the "
         f"same level only); mediated when |AUC_within - 0.5| <= "
         f"{config.mediation_fraction:g} |AUC - 0.5|",
-        "rule": f"flag when q < {config.alpha:g}, AUC >= {config.min_auc:.2f} and not mediated; "
+        "rule": f"flag when q < {config.alpha:g}, AUC >= {config.min_auc:.2f} (whole-image grey-level "
+        f"statistics: >= {config.content_min_auc:.2f}, info below) and not mediated; "
         f"critical when AUC >= {config.critical_auc:.2f}; mediated (q < {config.alpha:g}) "
         "properties are info",
     }
     evidence = {"properties": public, "all_properties": together, "method": method}
-    flagged = sorted(
+    own = sorted(
         [e for e in entries if e["flagged"] and e["mediated_by"] is None],
         key=lambda e: -e["auc"]["estimate"],
     )
+    flagged = [
+        e
+        for e in own
+        if e["property"] not in CONTENT_PROPERTIES or e["auc"]["estimate"] >= config.content_min_auc
+    ]
+    content = [e for e in own if e not in flagged]
     mediated = sorted(
         [e for e in entries if e["mediated_by"] is not None], key=lambda e: -e["auc"]["estimate"]
     )
@@ -385,9 +427,34 @@ def check_image_property_shortcut(
                     q=top["q_value"],
                     others=others,
                     all_auc=all_auc,
+                )
+                + (
+                    MSG_CONTENT.format(prop=top["property"])
+                    if top["property"] in CONTENT_PROPERTIES
+                    else ""
                 ),
                 evidence=evidence,
                 sample_ids=ids,
+                recommendation=REC_FLAGGED,
+                references=_REFS,
+            )
+        )
+    if content:
+        top = content[0]
+        findings.append(
+            Finding(
+                check=NAME,
+                severity="info",
+                title=TITLE_CONTENT.format(prop=top["property"], auc=_auc_text(top["auc"])),
+                message=MSG_CONTENT_ONLY.format(
+                    props=", ".join(
+                        f"'{e['property']}' (AUC {e['auc']['estimate']:.2f})" for e in content[:6]
+                    ),
+                    thr=config.content_min_auc,
+                )
+                + MSG_CONTENT.format(prop=top["property"]),
+                evidence=evidence,
+                sample_ids=list(dict.fromkeys(s for e in content for s in e["extreme_sample_ids"])),
                 recommendation=REC_FLAGGED,
                 references=_REFS,
             )

@@ -85,6 +85,19 @@ def _masking(ctx: PageContext, f: Any) -> None:
     if not isinstance(variants, list) or not variants:
         return
     st.markdown(f"**Masking test** ({f.id}): AUC on masked images against the original")
+    layout = f.evidence.get("anatomy_layout")
+    if isinstance(layout, dict) and layout.get("layout"):
+        graded = layout["layout"] == "centered"
+        st.caption(
+            f"Image layout: {layout['layout']} ({layout.get('resolved_from', '')}). "
+            + (
+                "A high AUC with the anatomy hidden is graded (radiograph-like images)."
+                if graded
+                else "A high AUC with the anatomy hidden is not graded: the masked images may "
+                'still show anatomy (set anatomy_layout = "centered" in [masking_test] for '
+                "radiograph-like images); the corner test applies."
+            )
+        )
     frame = _frame(variants)
     st.dataframe(frame, hide_index=True, width="stretch")
     names = [str(v.get("variant")) for v in variants if str(v.get("variant")) in MASKED_VARIANTS]

@@ -18,20 +18,23 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["add_executor_arguments", "executor_from_args"]
 
 
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+def add_executor_arguments(parser: argparse.ArgumentParser, *, unit: str = "one fold") -> None:
     """Add ``--executor``, ``--ray-address``, ``--cpus-per-fold``, ``--gpus-per-fold``.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
+    unit : str
+        What one Ray task does, for the help texts (``predict``: "a block of rows").
     """
     g = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    local = "folds in --jobs processes" if unit == "one fold" else "in this process"
     g.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
-        help="local: this machine, folds in --jobs processes; ray: each fold a Ray "
-        "task, on this machine or the cluster of --ray-address; needs "
+        help=f"local: this machine, {local}; ray: Ray tasks of {unit} each, "
+        "on this machine or the cluster of --ray-address; needs "
         "pip install medaudit[ray] (default: %(default)s)",
     )
     g.add_argument(
@@ -47,14 +50,14 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="CPUs each Ray fold task requests, also its torch threads (default: 1)",
+        help=f"CPUs each Ray task ({unit}) requests, also its torch threads (default: 1)",
     )
     g.add_argument(
         "--gpus-per-fold",
         type=float,
         default=None,
         metavar="G",
-        help="GPUs each Ray fold task requests, fractions share a GPU (default: 0)",
+        help=f"GPUs each Ray task ({unit}) requests, fractions share a GPU (default: 0)",
     )
 
 

@@ -7,6 +7,10 @@ column, a DICOM folder without ``--labels`` or an npz without ``*_labels`` gives
 unlabeled run (``run.json['has_labels']`` false). The fold models then score every
 image (:func:`training.deploy.predict_run`); the new run names the trained run as
 its reference, so ``medaudit drift`` and ``medaudit audit`` compare the two.
+
+``--executor ray`` scores blocks of rows as Ray tasks (each loads the fold
+checkpoints) and joins them in row order: the same arrays as ``--executor local``
+(docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medaudit.commands.executor_options import add_executor_arguments, executor_from_args
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training.executors import Executor
 
 __all__ = ["add_parser", "predict_into", "run"]
 
@@ -36,12 +46,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (with --executor ray: per task, default "
+                   "--cpus-per-fold)")
+    add_executor_arguments(p, unit="a block of rows")
     p.set_defaults(func=run)
 
 
-def predict_into(args: argparse.Namespace, trained: Path, out: Path) -> object:
-    """Ingest ``args``' input with ``trained``'s options, unlabeled allowed, then score it."""
+def predict_into(args: argparse.Namespace, trained: Path, out: Path, *,
+                 executor: Executor | None = None) -> object:
+    """Ingest ``args``' input with ``trained``'s options, unlabeled allowed, then score it.
+
+    ``executor`` defaults to the one of ``--executor`` (checked before ingesting),
+    or the local one when ``args`` has no such option.
+    """
     from audit.rundir import RunDir
     from ingest.sources import IngestOptions
     from medaudit.commands.ingest import print_ingest_summary
@@ -56,6 +74,8 @@ def predict_into(args: argparse.Namespace, trained: Path, out: Path) -> object:
     if "train" not in info:
         raise ValueError(f"{trained} is not a trained run directory (no 'train' section in "
                          f"run.json); run medaudit train {trained} first")
+    if executor is None and hasattr(args, "executor"):
+        executor = executor_from_args(args)  # Ray installed and reachable, before ingesting
     opts = (info.get("ingest") or {}).get("options") or {}
     options = IngestOptions(
         image_size=int(opts.get("image_size", IngestOptions.image_size)),
@@ -72,7 +92,8 @@ def predict_into(args: argparse.Namespace, trained: Path, out: Path) -> object:
         summary = run_ingest(source, out, options)
     print_ingest_summary(summary)
     result = predict_run(ref, summary.run, batch_size=args.batch_size, device=args.device,
-                         threads=args.threads)
+                         threads=args.threads, executor=executor,
+                         quiet=bool(getattr(args, "quiet", False)))
     print(result.text)
     return result
 

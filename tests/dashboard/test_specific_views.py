@@ -138,7 +138,12 @@ def enriched_run(runs_folder: Path) -> Path:
                         "auc_original": 0.81,
                         "difference": -0.07,
                     },
-                ]
+                ],
+                "anatomy_layout": {
+                    "setting": "auto",
+                    "layout": "centered",
+                    "resolved_from": "auto: dicom_modality CR, DX on every row",
+                },
             },
             severity="critical",
         ),
@@ -214,6 +219,7 @@ def test_shortcuts_page_shows_probes_extremes_and_masked_images(
     text = _text(at)
     assert "Images at the extremes of **mean_intensity**" in text
     assert "Masking test" in text
+    assert "Image layout: " in text  # the layout the anatomy-hidden rule assumed
     # 6 extremes + per class: original, center_masked, border_only
     assert _images(at) >= 6 + 2 * 3
     assert any(

@@ -8,9 +8,8 @@ except the missing-ray test, which hides ray itself.
 from __future__ import annotations
 
 import json
+import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import numpy as np
 import pytest
 
 from audit.rundir import RunDir
-from training import TrainConfig, train_run
+from tests.training.ray_support import CFG, arrays, assert_same, cli, local_ray, needs_ray
+from training import train_run
 from training.executors import (
     RAY_MISSING,
     WORKER_FILE,
@@ -27,27 +27,8 @@ from training.executors import (
     FoldFailedError,
     LocalExecutor,
     RayExecutor,
-    ray_available,
 )
 from training.fold_outputs import DONE, fold_dir
-
-needs_ray = pytest.mark.skipif(
-    not ray_available(), reason="ray is not installed (pip install medaudit[ray])"
-)
-
-#: Two folds of 2 epochs of ``test_resnet`` on 80 images, 1 torch thread per fold.
-CFG = TrainConfig(
-    model="test_resnet",
-    folds=2,
-    epochs=2,
-    batch_size=32,
-    lr=3e-3,
-    quiet=True,
-    threads=1,
-    patience=0,
-)
-
-ARRAYS = ("oof/pred_probs", "oof/logits", "oof/embeddings", "oof/folds")
 
 
 @pytest.fixture(scope="module")
@@ -59,58 +40,69 @@ def crash_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ray_local(crash_dir: Path) -> Iterator[object]:
     """One local Ray (2 CPUs) for the module; its workers inherit the crash-hook variable."""
-    if not ray_available():
-        pytest.skip("ray is not installed (pip install medaudit[ray])")
-    import os
-
-    import ray
-
     os.environ["MEDAUDIT_TEST_CRASH_DIR"] = str(crash_dir)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        yield ray
+        with local_ray() as ray:
+            yield ray
     finally:
-        ray.shutdown()
         os.environ.pop("MEDAUDIT_TEST_CRASH_DIR", None)
 
 
-def _arrays(run: RunDir) -> dict[str, np.ndarray]:
-    return {a: run.read_array(a) for a in ARRAYS}
-
-
-def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    for name in ARRAYS:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-
 @pytest.fixture(scope="module")
-def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """The local executor's arrays (in this process, 1 thread)."""
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A run trained by the local executor (in this process, 1 thread)."""
     from tests.conftest import build_tiny_run
 
     run = build_tiny_run(tmp_path_factory.mktemp("local") / "run", n=80)
     train_run(run, CFG, executor=LocalExecutor())
-    return _arrays(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_reference(local_run: RunDir) -> dict[str, np.ndarray]:
+    """The local executor's arrays."""
+    return arrays(local_run)
 
 
 @needs_ray
 @pytest.mark.slow
 def test_ray_matches_local_bitwise_and_records_workers(
-    ray_local: object, make_tiny_run: Callable[..., RunDir], local_reference: dict[str, np.ndarray]
+    ray_local: object,
+    make_tiny_run: Callable[..., RunDir],
+    local_run: RunDir,
+    local_reference: dict[str, np.ndarray],
 ) -> None:
     run = make_tiny_run("ray", n=80)
     summary = train_run(run, CFG, executor=RayExecutor(cpus_per_fold=1))
-    _assert_same(_arrays(run), local_reference)  # same seed and thread count: bitwise
+    assert_same(arrays(run), local_reference)  # same seed and thread count: bitwise
     assert [r.fold for r in summary.folds] == [0, 1]
-    recorded = run.read_run_json()["train"]["executor"]
-    assert recorded["name"] == "ray" and recorded["cpus_per_fold"] == 1
+    train, local = run.read_run_json()["train"], local_run.read_run_json()["train"]
+    assert train["executor"] == {
+        "kind": "ray",
+        "address": None,
+        "cpus_per_fold": 1,
+        "gpus_per_fold": 0.0,
+        "threads": 1,
+        "max_retries": 3,
+    }
+    assert local["executor"] == {
+        "kind": "local",
+        "address": None,
+        "cpus_per_fold": 1,
+        "gpus_per_fold": 0,
+    }
+    # where the folds ran is not part of the run's identity
+    assert train["config_hash"] == local["config_hash"] and train["config"] == local["config"]
+    oof = {k: v for k, v in train["artifacts"].items() if k.startswith("oof/")}
+    assert oof and oof == {k: local["artifacts"][k] for k in oof}
     for k in range(2):
         info = json.loads((fold_dir(run, k) / WORKER_FILE).read_text())
         assert info["pid"] > 0 and info["node_id"]
-    # a rerun reuses both folds (done markers), submitting nothing
-    again = train_run(run, CFG, executor=RayExecutor())
+    # a rerun with the other executor reuses both folds (done markers, same config hash)
+    again = train_run(run, CFG, executor=LocalExecutor())
     assert all(r.reused for r in again.folds)
-    _assert_same(_arrays(run), local_reference)
+    assert_same(arrays(run), local_reference)
+    assert run.read_run_json()["train"]["executor"]["kind"] == "local"
 
 
 def _arm(crash_dir: Path, fold: int) -> None:
@@ -132,7 +124,7 @@ def test_worker_killed_mid_fold_is_retried_with_identical_outputs(
     summary = train_run(run, CFG, executor=RayExecutor(max_retries=2))
     assert (crash_dir / "fold_1.fired").exists()  # the hook did fire
     assert not any(r.reused for r in summary.folds)
-    _assert_same(_arrays(run), local_reference)
+    assert_same(arrays(run), local_reference)
 
 
 @needs_ray
@@ -158,7 +150,7 @@ def test_lost_worker_without_retries_fails_that_fold_only_and_rerun_redoes_it(
     assert not (run.path / "oof").exists()  # nothing published
     summary = train_run(run, CFG, executor=RayExecutor())
     assert [r.reused for r in summary.folds] == [False, True]  # only fold 0 retrained
-    _assert_same(_arrays(run), local_reference)
+    assert_same(arrays(run), local_reference)
 
 
 @needs_ray
@@ -193,21 +185,11 @@ def test_unreachable_address_is_one_clear_error_quickly(scheme: str) -> None:
     assert time.perf_counter() - t0 < 10
 
 
-def _cli(*args: str, cwd: Path, hide_ray: bool = False) -> subprocess.CompletedProcess[str]:
-    code = "import sys\n"
-    if hide_ray:  # a Python where `import ray` fails, as without the extra
-        code += "sys.modules['ray'] = None\n"
-    code += "from medaudit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
-
-
 def test_cli_without_ray_says_what_to_install(
     make_tiny_run: Callable[..., RunDir], tmp_path: Path
 ) -> None:
     run = make_tiny_run("cli", n=40)
-    res = _cli("train", str(run.path), "--executor", "ray", cwd=tmp_path, hide_ray=True)
+    res = cli("train", str(run.path), "--executor", "ray", cwd=tmp_path, hide_ray=True)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install medaudit[ray]" in lines[0]
@@ -219,7 +201,7 @@ def test_cli_unreachable_address_exits_2_with_one_line(
     make_tiny_run: Callable[..., RunDir], tmp_path: Path
 ) -> None:
     run = make_tiny_run("cli2", n=40)
-    res = _cli(
+    res = cli(
         "train",
         str(run.path),
         "--executor",
@@ -237,13 +219,13 @@ def test_cli_ray_flags_need_the_ray_executor(
     make_tiny_run: Callable[..., RunDir], tmp_path: Path
 ) -> None:
     run = make_tiny_run("cli3", n=40)
-    res = _cli("train", str(run.path), "--gpus-per-fold", "1", cwd=tmp_path)
+    res = cli("train", str(run.path), "--gpus-per-fold", "1", cwd=tmp_path)
     assert res.returncode == 2 and "--gpus-per-fold need(s) --executor ray" in res.stderr
 
 
 def test_cli_run_checks_the_executor_before_ingesting(tmp_path: Path) -> None:
     out = tmp_path / "never"
-    res = _cli(
+    res = cli(
         "run",
         "--manifest",
         str(tmp_path / "absent.csv"),

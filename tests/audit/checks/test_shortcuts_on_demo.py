@@ -107,6 +107,10 @@ def test_planted_site_shortcut_is_reported_and_random_columns_are_not(demo_audit
     assert {"scanner", "dicom_manufacturer"} <= set(site["columns"])  # one partition, once
     masking_findings = _by_check(result, "masking_test")
     assert masking_findings and masking_findings[0].evidence["variants"]
+    # the demo's DICOM headers say CR / DX: radiograph-like, the anatomy-hidden rule applies
+    layout = masking_findings[0].evidence["anatomy_layout"]
+    assert layout["layout"] == "centered", layout
+    assert layout["resolved_from"] == "auto: dicom_modality CR, DX on every row"
     if planted:
         assert meta.severity in ("warning", "critical") and site["flagged"]
         assert "CR" in meta.message and "MONOCHROME1" in meta.message
@@ -118,8 +122,10 @@ def test_planted_site_shortcut_is_reported_and_random_columns_are_not(demo_audit
         # findings are at most warning, the evidence says from what)
         mq = shortcut[0].evidence["model_quality"]
         assert shortcut[0].severity == "critical" or (
-            mq["verdict"] == "weak" and mq["severity_before_cap"] == "critical"
-            and shortcut[0].severity == "warning")
+            mq["verdict"] == "weak"
+            and mq["severity_before_cap"] == "critical"
+            and shortcut[0].severity == "warning"
+        )
         assert "site" in shortcut[0].evidence["columns"]
     else:
         assert not site["flagged"]
