@@ -139,10 +139,12 @@ ESTIMATOR_SOURCES: dict[str, str] = {
 
 
 #: Said in a finding wherever an estimate from the biased ``oof_vs_ensemble`` source is used.
-MSG_BIASED_SOURCE = (" The estimate compares the reference's out-of-fold scores (single fold "
-                     "models) with the batch's fold-ensemble scores, which are less extreme, so "
-                     "it is biased; score the batch with medaudit predict (which keeps each "
-                     "fold's probabilities) to remove the mismatch.")
+MSG_BIASED_SOURCE = (
+    " The estimate compares the reference's out-of-fold scores (single fold "
+    "models) with the batch's fold-ensemble scores, which are less extreme, so "
+    "it is biased; score the batch with medaudit predict (which keeps each "
+    "fold's probabilities) to remove the mismatch."
+)
 
 
 @dataclass(frozen=True)
@@ -230,28 +232,36 @@ def estimator_inputs(
     if target_by_fold is not None and folds is not None:
         by = np.asarray(target_by_fold, np.float64)
         if by.ndim != 3 or by.shape[0] != len(pt) or by.shape[2] != p.shape[1]:
-            raise ValueError(f"target_by_fold must have shape (M, F, K) = ({len(pt)}, F, "
-                             f"{p.shape[1]}); got {by.shape}")
+            raise ValueError(
+                f"target_by_fold must have shape (M, F, K) = ({len(pt)}, F, "
+                f"{p.shape[1]}); got {by.shape}"
+            )
         oof = labeled & (folds >= 0)
         used = np.unique(folds[oof])
         k = p.shape[1]
-        if oof.any() and used.max() < by.shape[1] and \
-                (np.bincount(y[oof], minlength=k) > 0).all():
+        if oof.any() and used.max() < by.shape[1] and (np.bincount(y[oof], minlength=k) > 0).all():
             stacked = by[:, used, :].transpose(1, 0, 2).reshape(-1, k)
             tiled = np.tile(gt, len(used))
             ok = np.isfinite(stacked).all(axis=1)
             rows = np.flatnonzero(oof)
-            return EstimatorInputs("per_fold", y[rows], p[rows], g[rows], folds[rows],
-                                   stacked[ok], tiled[ok], len(pt))
+            return EstimatorInputs(
+                "per_fold", y[rows], p[rows], g[rows], folds[rows], stacked[ok], tiled[ok], len(pt)
+            )
     rows = estimator_source_rows(np.where(labeled, y, -1), folds)
-    source = ("unrecorded" if folds is None else "held_out" if bool((folds[rows] < 0).all())
-              else "oof_vs_ensemble")
+    source = (
+        "unrecorded"
+        if folds is None
+        else "held_out"
+        if bool((folds[rows] < 0).all())
+        else "oof_vs_ensemble"
+    )
     ok = np.isfinite(pt).all(axis=1)
     return EstimatorInputs(source, y[rows], p[rows], g[rows], None, pt[ok], gt[ok], len(pt))
 
 
-def discriminates(labels: np.ndarray, probs: np.ndarray, *,
-                  groups: np.ndarray | None = None) -> tuple[bool, Estimate]:
+def discriminates(
+    labels: np.ndarray, probs: np.ndarray, *, groups: np.ndarray | None = None
+) -> tuple[bool, Estimate]:
     """Whether the model's out-of-fold AUC is above 0.5 beyond chance.
 
     EM and BBSE need predictions that carry information about the class: with an
@@ -271,7 +281,9 @@ def discriminates(labels: np.ndarray, probs: np.ndarray, *,
     return bool(np.isfinite(auc.low) and auc.low > 0.5), auc
 
 
-def as_prior(value: float | Sequence[float] | np.ndarray, k: int, *, name: str = "prior") -> np.ndarray:
+def as_prior(
+    value: float | Sequence[float] | np.ndarray, k: int, *, name: str = "prior"
+) -> np.ndarray:
     """A class prior ``(K,)`` from a number (share of class 1, K = 2) or K shares.
 
     Raises
@@ -282,8 +294,13 @@ def as_prior(value: float | Sequence[float] | np.ndarray, k: int, *, name: str =
     arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
     if arr.shape == (1,) and k == 2:
         arr = np.array([1 - arr[0], arr[0]])
-    if arr.shape != (k,) or not np.isfinite(arr).all() or (arr <= 0).any() or (arr >= 1).any() \
-            or abs(arr.sum() - 1) > 1e-6:
+    if (
+        arr.shape != (k,)
+        or not np.isfinite(arr).all()
+        or (arr <= 0).any()
+        or (arr >= 1).any()
+        or abs(arr.sum() - 1) > 1e-6
+    ):
         raise ValueError(MSG_PRIOR.format(name=name, value=value))
     return arr / arr.sum()
 
@@ -330,7 +347,9 @@ def adjust_to_prevalence(
     if p.ndim != 2:
         raise ValueError(f"probs must have shape (N,) or (N, K); got {np.shape(probs)}")
     k = p.shape[1]
-    w = as_prior(target_prior, k, name="target_prior") / as_prior(source_prior, k, name="source_prior")
+    w = as_prior(target_prior, k, name="target_prior") / as_prior(
+        source_prior, k, name="source_prior"
+    )
     q = p * w
     q /= np.clip(q.sum(axis=1, keepdims=True), 1e-300, None)
     return q[:, 1] if one_d else q
@@ -473,16 +492,35 @@ def estimate_prevalence(
     pt = np.asarray(target_probs, dtype=np.float64)
     k = pt.shape[1]
     if k == 2:  # the two shares sum to one: bootstrap class 1 once, class 0 is its mirror
-        one = _estimate_classes(pt, [1], method=method, source_prior=source_prior,
-                                source_labels=source_labels, source_probs=source_probs,
-                                source_folds=source_folds, target_groups=target_groups,
-                                source_groups=source_groups, n_boot=n_boot, alpha=alpha,
-                                seed=seed)[0]
+        one = _estimate_classes(
+            pt,
+            [1],
+            method=method,
+            source_prior=source_prior,
+            source_labels=source_labels,
+            source_probs=source_probs,
+            source_folds=source_folds,
+            target_groups=target_groups,
+            source_groups=source_groups,
+            n_boot=n_boot,
+            alpha=alpha,
+            seed=seed,
+        )[0]
         return [Estimate(1 - one.estimate, 1 - one.high, 1 - one.low, one.level, one.method), one]
-    return _estimate_classes(pt, list(range(k)), method=method, source_prior=source_prior,
-                             source_labels=source_labels, source_probs=source_probs,
-                             source_folds=source_folds, target_groups=target_groups,
-                             source_groups=source_groups, n_boot=n_boot, alpha=alpha, seed=seed)
+    return _estimate_classes(
+        pt,
+        list(range(k)),
+        method=method,
+        source_prior=source_prior,
+        source_labels=source_labels,
+        source_probs=source_probs,
+        source_folds=source_folds,
+        target_groups=target_groups,
+        source_groups=source_groups,
+        n_boot=n_boot,
+        alpha=alpha,
+        seed=seed,
+    )
 
 
 def _estimate_classes(
@@ -506,8 +544,17 @@ def _estimate_classes(
         if source_prior is None:
             raise ValueError("method 'em' needs source_prior")
         src = as_prior(source_prior, k, name="source_prior")
-        return [bootstrap_ci(lambda p, c=c: float(em_prior(p, src)[c]), pt, groups=target_groups,
-                             n_boot=n_boot, alpha=alpha, seed=seed) for c in classes]
+        return [
+            bootstrap_ci(
+                lambda p, c=c: float(em_prior(p, src)[c]),
+                pt,
+                groups=target_groups,
+                n_boot=n_boot,
+                alpha=alpha,
+                seed=seed,
+            )
+            for c in classes
+        ]
     if method == "bbse":
         if source_labels is None or source_probs is None:
             raise ValueError("method 'bbse' needs source_labels and source_probs")
@@ -515,11 +562,19 @@ def _estimate_classes(
         ps = np.asarray(source_probs, dtype=np.float64)
         fs = np.zeros(len(ys), np.int64) if source_folds is None else np.asarray(source_folds)
         by_fold = source_folds is not None
-        return [two_sample_bootstrap_ci(
-            lambda a, b, c=c: float(bbse_prior(a[0], a[1], b[0],
-                                               source_folds=a[2] if by_fold else None)[c]),
-            (ys, ps, fs), (pt,),
-            groups_first=source_groups, groups_second=target_groups, n_boot=n_boot, alpha=alpha,
-            seed=seed)
-            for c in classes]
+        return [
+            two_sample_bootstrap_ci(
+                lambda a, b, c=c: float(
+                    bbse_prior(a[0], a[1], b[0], source_folds=a[2] if by_fold else None)[c]
+                ),
+                (ys, ps, fs),
+                (pt,),
+                groups_first=source_groups,
+                groups_second=target_groups,
+                n_boot=n_boot,
+                alpha=alpha,
+                seed=seed,
+            )
+            for c in classes
+        ]
     raise ValueError(f"method must be one of {list(ESTIMATORS)}; got {method!r}")

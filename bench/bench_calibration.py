@@ -102,25 +102,36 @@ def build(tmp: Path, epochs: int, seed: int, *, train_only: bool = False) -> dic
     held[n_train:] = True
     held[rng.choice(n_train, int(0.4 * n_train), replace=False)] = True
     npz = tmp / "breast.npz"
-    np.savez(npz, train_images=x[~held], train_labels=y[~held], test_images=x[held],
-             test_labels=y[held])
+    np.savez(
+        npz, train_images=x[~held], train_labels=y[~held], test_images=x[held], test_labels=y[held]
+    )
     shifted = tmp / "shifted.npz"
     np.savez(shifted, test_images=_scanner(x[held]))
     classes = ("normal_benign", "malignant")
-    config = TrainConfig(model="resnet10t", epochs=epochs, holdout_split="test", seed=seed,
-                         quiet=True, masked_variants=())  # masked re-scoring is not needed here
+    config = TrainConfig(
+        model="resnet10t",
+        epochs=epochs,
+        holdout_split="test",
+        seed=seed,
+        quiet=True,
+        masked_variants=(),
+    )  # masked re-scoring is not needed here
     done = RunDir(tmp / "ref")
     recorded = (done.read_run_json().get("train") or {}) if done.has("run.json") else {}
     wanted = json.loads(json.dumps(config.to_dict()))
     auto = set(recorded.get("auto_fields") or [])  # resolved by training from the epochs
-    if recorded and (tmp / "train_seconds.txt").is_file() and all(
-            recorded["config"].get(k) == v for k, v in wanted.items() if k not in auto):
+    if (
+        recorded
+        and (tmp / "train_seconds.txt").is_file()
+        and all(recorded["config"].get(k) == v for k, v in wanted.items() if k not in auto)
+    ):
         # --workdir: a finished training of the same configuration is reused (its time is
         # the one measured when it ran)
         run, train_s = done, float((tmp / "train_seconds.txt").read_text())
     else:
-        run = ingest_npz(npz, tmp / "ref", IngestOptions(image_size=28, use_cache=False,
-                                                          classes=classes)).run
+        run = ingest_npz(
+            npz, tmp / "ref", IngestOptions(image_size=28, use_cache=False, classes=classes)
+        ).run
         t0 = time.perf_counter()
         train_run(run, config)
         train_s = time.perf_counter() - t0
@@ -131,12 +142,26 @@ def build(tmp: Path, epochs: int, seed: int, *, train_only: bool = False) -> dic
     np.savez(pool_npz, test_images=x[held])  # the held-out rows again, scored like a new batch
     scored = {}
     for name, path in (("shifted", shifted), ("pool", pool_npz)):
-        scored[name] = ingest_npz(path, tmp / name, IngestOptions(
-            image_size=28, use_cache=False, classes=classes, overwrite=True,
-            require_labels=False)).run
+        scored[name] = ingest_npz(
+            path,
+            tmp / name,
+            IngestOptions(
+                image_size=28,
+                use_cache=False,
+                classes=classes,
+                overwrite=True,
+                require_labels=False,
+            ),
+        ).run
         predict_run(run, scored[name])
-    return {"run": run, "shifted": scored["shifted"], "pool": scored["pool"],
-            "train_seconds": train_s, "config": config.to_dict(), "x_pool": x[held]}
+    return {
+        "run": run,
+        "shifted": scored["shifted"],
+        "pool": scored["pool"],
+        "train_seconds": train_s,
+        "config": config.to_dict(),
+        "x_pool": x[held],
+    }
 
 
 def _stack(by_fold: np.ndarray) -> np.ndarray:
@@ -144,8 +169,9 @@ def _stack(by_fold: np.ndarray) -> np.ndarray:
     return by_fold.transpose(1, 0, 2).reshape(-1, by_fold.shape[2])
 
 
-def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
-                     seed: int) -> dict[str, Any]:
+def prevalence_bench(
+    run: RunDir, pool_run: RunDir, n: int, repeats: int, seed: int
+) -> dict[str, Any]:
     """Prevalence estimators from three sources on the same resamples (module docstring)."""
     man = run.read_manifest()
     folds = run.read_array("oof/folds")
@@ -193,69 +219,122 @@ def prevalence_bench(run: RunDir, pool_run: RunDir, n: int, repeats: int,
             src_h = np.bincount(yh, minlength=2) / len(yh)
             em_h = em_prior(apply_calibrator(cal_h, pt), src_h)[1]
             bb_h = bbse_prior(yh, ph, pt)[1]
-            for key, v in (("em_err", em), ("bbse_err", bb), ("em_err_per_fold", em_f),
-                           ("bbse_err_per_fold", bb_f), ("em_err_held_out", em_h),
-                           ("bbse_err_held_out", bb_h)):
+            for key, v in (
+                ("em_err", em),
+                ("bbse_err", bb),
+                ("em_err_per_fold", em_f),
+                ("bbse_err_per_fold", bb_f),
+                ("em_err_held_out", em_h),
+                ("bbse_err_held_out", bb_h),
+            ):
                 add(key, abs(v - true))
                 add(key.replace("_err", "_signed_err"), v - true)
             add("ece_none", classwise_ece(yt, pt))
             add("ece_temperature", classwise_ece(yt, pt_cal))
             add("ece_adjusted_em", classwise_ece(yt, adjust_to_prevalence(pt_cal, src, em)))
-            add("ece_adjusted_bbse_per_fold",
-                classwise_ece(yt, adjust_to_prevalence(pt_cal, src, np.clip(bb_f, 1e-3, 1 - 1e-3))))
+            add(
+                "ece_adjusted_bbse_per_fold",
+                classwise_ece(yt, adjust_to_prevalence(pt_cal, src, np.clip(bb_f, 1e-3, 1 - 1e-3))),
+            )
             add("ece_adjusted_true", classwise_ece(yt, adjust_to_prevalence(pt_cal, src, true)))
             call = pt_cal[:, 1] >= op.threshold  # the cut of Youden's point (prevalence-free)
             ppv_true = yt[call].mean() if call.any() else np.nan
             add("ppv_true", ppv_true)
-            for key, v in (("ppv_est_err", em), ("ppv_est_err_per_fold_bbse", bb_f),
-                           ("ppv_naive_err", src[1])):
-                add(key, abs(predictive_values(se, sp, float(np.clip(v, 1e-3, 1 - 1e-3)))[0]
-                             - ppv_true))
+            for key, v in (
+                ("ppv_est_err", em),
+                ("ppv_est_err_per_fold_bbse", bb_f),
+                ("ppv_naive_err", src[1]),
+            ):
+                add(
+                    key,
+                    abs(predictive_values(se, sp, float(np.clip(v, 1e-3, 1 - 1e-3)))[0] - ppv_true),
+                )
         out[str(prev)] = {k: round(float(np.nanmean(v)), 4) for k, v in rec.items()}
         for key in [k for k in rec if "_signed_err" in k]:
-            out[str(prev)][key.replace("_signed_err", "_err_sd")] = round(float(np.std(rec[key])), 4)
-        for key in ("em_err", "bbse_err", "em_err_per_fold", "bbse_err_per_fold",
-                    "em_err_held_out", "bbse_err_held_out"):
+            out[str(prev)][key.replace("_signed_err", "_err_sd")] = round(
+                float(np.std(rec[key])), 4
+            )
+        for key in (
+            "em_err",
+            "bbse_err",
+            "em_err_per_fold",
+            "bbse_err_per_fold",
+            "em_err_held_out",
+            "bbse_err_held_out",
+        ):
             out[str(prev)][f"{key}_p90"] = round(float(np.nanquantile(rec[key], 0.9)), 4)
         # interval coverage of the per-fold estimates as the checks compute them (95 %,
         # patient bootstrap of the stacked copies, 100 replicates; first 20 resamples)
         out[str(prev)]["per_fold_ci_coverage"] = _coverage(
-            rng, yp, by_fold, ys, ps, fs, src, cal, prev, n, min(repeats, 20))
+            rng, yp, by_fold, ys, ps, fs, src, cal, prev, n, min(repeats, 20)
+        )
     # why the sources differ: each side's hard-call rates per class (BBSE's confusion matrix)
     stacked_pool = _stack(by_fold)
-    calls = {name: {"tpr": round(float((p_.argmax(1)[y_ == 1] == 1).mean()), 4),
-                    "fpr": round(float((p_.argmax(1)[y_ == 0] == 1).mean()), 4),
-                    "n_pos": int((y_ == 1).sum()), "n_neg": int((y_ == 0).sum())}
-             for name, (y_, p_) in {"reference_oof": (ys, ps),
-                                    "pool_each_fold": (np.tile(yp, by_fold.shape[1]), stacked_pool),
-                                    "pool_ensemble": (yp, pp)}.items()}
+    calls = {
+        name: {
+            "tpr": round(float((p_.argmax(1)[y_ == 1] == 1).mean()), 4),
+            "fpr": round(float((p_.argmax(1)[y_ == 0] == 1).mean()), 4),
+            "n_pos": int((y_ == 1).sum()),
+            "n_neg": int((y_ == 0).sum()),
+        }
+        for name, (y_, p_) in {
+            "reference_oof": (ys, ps),
+            "pool_each_fold": (np.tile(yp, by_fold.shape[1]), stacked_pool),
+            "pool_ensemble": (yp, pp),
+        }.items()
+    }
     # how much of the error is the reference's own sampling error: the whole pool (fixed)
     # estimated with the reference's OOF rows resampled (BBSE per fold, 300 replicates)
     from audit.stats import bootstrap_ci
 
-    whole = bootstrap_ci(lambda a, b, c: float(bbse_prior(a, b, stacked_pool, source_folds=c)[1]),
-                         ys, ps, fs, n_boot=300, seed=seed)
-    source_only = {"pool_prevalence": round(float(yp.mean()), 4),
-                   "bbse_per_fold_whole_pool": round(whole.estimate, 4),
-                   "ci95_reference_rows_resampled": [round(whole.low, 4), round(whole.high, 4)],
-                   "method": "percentile bootstrap of the reference's OOF rows only (the pool "
-                   "fixed): the uncertainty of the confusion matrix alone"}
-    return {"n": n, "repeats": repeats, "training_prevalence": round(float(src[1]), 4),
-            "hard_calls": calls, "source_uncertainty": source_only,
-            "oof_sensitivity": round(se, 4), "oof_specificity": round(sp, 4),
-            "folds": int(by_fold.shape[1]),
-            "predict_vs_training_max_abs_diff": predict_vs_training,
-            "sources": {"old": "OOF rows vs the batch's ensemble scores (em_err, bbse_err)",
-                        "per_fold": "OOF rows vs the batch scored by every fold model, stacked "
-                        "(*_per_fold)",
-                        "held_out": "a random half of the pool (ensemble scores, labeled) vs the "
-                        "batch's ensemble scores (*_held_out)"},
-            "by_prevalence": out}
+    whole = bootstrap_ci(
+        lambda a, b, c: float(bbse_prior(a, b, stacked_pool, source_folds=c)[1]),
+        ys,
+        ps,
+        fs,
+        n_boot=300,
+        seed=seed,
+    )
+    source_only = {
+        "pool_prevalence": round(float(yp.mean()), 4),
+        "bbse_per_fold_whole_pool": round(whole.estimate, 4),
+        "ci95_reference_rows_resampled": [round(whole.low, 4), round(whole.high, 4)],
+        "method": "percentile bootstrap of the reference's OOF rows only (the pool "
+        "fixed): the uncertainty of the confusion matrix alone",
+    }
+    return {
+        "n": n,
+        "repeats": repeats,
+        "training_prevalence": round(float(src[1]), 4),
+        "hard_calls": calls,
+        "source_uncertainty": source_only,
+        "oof_sensitivity": round(se, 4),
+        "oof_specificity": round(sp, 4),
+        "folds": int(by_fold.shape[1]),
+        "predict_vs_training_max_abs_diff": predict_vs_training,
+        "sources": {
+            "old": "OOF rows vs the batch's ensemble scores (em_err, bbse_err)",
+            "per_fold": "OOF rows vs the batch scored by every fold model, stacked (*_per_fold)",
+            "held_out": "a random half of the pool (ensemble scores, labeled) vs the "
+            "batch's ensemble scores (*_held_out)",
+        },
+        "by_prevalence": out,
+    }
 
 
-def _coverage(rng: np.random.Generator, yp: np.ndarray, by_fold: np.ndarray,
-              ys: np.ndarray, ps: np.ndarray, fs: np.ndarray, src: np.ndarray,
-              cal: dict[str, Any], prev: float, n: int, repeats: int) -> dict[str, Any]:
+def _coverage(
+    rng: np.random.Generator,
+    yp: np.ndarray,
+    by_fold: np.ndarray,
+    ys: np.ndarray,
+    ps: np.ndarray,
+    fs: np.ndarray,
+    src: np.ndarray,
+    cal: dict[str, Any],
+    prev: float,
+    n: int,
+    repeats: int,
+) -> dict[str, Any]:
     from audit.prevalence import estimate_prevalence
 
     pos, neg = np.flatnonzero(yp == 1), np.flatnonzero(yp == 0)
@@ -263,24 +342,50 @@ def _coverage(rng: np.random.Generator, yp: np.ndarray, by_fold: np.ndarray,
     widths: dict[str, list[float]] = {"em": [], "bbse": []}
     for _ in range(repeats):
         k = round(prev * n)
-        idx = np.r_[rng.choice(pos, k, replace=k > len(pos)), rng.choice(neg, n - k,
-                                                                         replace=n - k > len(neg))]
+        idx = np.r_[
+            rng.choice(pos, k, replace=k > len(pos)),
+            rng.choice(neg, n - k, replace=n - k > len(neg)),
+        ]
         true = yp[idx].mean()
         st = _stack(by_fold[idx])
         groups = np.tile(np.arange(n), by_fold.shape[1])  # one patient per image, F copies each
-        em = estimate_prevalence(apply_calibrator(cal, st), method="em", source_prior=src,
-                                 target_groups=groups, n_boot=100)[1]
-        bb = estimate_prevalence(st, method="bbse", source_labels=ys, source_probs=ps,
-                                 source_folds=fs, target_groups=groups, n_boot=100)[1]
+        em = estimate_prevalence(
+            apply_calibrator(cal, st),
+            method="em",
+            source_prior=src,
+            target_groups=groups,
+            n_boot=100,
+        )[1]
+        bb = estimate_prevalence(
+            st,
+            method="bbse",
+            source_labels=ys,
+            source_probs=ps,
+            source_folds=fs,
+            target_groups=groups,
+            n_boot=100,
+        )[1]
         for m, e in (("em", em), ("bbse", bb)):
             hits[m] += int(e.low <= true <= e.high)
             widths[m].append(e.high - e.low)
-    return {m: {"coverage": round(hits[m] / repeats, 3), "repeats": repeats,
-                "mean_width": round(float(np.mean(widths[m])), 4)} for m in hits}
+    return {
+        m: {
+            "coverage": round(hits[m] / repeats, 3),
+            "repeats": repeats,
+            "mean_width": round(float(np.mean(widths[m])), 4),
+        }
+        for m in hits
+    }
 
 
-def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[str, int],
-                seed: int, config: DriftConfig) -> dict[str, Any]:
+def drift_bench(
+    run: RunDir,
+    pool_run: RunDir,
+    shifted: RunDir,
+    repeats: dict[str, int],
+    seed: int,
+    config: DriftConfig,
+) -> dict[str, Any]:
     """False-alarm and detection rates of the ``drift`` check (module docstring).
 
     Batches are drawn from the pool *without replacement*; ``repeats`` maps a condition
@@ -290,30 +395,46 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
     folds = run.read_array("oof/folds")
     cv = np.flatnonzero(folds >= 0)
     props = run.read_image_properties()
-    ref = ReferenceRun(man.iloc[cv].reset_index(drop=True), run.class_names(),
-                       run.read_array("oof/pred_probs")[cv], folds[cv],
-                       run.read_array("oof/embeddings")[cv],
-                       props.iloc[cv].reset_index(drop=True), "reference")
-    sources = {name: {"probs": r.read_array("oof/pred_probs"),
-                      "by_fold": r.read_array("oof/pred_probs_by_fold"),
-                      "emb": r.read_array("oof/embeddings"), "props": r.read_image_properties()}
-               for name, r in (("same_distribution", pool_run), ("intensity_shift", shifted))}
+    ref = ReferenceRun(
+        man.iloc[cv].reset_index(drop=True),
+        run.class_names(),
+        run.read_array("oof/pred_probs")[cv],
+        folds[cv],
+        run.read_array("oof/embeddings")[cv],
+        props.iloc[cv].reset_index(drop=True),
+        "reference",
+    )
+    sources = {
+        name: {
+            "probs": r.read_array("oof/pred_probs"),
+            "by_fold": r.read_array("oof/pred_probs_by_fold"),
+            "emb": r.read_array("oof/embeddings"),
+            "props": r.read_image_properties(),
+        }
+        for name, r in (("same_distribution", pool_run), ("intensity_shift", shifted))
+    }
     # the pool's class mix differs from the reference's (official val/test splits): a
     # second false-alarm condition draws batches with the reference's prevalence
     ref_prev = float(np.mean(ref.labels == 1))
     pool_y = run.read_manifest()["label"].to_numpy()[folds < 0]
-    sources = {"same_distribution": sources["same_distribution"],
-               "same_distribution_reference_prevalence": {**sources["same_distribution"],
-                                                          "labels": pool_y},
-               "intensity_shift": sources["intensity_shift"]}
+    sources = {
+        "same_distribution": sources["same_distribution"],
+        "same_distribution_reference_prevalence": {
+            **sources["same_distribution"],
+            "labels": pool_y,
+        },
+        "intensity_shift": sources["intensity_shift"],
+    }
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
     for name, src in sources.items():
         m = len(src["probs"])
         for n in SIZES:
             if n > m:
-                out[f"{name}_n{n}"] = {"skipped": f"the pool has {m} images: a batch of {n} "
-                                       "cannot be drawn without replacement"}
+                out[f"{name}_n{n}"] = {
+                    "skipped": f"the pool has {m} images: a batch of {n} "
+                    "cannot be drawn without replacement"
+                }
                 continue
             flags, secs = [], []
             aspects = {"features": 0, "metadata": 0, "properties": 0, "prevalence": 0}
@@ -321,20 +442,30 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
             for _ in range(repeats[name]):
                 if "labels" in src:  # without replacement, with the reference's class mix
                     k = round(ref_prev * n)
-                    idx = np.r_[rng.choice(np.flatnonzero(src["labels"] == 1), k, replace=False),
-                                rng.choice(np.flatnonzero(src["labels"] == 0), n - k,
-                                           replace=False)]
+                    idx = np.r_[
+                        rng.choice(np.flatnonzero(src["labels"] == 1), k, replace=False),
+                        rng.choice(np.flatnonzero(src["labels"] == 0), n - k, replace=False),
+                    ]
                 else:
                     idx = rng.choice(m, n, replace=False)
                 ids = [f"n{i}" for i in range(n)]
-                manifest = pd.DataFrame({"sample_id": ids, "label": UNLABELED,
-                                         "patient_key": [f"q{i}" for i in range(n)]})
+                manifest = pd.DataFrame(
+                    {
+                        "sample_id": ids,
+                        "label": UNLABELED,
+                        "patient_key": [f"q{i}" for i in range(n)],
+                    }
+                )
                 p = src["props"].iloc[idx].reset_index(drop=True).assign(sample_id=ids)
-                ctx = AuditContext.from_arrays(manifest, run.class_names(),
-                                               pred_probs=src["probs"][idx],
-                                               pred_probs_by_fold=src["by_fold"][idx],
-                                               embeddings=src["emb"][idx], image_properties=p,
-                                               reference=ref)
+                ctx = AuditContext.from_arrays(
+                    manifest,
+                    run.class_names(),
+                    pred_probs=src["probs"][idx],
+                    pred_probs_by_fold=src["by_fold"][idx],
+                    embeddings=src["emb"][idx],
+                    image_properties=p,
+                    reference=ref,
+                )
                 t0 = time.perf_counter()
                 found = check_drift(ctx, config)
                 secs.append(time.perf_counter() - t0)
@@ -345,23 +476,37 @@ def drift_bench(run: RunDir, pool_run: RunDir, shifted: RunDir, repeats: dict[st
                         key = f.evidence["estimator_source"]
                         sources_used[key] = sources_used.get(key, 0) + 1
                 for f in warn:
-                    key = ("features" if "c2st" in f.evidence else "properties"
-                           if "properties" in f.evidence else "metadata"
-                           if "columns" in f.evidence else "prevalence")
+                    key = (
+                        "features"
+                        if "c2st" in f.evidence
+                        else "properties"
+                        if "properties" in f.evidence
+                        else "metadata"
+                        if "columns" in f.evidence
+                        else "prevalence"
+                    )
                     aspects[key] += 1
             rate = wilson_ci(int(np.sum(flags)), len(flags))
-            out[f"{name}_n{n}"] = {"rate": round(float(np.mean(flags)), 4),
-                                   "reference_prevalence": round(ref_prev, 4),
-                                   "batch_prevalence": round(float(np.mean(pool_y == 1)), 4)
-                                   if name == "same_distribution" else round(ref_prev, 4)
-                                   if "labels" in src else None,
-                                   "wilson_95": [round(rate.low, 4), round(rate.high, 4)],
-                                   "repeats": len(flags), "with_replacement": False,
-                                   "by_aspect": aspects, "estimator_source": sources_used,
-                                   "seconds_per_batch": round(float(np.median(secs)), 2)}
-            print(f"  drift {name:18s} n={n:5d}: any warning in {np.mean(flags):.1%} of "
-                  f"{len(flags)} batches (Wilson 95% {rate.low:.3f}-{rate.high:.3f}) {aspects}",
-                  flush=True)
+            out[f"{name}_n{n}"] = {
+                "rate": round(float(np.mean(flags)), 4),
+                "reference_prevalence": round(ref_prev, 4),
+                "batch_prevalence": round(float(np.mean(pool_y == 1)), 4)
+                if name == "same_distribution"
+                else round(ref_prev, 4)
+                if "labels" in src
+                else None,
+                "wilson_95": [round(rate.low, 4), round(rate.high, 4)],
+                "repeats": len(flags),
+                "with_replacement": False,
+                "by_aspect": aspects,
+                "estimator_source": sources_used,
+                "seconds_per_batch": round(float(np.median(secs)), 2),
+            }
+            print(
+                f"  drift {name:18s} n={n:5d}: any warning in {np.mean(flags):.1%} of "
+                f"{len(flags)} batches (Wilson 95% {rate.low:.3f}-{rate.high:.3f}) {aspects}",
+                flush=True,
+            )
     return out
 
 
@@ -375,9 +520,13 @@ def throughput_bench(run: RunDir, tmp: Path, x_pool: np.ndarray) -> dict[str, An
 
     big = tmp / "big.npz"
     np.savez(big, test_images=np.concatenate([x_pool] * 4))
-    new = ingest_npz(big, tmp / "big", IngestOptions(image_size=28, use_cache=False,
-                                                     classes=tuple(run.class_names()),
-                                                     require_labels=False)).run
+    new = ingest_npz(
+        big,
+        tmp / "big",
+        IngestOptions(
+            image_size=28, use_cache=False, classes=tuple(run.class_names()), require_labels=False
+        ),
+    ).run
     n = new.n_samples()
     t0 = time.perf_counter()
     summary = predict_run(run, new, batch_size=128)
@@ -397,8 +546,13 @@ def throughput_bench(run: RunDir, tmp: Path, x_pool: np.ndarray) -> dict[str, An
             for net, lp in fm.nets:
                 outs = []
                 for i in range(0, n, 128):
-                    xb = prepare_batch(images[i : i + 128], setup=setup, norm=fm.norm,
-                                       image_size=config.image_size, is_uint8=True)
+                    xb = prepare_batch(
+                        images[i : i + 128],
+                        setup=setup,
+                        norm=fm.norm,
+                        image_size=config.image_size,
+                        is_uint8=True,
+                    )
                     with setup.autocast():
                         _, lg = embed_and_logits(net, xb)
                     outs.append(torch.softmax(lg.float() + torch.from_numpy(lp), 1))
@@ -407,31 +561,48 @@ def throughput_bench(run: RunDir, tmp: Path, x_pool: np.ndarray) -> dict[str, An
         bare = torch.stack(per_fold).mean(0).numpy()
     bare_s = time.perf_counter() - t1
     agree = float(np.abs(bare - new.read_array("oof/pred_probs")).max())
-    return {"n_images": n, "models": summary.models,
-            "predict_images_per_s_scoring": round(n / ours_score, 1),
-            "predict_images_per_s_total": round(n / ours_total, 1),
-            "bare_loop_images_per_s": round(n / bare_s, 1),
-            "ratio_scoring": round(bare_s / ours_score, 3),
-            "max_abs_prob_difference": agree,
-            "note": "total includes model loading, image-property-free writes and the transaction"}
+    return {
+        "n_images": n,
+        "models": summary.models,
+        "predict_images_per_s_scoring": round(n / ours_score, 1),
+        "predict_images_per_s_total": round(n / ours_total, 1),
+        "bare_loop_images_per_s": round(n / bare_s, 1),
+        "ratio_scoring": round(bare_s / ours_score, 3),
+        "max_abs_prob_difference": agree,
+        "note": "total includes model loading, image-property-free writes and the transaction",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=40)
-    ap.add_argument("--drift-repeats", type=int, default=100,
-                    help="same-distribution batches per size (false alarms)")
-    ap.add_argument("--shift-repeats", type=int, default=30,
-                    help="intensity-shifted batches per size (detection)")
+    ap.add_argument(
+        "--drift-repeats",
+        type=int,
+        default=100,
+        help="same-distribution batches per size (false alarms)",
+    )
+    ap.add_argument(
+        "--shift-repeats",
+        type=int,
+        default=30,
+        help="intensity-shifted batches per size (detection)",
+    )
     ap.add_argument("--n", type=int, default=200, help="rows per prevalence resample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "calibration.json")
-    ap.add_argument("--workdir", type=Path,
-                    help="keep the runs in DIR (default: a temporary folder) and reuse a finished "
-                    "training of the same configuration found there")
-    ap.add_argument("--train-only", action="store_true",
-                    help="stop after training (with --workdir: to run the analysis later)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the runs in DIR (default: a temporary folder) and reuse a finished "
+        "training of the same configuration found there",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (with --workdir: to run the analysis later)",
+    )
     args = ap.parse_args(argv)
     if not NPZ.is_file():
         print(f"BreastMNIST not found at {NPZ}", file=sys.stderr)
@@ -447,47 +618,77 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trained in {built['train_seconds']:.0f} s; runs kept in {tmp}")
             return 0
         train = built["run"].read_run_json()["train"]
-        print(f"trained {train['config']['model']} {args.epochs} epochs in "
-              f"{built['train_seconds']:.0f} s: OOF AUC {train['oof_auc']['estimate']:.3f}, "
-              f"held-out pool AUC {train['holdout']['auc']['estimate']:.3f}", flush=True)
+        print(
+            f"trained {train['config']['model']} {args.epochs} epochs in "
+            f"{built['train_seconds']:.0f} s: OOF AUC {train['oof_auc']['estimate']:.3f}, "
+            f"held-out pool AUC {train['holdout']['auc']['estimate']:.3f}",
+            flush=True,
+        )
         prev = prevalence_bench(built["run"], built["pool"], args.n, args.repeats, args.seed)
-        print(f"prevalence (n={args.n}, {args.repeats} resamples each; training prevalence "
-              f"{prev['training_prevalence']}; predict vs training held-out max |diff| "
-              f"{prev['predict_vs_training_max_abs_diff']:.1e}):")
-        print("  prev  |err| EM / BBSE: OOF vs ensemble  per fold       held-out half   "
-              "ECE none  temp  +adj(EM old)  +adj(BBSE per fold)  +adj(true)  "
-              "PPV err EM old / BBSE per fold / naive  per-fold 95% CI coverage EM / BBSE")
+        print(
+            f"prevalence (n={args.n}, {args.repeats} resamples each; training prevalence "
+            f"{prev['training_prevalence']}; predict vs training held-out max |diff| "
+            f"{prev['predict_vs_training_max_abs_diff']:.1e}):"
+        )
+        print(
+            "  prev  |err| EM / BBSE: OOF vs ensemble  per fold       held-out half   "
+            "ECE none  temp  +adj(EM old)  +adj(BBSE per fold)  +adj(true)  "
+            "PPV err EM old / BBSE per fold / naive  per-fold 95% CI coverage EM / BBSE"
+        )
         for p, r in prev["by_prevalence"].items():
             cov = r["per_fold_ci_coverage"]
-            print(f"  {float(p):4.2f}  {r['em_err']:.3f} / {r['bbse_err']:.3f}          "
-                  f"{r['em_err_per_fold']:.3f} / {r['bbse_err_per_fold']:.3f}  "
-                  f"{r['em_err_held_out']:.3f} / {r['bbse_err_held_out']:.3f}   "
-                  f"{r['ece_none']:.3f}   {r['ece_temperature']:.3f}  {r['ece_adjusted_em']:.3f}"
-                  f"         {r['ece_adjusted_bbse_per_fold']:.3f}                "
-                  f"{r['ece_adjusted_true']:.3f}       {r['ppv_est_err']:.3f} / "
-                  f"{r['ppv_est_err_per_fold_bbse']:.3f} / {r['ppv_naive_err']:.3f}   "
-                  f"{cov['em']['coverage']:.2f} / {cov['bbse']['coverage']:.2f}", flush=True)
+            print(
+                f"  {float(p):4.2f}  {r['em_err']:.3f} / {r['bbse_err']:.3f}          "
+                f"{r['em_err_per_fold']:.3f} / {r['bbse_err_per_fold']:.3f}  "
+                f"{r['em_err_held_out']:.3f} / {r['bbse_err_held_out']:.3f}   "
+                f"{r['ece_none']:.3f}   {r['ece_temperature']:.3f}  {r['ece_adjusted_em']:.3f}"
+                f"         {r['ece_adjusted_bbse_per_fold']:.3f}                "
+                f"{r['ece_adjusted_true']:.3f}       {r['ppv_est_err']:.3f} / "
+                f"{r['ppv_est_err_per_fold_bbse']:.3f} / {r['ppv_naive_err']:.3f}   "
+                f"{cov['em']['coverage']:.2f} / {cov['bbse']['coverage']:.2f}",
+                flush=True,
+            )
         drift_cfg = DriftConfig(n_perm=100, n_boot=100)
-        drift = drift_bench(built["run"], built["pool"], built["shifted"],
-                            {"same_distribution": args.drift_repeats,
-                             "same_distribution_reference_prevalence": args.drift_repeats,
-                             "intensity_shift": args.shift_repeats}, args.seed, drift_cfg)
+        drift = drift_bench(
+            built["run"],
+            built["pool"],
+            built["shifted"],
+            {
+                "same_distribution": args.drift_repeats,
+                "same_distribution_reference_prevalence": args.drift_repeats,
+                "intensity_shift": args.shift_repeats,
+            },
+            args.seed,
+            drift_cfg,
+        )
         thr = throughput_bench(built["run"], tmp, built["x_pool"])
-        print(f"predict: {thr['predict_images_per_s_scoring']} img/s scoring "
-              f"({thr['predict_images_per_s_total']} incl. loading and writing) vs bare loop "
-              f"{thr['bare_loop_images_per_s']} img/s (ratio {thr['ratio_scoring']}); max "
-              f"|prob difference| {thr['max_abs_prob_difference']:.1e}")
+        print(
+            f"predict: {thr['predict_images_per_s_scoring']} img/s scoring "
+            f"({thr['predict_images_per_s_total']} incl. loading and writing) vs bare loop "
+            f"{thr['bare_loop_images_per_s']} img/s (ratio {thr['ratio_scoring']}); max "
+            f"|prob difference| {thr['max_abs_prob_difference']:.1e}"
+        )
         result = {
-            "benchmark": "bench_calibration", "date": time.strftime("%Y-%m-%d"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "note": "2 cores shared with other jobs (nice -n 5, OMP_NUM_THREADS=1)"},
-            "training": {"config": built["config"], "seconds": round(built["train_seconds"], 1),
-                         "oof_auc": train["oof_auc"], "pool_auc": train["holdout"]["auc"],
-                         "n_reference": train["n_cv_rows"], "n_pool": train["n_holdout_rows"]},
-            "prevalence": prev, "drift": {"config": dataclasses.asdict(drift_cfg),
-                                          "results": drift},
-            "throughput": thr, "seconds": round(time.perf_counter() - t0, 1),
+            "benchmark": "bench_calibration",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "note": "2 cores shared with other jobs (nice -n 5, OMP_NUM_THREADS=1)",
+            },
+            "training": {
+                "config": built["config"],
+                "seconds": round(built["train_seconds"], 1),
+                "oof_auc": train["oof_auc"],
+                "pool_auc": train["holdout"]["auc"],
+                "n_reference": train["n_cv_rows"],
+                "n_pool": train["n_holdout_rows"],
+            },
+            "prevalence": prev,
+            "drift": {"config": dataclasses.asdict(drift_cfg), "results": drift},
+            "throughput": thr,
+            "seconds": round(time.perf_counter() - t0, 1),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")

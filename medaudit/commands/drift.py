@@ -29,10 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     """Register ``medaudit drift``."""
     from medaudit.commands.audit import _add_audit_options
 
-    p = sub.add_parser("drift", help="compare a new batch with its reference run",
-                       description=__doc__)
-    p.add_argument("reference_run", type=Path, metavar="REFERENCE_RUN",
-                   help="the run the model was trained and validated on")
+    p = sub.add_parser(
+        "drift", help="compare a new batch with its reference run", description=__doc__
+    )
+    p.add_argument(
+        "reference_run",
+        type=Path,
+        metavar="REFERENCE_RUN",
+        help="the run the model was trained and validated on",
+    )
     p.add_argument("new_run", type=Path, metavar="NEW_RUN", help="the new batch's run directory")
     _add_audit_options(p)
     p.set_defaults(func=run)
@@ -55,18 +60,24 @@ def record_reference(reference: Path, new: Path) -> None:
     if ref.path.resolve() == run.path.resolve():
         raise ValueError("REFERENCE_RUN and NEW_RUN are the same directory")
     if ref.class_names() != run.class_names():
-        raise ValueError(f"REFERENCE_RUN's classes {ref.class_names()} differ from NEW_RUN's "
-                         f"{run.class_names()}; drift compares runs of one model")
+        raise ValueError(
+            f"REFERENCE_RUN's classes {ref.class_names()} differ from NEW_RUN's "
+            f"{run.class_names()}; drift compares runs of one model"
+        )
     scored = run.read_run_json().get("predict") or {}
     mark = scored.get("trained_fingerprint")
     if mark:
         train = ref.read_run_json().get("train") or {}
         if {k: train.get(k) for k in mark} != mark:
-            raise ValueError(MSG_OTHER_MODEL.format(new=run.path, trained=scored.get("trained_run"),
-                                                    ref=ref.path))
+            raise ValueError(
+                MSG_OTHER_MODEL.format(
+                    new=run.path, trained=scored.get("trained_run"), ref=ref.path
+                )
+            )
     with run.transaction("medaudit drift") as staged:
-        staged.update_run_json({"reference": {"path": str(ref.path.resolve()),
-                                              "set_by": "medaudit drift"}})
+        staged.update_run_json(
+            {"reference": {"path": str(ref.path.resolve()), "set_by": "medaudit drift"}}
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,8 +14,9 @@ import numpy as np
 N_FOLDS, FOLD_NOISE = 5, 1.0
 
 
-def fold_scores(rng: np.random.Generator, n: int, prevalence: float,
-                noise: float | np.ndarray = FOLD_NOISE) -> tuple[np.ndarray, np.ndarray]:
+def fold_scores(
+    rng: np.random.Generator, n: int, prevalence: float, noise: float | np.ndarray = FOLD_NOISE
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels ``(n,)`` and each fold model's score ``(n, N_FOLDS)``."""
     y = (rng.random(n) < prevalence).astype(int)
     latent = 2.0 * y + rng.normal(0, 1, n)
@@ -30,8 +31,14 @@ def fold_posterior(score: np.ndarray, prior: float, noise: float = FOLD_NOISE) -
     return np.column_stack([1 - p, p])
 
 
-def reference_and_batch(rng: np.random.Generator, n_ref: int, n_batch: int, prevalence: float,
-                        *, ref_prevalence: float = 0.3) -> dict[str, np.ndarray]:
+def reference_and_batch(
+    rng: np.random.Generator,
+    n_ref: int,
+    n_batch: int,
+    prevalence: float,
+    *,
+    ref_prevalence: float = 0.3,
+) -> dict[str, np.ndarray]:
     """A reference scored out-of-fold and a batch scored by every fold model.
 
     Returns
@@ -46,5 +53,11 @@ def reference_and_batch(rng: np.random.Generator, n_ref: int, n_batch: int, prev
     ps = fold_posterior(ss[np.arange(n_ref), folds], ref_prevalence)
     yt, st = fold_scores(rng, n_batch, prevalence)
     by_fold = np.stack([fold_posterior(st[:, f], ref_prevalence) for f in range(N_FOLDS)], axis=1)
-    return {"y_ref": ys, "folds": folds, "probs_ref": ps, "y_batch": yt, "by_fold": by_fold,
-            "ensemble": by_fold.mean(axis=1)}
+    return {
+        "y_ref": ys,
+        "folds": folds,
+        "probs_ref": ps,
+        "y_batch": yt,
+        "by_fold": by_fold,
+        "ensemble": by_fold.mean(axis=1),
+    }

@@ -35,8 +35,10 @@ def test_adjustment_equals_the_posterior_at_the_new_prior() -> None:
     _, s = _sample(rng, 500, 0.3)
     moved = adjust_to_prevalence(_posterior(s, 0.3), 0.3, 0.05)
     assert np.allclose(moved, _posterior(s, 0.05))
-    assert np.allclose(adjust_to_prevalence(_posterior(s, 0.3)[:, 1], [0.7, 0.3], [0.95, 0.05]),
-                       _posterior(s, 0.05)[:, 1])
+    assert np.allclose(
+        adjust_to_prevalence(_posterior(s, 0.3)[:, 1], [0.7, 0.3], [0.95, 0.05]),
+        _posterior(s, 0.05)[:, 1],
+    )
     w1, w0 = 0.05 / 0.25, 0.95 / 0.75  # 0.5 at 25 % prevalence -> 3/22 at 5 %
     assert adjust_to_prevalence(np.array([0.5]), 0.25, 0.05)[0] == pytest.approx(w1 / (w1 + w0))
     with pytest.raises(ValueError, match="target_prior must be a prevalence"):
@@ -53,8 +55,9 @@ def test_both_estimators_recover_a_planted_shift(true_prev: float) -> None:
     assert em_prior(pt, 0.3)[1] == pytest.approx(observed, abs=0.03)
     assert bbse_prior(ys, ps, pt)[1] == pytest.approx(observed, abs=0.04)
     for method in ("em", "bbse"):
-        est = estimate_prevalence(pt, method=method, source_prior=ys.mean(), source_labels=ys,
-                                  source_probs=ps, n_boot=100)[1]
+        est = estimate_prevalence(
+            pt, method=method, source_prior=ys.mean(), source_labels=ys, source_probs=ps, n_boot=100
+        )[1]
         assert est.low <= observed <= est.high, (method, est)
         assert est.high - est.low < 0.15
 
@@ -83,22 +86,28 @@ def test_estimators_use_the_reference_rows_scored_like_the_batch() -> None:
 
 
 @pytest.mark.parametrize("true_prev", [0.1, 0.5])
-def test_per_fold_stacking_recovers_a_shift_the_ensemble_comparison_misses(true_prev: float) -> None:
+def test_per_fold_stacking_recovers_a_shift_the_ensemble_comparison_misses(
+    true_prev: float,
+) -> None:
     d = reference_and_batch(np.random.default_rng(11), 6000, 3000, true_prev)
     ys, folds, ps, yt = d["y_ref"], d["folds"], d["probs_ref"], d["y_batch"]
     by_fold, ensemble = d["by_fold"], d["ensemble"]
     # the premise: the ensemble is less confident than each fold model
     assert np.abs(ensemble[:, 1] - 0.5).mean() < np.abs(by_fold[:, 0, 1] - 0.5).mean() - 0.01
     observed = yt.mean()
-    gs, gt = np.array([f"r{i}" for i in range(len(ys))]), np.array([f"b{i}" for i in range(len(yt))])
+    gs, gt = (
+        np.array([f"r{i}" for i in range(len(ys))]),
+        np.array([f"b{i}" for i in range(len(yt))]),
+    )
     errors = {}
     for kind, kw in (("per_fold", {"target_by_fold": by_fold}), ("oof_vs_ensemble", {})):
         inp = estimator_inputs(ys, ps, gs, folds, ensemble, gt, **kw)
         assert inp.source == kind and inp.biased == (kind == "oof_vs_ensemble")
         cal = fit_calibrator("temperature", inp.source_labels, inp.source_probs)
         em = em_prior(apply_calibrator(cal, inp.target_probs), 0.3)[1]
-        bb = bbse_prior(inp.source_labels, inp.source_probs, inp.target_probs,
-                        source_folds=inp.source_folds)[1]
+        bb = bbse_prior(
+            inp.source_labels, inp.source_probs, inp.target_probs, source_folds=inp.source_folds
+        )[1]
         errors[kind] = (abs(em - observed), abs(bb - observed))
     assert max(errors["per_fold"]) <= 0.03, errors
     assert errors["oof_vs_ensemble"][0] >= 0.05, errors  # EM on the ensemble: biased
@@ -107,12 +116,20 @@ def test_per_fold_stacking_recovers_a_shift_the_ensemble_comparison_misses(true_
 def test_stacked_copies_are_resampled_by_patient() -> None:
     d = reference_and_batch(np.random.default_rng(12), 2000, 300, 0.1)
     gt = np.array([f"b{i}" for i in range(300)])
-    inp = estimator_inputs(d["y_ref"], d["probs_ref"], d["y_ref"].astype(str), d["folds"],
-                           d["ensemble"], gt, target_by_fold=d["by_fold"])
+    inp = estimator_inputs(
+        d["y_ref"],
+        d["probs_ref"],
+        d["y_ref"].astype(str),
+        d["folds"],
+        d["ensemble"],
+        gt,
+        target_by_fold=d["by_fold"],
+    )
     assert inp.target_probs.shape == (N_FOLDS * 300, 2) and inp.n_target == 300
     assert (inp.target_groups[:300] == gt).all() and (inp.target_groups[300:600] == gt).all()
-    by_patient = estimate_prevalence(inp.target_probs, method="em", source_prior=0.3,
-                                     target_groups=inp.target_groups, n_boot=100)[1]
+    by_patient = estimate_prevalence(
+        inp.target_probs, method="em", source_prior=0.3, target_groups=inp.target_groups, n_boot=100
+    )[1]
     by_copy = estimate_prevalence(inp.target_probs, method="em", source_prior=0.3, n_boot=100)[1]
     # copies of one image are dependent: treating them as independent rows narrows the interval
     assert (by_patient.high - by_patient.low) > 1.5 * (by_copy.high - by_copy.low)

@@ -30,30 +30,55 @@ def _write(tmp: Path, prefix: str, probs: np.ndarray) -> tuple[Path, Path]:
     ids = [f"{prefix}{i}" for i in range(len(probs))]
     pp = tmp / f"{prefix}_probs.csv"
     pd.DataFrame({"sample_id": ids, "benign": probs[:, 0], "cancer": probs[:, 1]}).to_csv(
-        pp, index=False)
+        pp, index=False
+    )
     meta = tmp / f"{prefix}_meta.csv"
-    pd.DataFrame({"sample_id": ids, "patient_id": [f"MRN-{prefix}{i // 2}" for i in range(len(ids))],
-                  "site": "A"}).to_csv(meta, index=False)
+    pd.DataFrame(
+        {
+            "sample_id": ids,
+            "patient_id": [f"MRN-{prefix}{i // 2}" for i in range(len(ids))],
+            "site": "A",
+        }
+    ).to_csv(meta, index=False)
     return pp, meta
 
 
 def test_an_unlabeled_external_batch_is_imported_and_compared_with_its_reference(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MEDAUDIT_SECRET", SECRET)
     rng = np.random.default_rng(0)
     cfg = tmp_path / "fast.toml"
-    cfg.write_text('[drift]\nn_perm = 100\nn_boot = 50\n[prevalence_shift]\nn_boot = 50\n'
-                   'calibrator = "temperature"\n')
+    cfg.write_text(
+        "[drift]\nn_perm = 100\nn_boot = 50\n[prevalence_shift]\nn_boot = 50\n"
+        'calibrator = "temperature"\n'
+    )
     fast = ["--config", str(cfg)]
     # the labeled reference: the same model's predictions on labeled data (unchanged behaviour)
     y_ref, p_ref = _scores(rng, 800, 0.3)
     ref_probs, ref_meta = _write(tmp_path, "r", p_ref)
     labels = tmp_path / "r_labels.csv"
-    pd.read_csv(ref_meta).assign(label=np.array(["benign", "cancer"])[y_ref]).to_csv(labels,
-                                                                                     index=False)
+    pd.read_csv(ref_meta).assign(label=np.array(["benign", "cancer"])[y_ref]).to_csv(
+        labels, index=False
+    )
     ref = tmp_path / "ref"
-    assert main(["audit-predictions", "--labels", str(labels), "--pred-probs", str(ref_probs),
-                 "--out", str(ref), "--checks", "calibration", *fast]) == 0
+    assert (
+        main(
+            [
+                "audit-predictions",
+                "--labels",
+                str(labels),
+                "--pred-probs",
+                str(ref_probs),
+                "--out",
+                str(ref),
+                "--checks",
+                "calibration",
+                *fast,
+            ]
+        )
+        == 0
+    )
     assert RunDir(ref).read_run_json()["has_labels"] is True
     assert (RunDir(ref).read_manifest()["label"] >= 0).all()
     # the unlabeled batch, at a lower prevalence: no --labels
@@ -61,8 +86,21 @@ def test_an_unlabeled_external_batch_is_imported_and_compared_with_its_reference
     new_probs, new_meta = _write(tmp_path, "n", p_new)
     new = tmp_path / "new"
     capsys.readouterr()
-    assert main(["audit-predictions", "--pred-probs", str(new_probs), "--metadata", str(new_meta),
-                 "--out", str(new), *fast]) == 0
+    assert (
+        main(
+            [
+                "audit-predictions",
+                "--pred-probs",
+                str(new_probs),
+                "--metadata",
+                str(new_meta),
+                "--out",
+                str(new),
+                *fast,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "400 samples without labels" in out and "medaudit drift" in out
     run = RunDir(new)
@@ -87,25 +125,66 @@ def test_an_unlabeled_external_batch_is_imported_and_compared_with_its_reference
 
 
 def test_what_an_unlabeled_batch_cannot_be_is_one_clear_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MEDAUDIT_SECRET", SECRET)
     _, p = _scores(np.random.default_rng(1), 50, 0.3)
     npy = tmp_path / "p.npy"
     np.save(npy, p)
     # an array names no rows: metadata must
-    assert main(["audit-predictions", "--pred-probs", str(npy), "--classes", CLASSES,
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "audit-predictions",
+                "--pred-probs",
+                str(npy),
+                "--classes",
+                CLASSES,
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert UNLABELED_ARRAY_ROWS.split(";")[0] in capsys.readouterr().err
     # ... and with metadata it works, rows in the array's order
     meta = tmp_path / "m.csv"
     pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)]}).to_csv(meta, index=False)
-    assert main(["audit-predictions", "--pred-probs", str(npy), "--metadata", str(meta),
-                 "--classes", CLASSES, "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "audit-predictions",
+                "--pred-probs",
+                str(npy),
+                "--metadata",
+                str(meta),
+                "--classes",
+                CLASSES,
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     assert RunDir(tmp_path / "b").read_run_json()["has_labels"] is False
     # a row table that has labels after all is refused rather than silently ignored
     pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)], "label": 0}).to_csv(meta, index=False)
-    assert main(["audit-predictions", "--pred-probs", str(npy), "--metadata", str(meta),
-                 "--classes", CLASSES, "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "audit-predictions",
+                "--pred-probs",
+                str(npy),
+                "--metadata",
+                str(meta),
+                "--classes",
+                CLASSES,
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "has a 'label' column but no labels were given" in capsys.readouterr().err
 
 
@@ -114,7 +193,8 @@ def test_the_notebook_entry_point_takes_an_unlabeled_batch(monkeypatch: pytest.M
     _, p = _scores(np.random.default_rng(2), 60, 0.3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = medaudit.audit_predictions(None, p, class_names=["benign", "cancer"],
-                                            patient_ids=[f"P{i // 3}" for i in range(60)])
+        result = medaudit.audit_predictions(
+            None, p, class_names=["benign", "cancer"], patient_ids=[f"P{i // 3}" for i in range(60)]
+        )
     assert not result.errors
     assert any("no labels" in s["reason"] for s in result.skipped)

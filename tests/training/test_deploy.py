@@ -288,6 +288,11 @@ def test_predict_scores_a_linear_probe_run(trained: tuple[Path, Path],
                            atol=1e-3)
         assert new.read_array("oof/pred_probs_by_fold").shape == (30, 3, 2)
         assert new.read_run_json()["predict"]["mode"] == "linear-probe"
+        from training.deploy import predict_run
+        from training.executors import RayExecutor
+
+        with pytest.raises(ValueError, match="not as Ray tasks"):  # refused before Ray starts
+            predict_run(run, out, executor=RayExecutor())
         # the batch belongs to the probe's models: drift against another training is refused
         capsys.readouterr()
         assert main(["drift", str(base / "trained"), str(out)]) == 2

@@ -28,21 +28,30 @@ def _probs(s: np.ndarray, prior: float) -> np.ndarray:
 
 
 def _manifest(y: np.ndarray, prefix: str) -> pd.DataFrame:
-    return pd.DataFrame({"sample_id": [f"{prefix}{i}" for i in range(len(y))], "label": y,
-                         "patient_key": [f"{prefix}p{i}" for i in range(len(y))]})
+    return pd.DataFrame(
+        {
+            "sample_id": [f"{prefix}{i}" for i in range(len(y))],
+            "label": y,
+            "patient_key": [f"{prefix}p{i}" for i in range(len(y))],
+        }
+    )
 
 
 def test_stated_screening_prevalence_lowers_ppv_and_says_so() -> None:
     rng = np.random.default_rng(0)
     y, s = _data(1500, 0.25, rng)
-    ctx = AuditContext.from_arrays(_manifest(y, "s"), ["benign", "malignant"],
-                                   pred_probs=_probs(s, 0.25))
-    [f] = check_prevalence_shift(ctx, PrevalenceShiftConfig(
-        n_boot=50, calibrator="temperature", deployment_prevalence=0.05))
+    ctx = AuditContext.from_arrays(
+        _manifest(y, "s"), ["benign", "malignant"], pred_probs=_probs(s, 0.25)
+    )
+    [f] = check_prevalence_shift(
+        ctx, PrevalenceShiftConfig(n_boot=50, calibrator="temperature", deployment_prevalence=0.05)
+    )
     train, dep = f.evidence["table"]
     assert train["prevalence"] == pytest.approx(y.mean(), abs=1e-3) and dep["prevalence"] == 0.05
     # Youden's cut does not depend on prevalence: same sensitivity, lower PPV
-    assert dep["sensitivity"]["estimate"] == pytest.approx(train["sensitivity"]["estimate"], abs=0.02)
+    assert dep["sensitivity"]["estimate"] == pytest.approx(
+        train["sensitivity"]["estimate"], abs=0.02
+    )
     assert dep["ppv"]["estimate"] < train["ppv"]["estimate"] - 0.2
     se, sp = dep["sensitivity"]["estimate"], dep["specificity"]["estimate"]
     assert dep["ppv"]["estimate"] == pytest.approx(predictive_values(se, sp, 0.05)[0], abs=1e-3)
@@ -58,8 +67,9 @@ def test_unlabeled_batch_prevalence_is_estimated_from_the_reference() -> None:
     yt, st = _data(1200, 0.08, rng)
     ref = ReferenceRun(_manifest(yr, "r"), ["benign", "malignant"], pred_probs=_probs(sr, 0.3))
     batch = _manifest(np.full(len(yt), UNLABELED), "t")
-    ctx = AuditContext.from_arrays(batch, ["benign", "malignant"], pred_probs=_probs(st, 0.3),
-                                   reference=ref)
+    ctx = AuditContext.from_arrays(
+        batch, ["benign", "malignant"], pred_probs=_probs(st, 0.3), reference=ref
+    )
     assert not ctx.has_labels
     [f] = check_prevalence_shift(ctx, FAST)
     est = f.evidence["estimated_prevalence"]  # BBSE by default
@@ -70,8 +80,9 @@ def test_unlabeled_batch_prevalence_is_estimated_from_the_reference() -> None:
     assert em["ci_low"] <= yt.mean() <= em["ci_high"]
     assert f.evidence["deployment_prevalence_source"] == "estimated (bbse)"
     # a stated prevalence far from what the batch shows is questioned
-    found = check_prevalence_shift(ctx, PrevalenceShiftConfig(n_boot=50, calibrator="temperature",
-                                                              deployment_prevalence=0.4))
+    found = check_prevalence_shift(
+        ctx, PrevalenceShiftConfig(n_boot=50, calibrator="temperature", deployment_prevalence=0.4)
+    )
     assert any("disagrees" in g.title for g in found)
 
 
@@ -81,20 +92,30 @@ def test_nothing_stated_and_nothing_to_estimate_is_an_info() -> None:
     ctx = AuditContext.from_arrays(_manifest(y, "s"), ["a", "b"], pred_probs=_probs(s, 0.3))
     [f] = check_prevalence_shift(ctx, FAST)
     assert f.severity == "info" and "--deployment-prevalence" in f.message
-    unlabeled = AuditContext.from_arrays(_manifest(np.full(300, UNLABELED), "s"), ["a", "b"],
-                                         pred_probs=_probs(s, 0.3))
+    unlabeled = AuditContext.from_arrays(
+        _manifest(np.full(300, UNLABELED), "s"), ["a", "b"], pred_probs=_probs(s, 0.3)
+    )
     [g] = check_prevalence_shift(unlabeled, FAST)
     assert g.severity == "info" and "no labels" in g.message
 
 
 def test_batch_scored_by_each_fold_model_is_estimated_fold_by_fold() -> None:
     d = reference_and_batch(np.random.default_rng(5), 3000, 1500, 0.5)
-    ref = ReferenceRun(_manifest(d["y_ref"], "r"), ["benign", "malignant"],
-                       pred_probs=d["probs_ref"].astype(np.float32), folds=d["folds"])
+    ref = ReferenceRun(
+        _manifest(d["y_ref"], "r"),
+        ["benign", "malignant"],
+        pred_probs=d["probs_ref"].astype(np.float32),
+        folds=d["folds"],
+    )
     batch = _manifest(np.full(len(d["y_batch"]), UNLABELED), "t")
     truth = d["y_batch"].mean()
-    per_fold = AuditContext.from_arrays(batch, ["benign", "malignant"], pred_probs=d["ensemble"],
-                                        pred_probs_by_fold=d["by_fold"], reference=ref)
+    per_fold = AuditContext.from_arrays(
+        batch,
+        ["benign", "malignant"],
+        pred_probs=d["ensemble"],
+        pred_probs_by_fold=d["by_fold"],
+        reference=ref,
+    )
     [f] = check_prevalence_shift(per_fold, FAST)
     assert f.evidence["estimator_source"] == "per_fold" and f.evidence["n_deployment"] == 1500
     for method in ("em", "bbse"):
@@ -102,8 +123,9 @@ def test_batch_scored_by_each_fold_model_is_estimated_fold_by_fold() -> None:
         assert abs(est["estimate"] - truth) < 0.03, (method, est)
         assert est["ci_low"] <= truth <= est["ci_high"]
     assert "biased" not in f.message
-    ensemble_only = AuditContext.from_arrays(batch, ["benign", "malignant"],
-                                             pred_probs=d["ensemble"], reference=ref)
+    ensemble_only = AuditContext.from_arrays(
+        batch, ["benign", "malignant"], pred_probs=d["ensemble"], reference=ref
+    )
     [g] = check_prevalence_shift(ensemble_only, FAST)
     assert g.evidence["estimator_source"] == "oof_vs_ensemble"
     assert "BIASED" in g.evidence["estimator_source_detail"] and "biased" in g.message
@@ -120,7 +142,11 @@ def test_a_model_that_never_calls_a_class_gives_no_bbse_estimate() -> None:
         return np.column_stack([1 - p, p]).astype(np.float32)
 
     ref = ReferenceRun(_manifest(yr, "r"), ["benign", "malignant"], pred_probs=never_positive(sr))
-    ctx = AuditContext.from_arrays(_manifest(np.full(300, UNLABELED), "t"), ["benign", "malignant"],
-                                   pred_probs=never_positive(st), reference=ref)
+    ctx = AuditContext.from_arrays(
+        _manifest(np.full(300, UNLABELED), "t"),
+        ["benign", "malignant"],
+        pred_probs=never_positive(st),
+        reference=ref,
+    )
     [f] = check_prevalence_shift(ctx, FAST)
     assert f.severity == "info" and "BBSE gave no estimate" in f.message
