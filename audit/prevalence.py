@@ -491,36 +491,22 @@ def estimate_prevalence(
     """
     pt = np.asarray(target_probs, dtype=np.float64)
     k = pt.shape[1]
+    kw = {
+        "method": method,
+        "source_prior": source_prior,
+        "source_labels": source_labels,
+        "source_probs": source_probs,
+        "source_folds": source_folds,
+        "target_groups": target_groups,
+        "source_groups": source_groups,
+        "n_boot": n_boot,
+        "alpha": alpha,
+        "seed": seed,
+    }
     if k == 2:  # the two shares sum to one: bootstrap class 1 once, class 0 is its mirror
-        one = _estimate_classes(
-            pt,
-            [1],
-            method=method,
-            source_prior=source_prior,
-            source_labels=source_labels,
-            source_probs=source_probs,
-            source_folds=source_folds,
-            target_groups=target_groups,
-            source_groups=source_groups,
-            n_boot=n_boot,
-            alpha=alpha,
-            seed=seed,
-        )[0]
+        one = _estimate_classes(pt, [1], **kw)[0]
         return [Estimate(1 - one.estimate, 1 - one.high, 1 - one.low, one.level, one.method), one]
-    return _estimate_classes(
-        pt,
-        list(range(k)),
-        method=method,
-        source_prior=source_prior,
-        source_labels=source_labels,
-        source_probs=source_probs,
-        source_folds=source_folds,
-        target_groups=target_groups,
-        source_groups=source_groups,
-        n_boot=n_boot,
-        alpha=alpha,
-        seed=seed,
-    )
+    return _estimate_classes(pt, list(range(k)), **kw)
 
 
 def _estimate_classes(

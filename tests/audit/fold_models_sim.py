@@ -9,6 +9,8 @@ than any single fold model's, as with real fold ensembles.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 N_FOLDS, FOLD_NOISE = 5, 1.0
@@ -61,3 +63,17 @@ def reference_and_batch(
         "by_fold": by_fold,
         "ensemble": by_fold.mean(axis=1),
     }
+
+
+def batch_context(
+    manifest: Any, d: dict[str, np.ndarray], ref: Any, *, per_fold: bool = True
+) -> Any:
+    """The batch of :func:`reference_and_batch` as an unlabeled ``AuditContext`` comparing
+    it with ``ref`` (a ``ReferenceRun``), with each fold's probabilities or only the
+    ensemble's."""
+    from audit.context import AuditContext
+
+    extra = {"pred_probs_by_fold": d["by_fold"]} if per_fold else {}
+    return AuditContext.from_arrays(
+        manifest, ["benign", "malignant"], pred_probs=d["ensemble"], reference=ref, **extra
+    )

@@ -149,9 +149,9 @@ def test_what_an_unlabeled_batch_cannot_be_is_one_clear_line(
     assert UNLABELED_ARRAY_ROWS.split(";")[0] in capsys.readouterr().err
     # ... and with metadata it works, rows in the array's order
     meta = tmp_path / "m.csv"
-    pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)]}).to_csv(meta, index=False)
-    assert (
-        main(
+
+    def from_array(out: str) -> int:
+        return main(
             [
                 "audit-predictions",
                 "--pred-probs",
@@ -161,30 +161,16 @@ def test_what_an_unlabeled_batch_cannot_be_is_one_clear_line(
                 "--classes",
                 CLASSES,
                 "--out",
-                str(tmp_path / "b"),
+                str(tmp_path / out),
             ]
         )
-        == 0
-    )
+
+    pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)]}).to_csv(meta, index=False)
+    assert from_array("b") == 0
     assert RunDir(tmp_path / "b").read_run_json()["has_labels"] is False
     # a row table that has labels after all is refused rather than silently ignored
     pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)], "label": 0}).to_csv(meta, index=False)
-    assert (
-        main(
-            [
-                "audit-predictions",
-                "--pred-probs",
-                str(npy),
-                "--metadata",
-                str(meta),
-                "--classes",
-                CLASSES,
-                "--out",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 2
-    )
+    assert from_array("c") == 2
     assert "has a 'label' column but no labels were given" in capsys.readouterr().err
 
 

@@ -11,7 +11,7 @@ import pytest
 from audit.checks.drift import DriftConfig, check_drift
 from audit.context import UNLABELED, AuditContext, ReferenceRun
 from audit.drift import holm
-from tests.audit.fold_models_sim import reference_and_batch
+from tests.audit.fold_models_sim import batch_context, reference_and_batch
 
 FAST = DriftConfig(n_perm=100, n_boot=50)
 SHIFT = 1.8
@@ -164,21 +164,13 @@ def test_predicted_prevalence_compares_fold_models_with_fold_models(prevalence: 
             "patient_key": [f"np{i // 2}" for i in range(400)],
         }
     )  # 2 images each
-    ctx = AuditContext.from_arrays(
-        man,
-        ["benign", "malignant"],
-        pred_probs=d["ensemble"],
-        pred_probs_by_fold=d["by_fold"],
-        reference=ref,
-    )
+    ctx = batch_context(man, d, ref)
     [prev] = [f for f in check_drift(ctx, FAST) if "em" in f.evidence]
     assert prev.evidence["estimator_source"] == "per_fold"
     assert prev.evidence["drifted"] == (prevalence < 0.3)
     assert prev.severity == ("warning" if prevalence < 0.3 else "pass")
     assert "biased" not in prev.message
     if prevalence == 0.3:  # the same batch without each fold's scores: biased, and said so
-        ens = AuditContext.from_arrays(
-            man, ["benign", "malignant"], pred_probs=d["ensemble"], reference=ref
-        )
+        ens = batch_context(man, d, ref, per_fold=False)
         [old] = [f for f in check_drift(ens, FAST) if "em" in f.evidence]
         assert old.evidence["estimator_source"] == "oof_vs_ensemble" and "biased" in old.message

@@ -9,7 +9,7 @@ import pytest
 from audit.checks.prevalence_shift import PrevalenceShiftConfig, check_prevalence_shift
 from audit.context import UNLABELED, AuditContext, ReferenceRun
 from audit.operating_point import predictive_values
-from tests.audit.fold_models_sim import reference_and_batch
+from tests.audit.fold_models_sim import batch_context, reference_and_batch
 
 FAST = PrevalenceShiftConfig(n_boot=50, calibrator="temperature")
 SHIFT = 1.8
@@ -109,13 +109,7 @@ def test_batch_scored_by_each_fold_model_is_estimated_fold_by_fold() -> None:
     )
     batch = _manifest(np.full(len(d["y_batch"]), UNLABELED), "t")
     truth = d["y_batch"].mean()
-    per_fold = AuditContext.from_arrays(
-        batch,
-        ["benign", "malignant"],
-        pred_probs=d["ensemble"],
-        pred_probs_by_fold=d["by_fold"],
-        reference=ref,
-    )
+    per_fold = batch_context(batch, d, ref)
     [f] = check_prevalence_shift(per_fold, FAST)
     assert f.evidence["estimator_source"] == "per_fold" and f.evidence["n_deployment"] == 1500
     for method in ("em", "bbse"):
@@ -123,9 +117,7 @@ def test_batch_scored_by_each_fold_model_is_estimated_fold_by_fold() -> None:
         assert abs(est["estimate"] - truth) < 0.03, (method, est)
         assert est["ci_low"] <= truth <= est["ci_high"]
     assert "biased" not in f.message
-    ensemble_only = AuditContext.from_arrays(
-        batch, ["benign", "malignant"], pred_probs=d["ensemble"], reference=ref
-    )
+    ensemble_only = batch_context(batch, d, ref, per_fold=False)
     [g] = check_prevalence_shift(ensemble_only, FAST)
     assert g.evidence["estimator_source"] == "oof_vs_ensemble"
     assert "BIASED" in g.evidence["estimator_source_detail"] and "biased" in g.message
