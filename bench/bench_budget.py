@@ -23,6 +23,8 @@ Variants (``--variants``, comma-separated):
   mixup 0.2, full augmentation, refit + keep-selected), whatever ``E``;
 * ablations of ``old``: ``old-noema``, ``old-nowarmup``, ``old-noaug``,
   ``old-nomixup``, ``old-norefit``, ``old-nokeep`` (one cause removed each);
+* ``default-noselect``: ``default`` with the short path at any length (each fold
+  trained once on all its training rows, no inner selection, refit or averaging);
 * ``budget=2m`` etc.: ``--time-budget`` (the planner chooses, ``E`` ignored).
 
 Usage::
@@ -140,6 +142,8 @@ def _config(
     )
     if variant == "default":
         return base, None
+    if variant == "default-noselect":  # the short path (no inner selection) at any length
+        return base.replace(select_epochs=False, refit=False, keep_selected=False), None
     if variant.startswith("budget="):
         return base, variant.split("=", 1)[1]
     if variant == "old":
