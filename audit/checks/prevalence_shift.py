@@ -83,6 +83,14 @@ MSG_NO_SOURCE = (
 _REFS = ["CLAIM:evaluation", "TRIPOD+AI:analysis", "GMLP-8", "GMLP-3"]
 
 
+MSG_LABEL_SHIFT = (
+    " The estimated prevalence assumes that only the mix of classes changed, not the images "
+    "(label shift): if the drift check finds that this batch's images or the model's features "
+    "changed, the estimate, and the sensitivity and specificity above, are unreliable; count "
+    "the prevalence on labeled cases."
+)
+
+
 @dataclass(frozen=True)
 class PrevalenceShiftConfig:
     """Settings of the ``prevalence_shift`` check.
@@ -428,8 +436,13 @@ def check_prevalence_shift(ctx: AuditContext, config: PrevalenceShiftConfig) -> 
         f"{train_row['prevalence']:.1%} the PPV was {train_row['ppv']['estimate']:.2f}. "
         f"Sensitivity {dep_row['sensitivity']['estimate']:.2f} and specificity "
         f"{dep_row['specificity']['estimate']:.2f} do not depend on prevalence."
-        + (biased_note if dep_source.startswith("estimated") else "")
+        + (biased_note + MSG_LABEL_SHIFT if dep_source.startswith("estimated") else "")
     )
+    if dep_source.startswith("estimated"):
+        evidence["assumption"] = (
+            "label shift: the class mix changed, the images of each class did not (p(x | y) "
+            "unchanged); checked by the drift check, not here"
+        )
     low = ppv < config.min_ppv
     findings.append(
         Finding(

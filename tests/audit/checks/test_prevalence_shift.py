@@ -6,7 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.checks.prevalence_shift import PrevalenceShiftConfig, check_prevalence_shift
+from audit.checks.prevalence_shift import (
+    MSG_LABEL_SHIFT,
+    PrevalenceShiftConfig,
+    check_prevalence_shift,
+)
 from audit.context import UNLABELED, AuditContext, ReferenceRun
 from audit.operating_point import predictive_values
 from tests.audit.fold_models_sim import batch_context, reference_and_batch
@@ -59,6 +63,7 @@ def test_stated_screening_prevalence_lowers_ppv_and_says_so() -> None:
     assert dep["false_alarms_per_1000"]["estimate"] == pytest.approx(1000 * (1 - sp) * 0.95, abs=1)
     assert f.severity == "warning" and "of every 10 positive calls would be false alarms" in f.title
     assert f.evidence["order"].startswith("calibrated")
+    assert MSG_LABEL_SHIFT not in f.message and "assumption" not in f.evidence
 
 
 def test_unlabeled_batch_prevalence_is_estimated_from_the_reference() -> None:
@@ -79,6 +84,8 @@ def test_unlabeled_batch_prevalence_is_estimated_from_the_reference() -> None:
     assert abs(em["estimate"] - yt.mean()) < 0.03
     assert em["ci_low"] <= yt.mean() <= em["ci_high"]
     assert f.evidence["deployment_prevalence_source"] == "estimated (bbse)"
+    # an estimate from a batch rests on label shift, and says so (a stated one does not)
+    assert MSG_LABEL_SHIFT in f.message and f.evidence["assumption"].startswith("label shift")
     # a stated prevalence far from what the batch shows is questioned
     found = check_prevalence_shift(
         ctx, PrevalenceShiftConfig(n_boot=50, calibrator="temperature", deployment_prevalence=0.4)
