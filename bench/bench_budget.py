@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    variants = args.variants.split(",")
+    variants = [v for v in args.variants.split(",") if v and v != "none"]  # none: bare only
     results: dict[str, Any] = {
         "benchmark": "budget",
         "data": args.data,
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     **_scores(b.probs, b.folds, b.labels, true, groups),
                 }
                 results["runs"].append(rec)
+                _write(results, args.name or f"budget_{args.data}")
                 print(
                     f"  bare        {_fmt(rec['oof_auc'])}"
                     + (f" true {_fmt(rec['oof_auc_true'])}" if true is not None else "")
