@@ -42,6 +42,7 @@ from training.config import TrainConfig
 from training.fold_outputs import FoldResult, fold_dir
 
 __all__ = [
+    "MEMBERS_FILE",
     "RAY_MISSING",
     "RAY_UNREACHABLE",
     "WORKER_FILE",
@@ -77,6 +78,8 @@ BLOCK_FAILED = "{what} {index} (rows {start}-{stop}) failed on {worker}: {error}
 #: The file a Ray worker writes into the fold's work folder when it starts the fold:
 #: host, Ray node id and pid (the progress display reads it; it stays as a record).
 WORKER_FILE = "worker.json"
+#: Where each model of a fold ran, next to :data:`WORKER_FILE` (several models per fold).
+MEMBERS_FILE = "members.json"
 
 #: Tests only: a folder of arming files (``fold_<k>``) that make the worker of fold k
 #: die once with ``os._exit`` after writing part of its outputs (see ``tests/training``).
@@ -382,10 +385,61 @@ def _block_task(fn: Any, start: int, stop: int, *args: Any) -> tuple[bool, Any]:
         }
 
 
+def _ray_member_task(
+    run_path: str, fold: int, config: TrainConfig, member: int
+) -> tuple[Any, dict[str, Any]]:
+    """The Ray task of one model of a fold (several models per fold): train and return it."""
+    import ray
+
+    from training.fold_training import train_fold_member
+
+    info = {
+        "model": member + 1,
+        "host": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+    }
+    return train_fold_member(require_visible(run_path), fold, config, member), info
+
+
+def _ray_member_map(options: dict[str, Any]) -> Any:
+    """A ``member_map`` for :func:`training.train_fold` that runs each model as a Ray task.
+
+    Called inside a fold's task: the fold task waits in ``ray.get`` (Ray lends its CPU
+    to the nested tasks meanwhile), then scores and writes the fold itself.
+    """
+    import ray
+
+    task = ray.remote(_ray_member_task)
+
+    def member_map(run_path: str, fold: int, config: TrainConfig, members: list[int]) -> list[Any]:
+        refs = [
+            task.options(**{**options, "name": f"medaudit fold {fold} model {m + 1}"}).remote(
+                run_path, fold, config, m
+            )
+            for m in members
+        ]
+        done = ray.get(refs)
+        run = RunDir(run_path)
+        d = fold_dir(run, fold)
+        run.write_json(f"{d.relative_to(run.path).as_posix()}/{MEMBERS_FILE}", [i for _, i in done])
+        return [m for m, _ in done]
+
+    return member_map
+
+
 def _ray_fold_task(
-    run_path: str, fold: int, config: TrainConfig, level: int
+    run_path: str,
+    fold: int,
+    config: TrainConfig,
+    level: int,
+    member_options: dict[str, Any] | None = None,
 ) -> tuple[FoldResult, dict[str, Any]]:
-    """The Ray task of one fold: note the worker, train the fold, return its result."""
+    """The Ray task of one fold: note the worker, train the fold, return its result.
+
+    With several models per fold (``member_options`` given) each model is a Ray task
+    of its own with the same resource request.
+    """
     import ray
 
     from training.fold_training import train_fold
@@ -404,7 +458,8 @@ def _ray_fold_task(
     d.mkdir(parents=True, exist_ok=True)
     run.write_json(f"{d.relative_to(path).as_posix()}/{WORKER_FILE}", info)
     _crash_once_for_test(fold)
-    return train_fold(run, fold, config), info
+    member_map = None if member_options is None else _ray_member_map(member_options)
+    return train_fold(run, fold, config, member_map=member_map), info
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:
@@ -613,13 +668,17 @@ class RayExecutor:
         threads = config.threads or self.cpus_per_fold
         worker_cfg = config.replace(quiet=True, jobs=1, threads=threads)
         task = ray.remote(_ray_fold_task)
+        # each model of a fold is a task of its own (with a time budget, Ray is refused)
+        member_options = (
+            self._task_options("medaudit model") if config.models_per_fold > 1 else None
+        )
         path = str(run.path.resolve())
         level = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
         for k in todo:  # a worker file of an earlier attempt is not this run's worker
             (fold_dir(run, k) / WORKER_FILE).unlink(missing_ok=True)
         refs = {
             task.options(**self._task_options(f"medaudit fold {k}")).remote(
-                path, k, worker_cfg, level
+                path, k, worker_cfg, level, member_options
             ): k
             for k in todo
         }

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ from training.reproducibility import deterministic, fold_seed, member_seed, torc
 from training.run_context import RunContext, load_context
 from training.splits import FoldSplit, fold_split
 
-__all__ = ["ensemble_predict", "train_fold", "train_member"]
+__all__ = ["MemberMap", "ensemble_predict", "train_fold", "train_fold_member", "train_member"]
 
 _log = logging.getLogger(__name__)
 
@@ -206,27 +207,85 @@ def _ensemble_state(members: list[_Member]) -> dict[str, torch.Tensor]:
     ])
 
 
-def _train_fold(ctx: RunContext, fold: int, config: TrainConfig, *, position: int) -> FoldResult:
-    t_start = time.perf_counter()
-    run = ctx.run
+#: Trains the given members of a fold elsewhere (e.g. one Ray task each) and returns them
+#: in order: ``member_map(run_path, fold, config, members)``.
+MemberMap = Callable[[str, int, TrainConfig, list[int]], list[_Member]]
+
+
+def _fold_setup(
+    ctx: RunContext, fold: int, config: TrainConfig, *, position: int
+) -> tuple[FoldSplit, FitContext]:
+    """The fold's split and fit context (device, image cache, normalisation)."""
     split = fold_split(
         ctx.folds, fold, ctx.labels, ctx.groups,
         inner_val_fraction=config.inner_val_fraction, seed=config.seed,
     )
     setup = resolve_device_setup(device=config.device, precision=config.precision)
-    cache = ImageCache(run)
+    cache = ImageCache(ctx.run)
     norm = cache.channel_stats(split.train, seed=fold_seed(config.seed, fold))
+    fc = FitContext(config=config, labels=ctx.labels, n_classes=len(ctx.classes), setup=setup,
+                    cache=cache, norm=norm, position=position)
+    return split, fc
+
+
+def train_fold_member(
+    run_dir: RunDir | str | os.PathLike[str], fold: int, config: TrainConfig, member: int
+) -> _Member:
+    """Train one model of a fold on its own (a Ray task of its own; see ``member_map``).
+
+    The same split, normalisation, seed and threads as inside :func:`train_fold`, so
+    the member is bitwise the one the fold would have trained itself.
+
+    Parameters
+    ----------
+    run_dir : RunDir or path
+    fold : int
+    config : TrainConfig
+        As given to :func:`train_fold` (``stop_at`` must be unset: a time budget
+        trains members one after another).
+    member : int
+        Index in ``[0, config.models_per_fold)``.
+
+    Returns
+    -------
+    _Member
+        The member's training passes and kept networks.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if config.stop_at is not None:
+        raise ValueError("train_fold_member cannot share a time budget's deadline; train the "
+                         "fold's members in the fold (member_map=None)")
+    ctx = load_context(run, config)
+    config = resolve_for_context(config, ctx)
+    with torch_threads(config.threads):
+        split, fc = _fold_setup(ctx, fold, config, position=0)
+        with deterministic(fc.setup):
+            return train_member(fc, split, member=member, fold=fold)
+
+
+def _train_fold(
+    ctx: RunContext,
+    fold: int,
+    config: TrainConfig,
+    *,
+    position: int,
+    member_map: MemberMap | None = None,
+) -> FoldResult:
+    t_start = time.perf_counter()
+    run = ctx.run
+    split, fc = _fold_setup(ctx, fold, config, position=position)
+    setup, norm = fc.setup, fc.norm
     fold_deadline = None
     if config.stop_at is not None:
         # An equal share of the time left for this fold and the ones after it (sequential
         # folds, as the --time-budget planner runs them).
         fold_deadline = Deadline(config.stop_at).share(config.folds - fold)
-    fc = FitContext(config=config, labels=ctx.labels, n_classes=len(ctx.classes), setup=setup,
-                    cache=cache, norm=norm, position=position)
 
     with deterministic(setup):
         members = []
-        for m in range(config.models_per_fold):
+        if member_map is not None and config.models_per_fold > 1 and fold_deadline is None:
+            members = member_map(str(run.path), fold, config, list(range(config.models_per_fold)))
+        for m in range(len(members), config.models_per_fold):
             deadline = None if fold_deadline is None else fold_deadline.share(config.models_per_fold - m)
             members.append(train_member(dataclasses.replace(fc, deadline=deadline), split,
                                          member=m, fold=fold))
@@ -296,6 +355,7 @@ def train_fold(
     config: TrainConfig,
     *,
     position: int = 0,
+    member_map: MemberMap | None = None,
 ) -> FoldResult:
     """Train, score and save one fold (an independent, resumable unit of work).
 
@@ -311,6 +371,11 @@ def train_fold(
         :func:`training.linear_probe.train_linear_probe`).
     position : int
         Line of the progress bar (parallel folds).
+    member_map : callable, optional
+        Trains the fold's models elsewhere, all at once (the Ray executor gives
+        each its own task, :func:`train_fold_member`); ``None`` trains them here
+        one after another. Used only with several models per fold and no time
+        budget; the fold's scoring and outputs stay here.
 
     Returns
     -------
@@ -345,4 +410,4 @@ def train_fold(
                   fold, run.path)
         return load_fold_result(run, fold)[0]
     with torch_threads(config.threads):
-        return _train_fold(ctx, fold, config, position=position)
+        return _train_fold(ctx, fold, config, position=position, member_map=member_map)

@@ -203,10 +203,10 @@ def test_a_failed_or_interrupted_retrain_keeps_the_published_run(
     # a retrain with another seed killed after its first fold
     real = fold_training._train_fold
 
-    def killed_after_fold_0(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+    def killed_after_fold_0(ctx, fold, config, *, position, member_map=None):  # type: ignore[no-untyped-def]
         if fold == 1:
             raise KeyboardInterrupt("kill")
-        return real(ctx, fold, config, position=position)
+        return real(ctx, fold, config, position=position, member_map=member_map)
 
     monkeypatch.setattr(fold_training, "_train_fold", killed_after_fold_0)
     assert main(["train", str(tiny_run.path), *TINY_TRAIN, "--seed", "7"]) == 130

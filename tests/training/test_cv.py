@@ -98,11 +98,11 @@ def test_resume_after_a_crash_skips_finished_folds_and_matches(
     real = fold_training._train_fold
     calls: list[int] = []
 
-    def crash_in_fold_1(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+    def crash_in_fold_1(ctx, fold, config, *, position, member_map=None):  # type: ignore[no-untyped-def]
         calls.append(fold)
         if fold == 1:
             raise KeyboardInterrupt("simulated kill during fold 1")
-        return real(ctx, fold, config, position=position)
+        return real(ctx, fold, config, position=position, member_map=member_map)
 
     monkeypatch.setattr(fold_training, "_train_fold", crash_in_fold_1)
     with pytest.raises(KeyboardInterrupt):

@@ -100,9 +100,9 @@ def test_finished_fold_is_reused_only_under_the_same_config(
     calls: list[int] = []
     real = fold_training._train_fold
 
-    def counting(ctx, fold, config, *, position):  # type: ignore[no-untyped-def]
+    def counting(ctx, fold, config, *, position, member_map=None):  # type: ignore[no-untyped-def]
         calls.append(fold)
-        return real(ctx, fold, config, position=position)
+        return real(ctx, fold, config, position=position, member_map=member_map)
 
     monkeypatch.setattr(fold_training, "_train_fold", counting)
     again = train_fold(tiny_run, 0, fast_config.replace(epochs=1, jobs=2, quiet=False))

@@ -21,6 +21,7 @@ from audit.rundir import RunDir
 from tests.training.ray_support import CFG, arrays, assert_same, cli, local_ray, needs_ray
 from training import train_run
 from training.executors import (
+    MEMBERS_FILE,
     RAY_MISSING,
     WORKER_FILE,
     ExecutorUnavailableError,
@@ -258,3 +259,22 @@ def test_address_without_port_or_with_another_scheme_is_refused() -> None:
     for address in ("head-node", "http://head:10001"):
         with pytest.raises(ExecutorUnavailableError, match="is not reachable"):
             RayExecutor(address=address).check()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_each_model_of_a_fold_is_its_own_task_with_the_same_outputs(
+    ray_local: object, make_tiny_run: Callable[..., RunDir]
+) -> None:
+    """models_per_fold = 2: one Ray task per model (nested in the fold's), bitwise as local."""
+    cfg = CFG.replace(models_per_fold=2)
+    local = make_tiny_run("members-local", n=80)
+    train_run(local, cfg, executor=LocalExecutor())
+    run = make_tiny_run("members-ray", n=80)
+    train_run(run, cfg, executor=RayExecutor(cpus_per_fold=1))
+    assert_same(arrays(run), arrays(local))
+    for k in range(2):  # each model ran in a task of its own, not in its fold's process
+        fold_pid = json.loads((fold_dir(run, k) / WORKER_FILE).read_text())["pid"]
+        models = json.loads((fold_dir(run, k) / MEMBERS_FILE).read_text())
+        assert [m["model"] for m in models] == [1, 2]
+        assert all(m["pid"] > 0 and m["pid"] != fold_pid for m in models)
