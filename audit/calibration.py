@@ -379,7 +379,7 @@ def calibration_slope(
         With a percentile-bootstrap 95 % interval.
     """
     y = np.asarray(labels)
-    p = np.clip(np.asarray(pred_probs, dtype=float), 1e-6, 1 - 1e-6)
+    p = np.clip(np.asarray(pred_probs, dtype=float), EPS, 1 - EPS)
     k = p.shape[1]
     if k == 2:
         yy, xx, gg = (y == 1).astype(int), np.log(p[:, 1] / p[:, 0]), groups

@@ -23,6 +23,7 @@ Pure: arrays in, numbers out. Used by the ``overfitting`` check (on
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,28 +94,23 @@ class LearningCurveFit:
         Estimate
             Clipped to ``[0, 1]``.
         """
-        a, b, c = self.boot.T
-        pred = np.clip(a - b * float(n) ** (-c), 0, 1)
-        point = float(np.clip(self.a - self.b * float(n) ** (-self.c), 0, 1))
-        lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2])
-        return Estimate(
-            point,
-            float(min(lo, point)),
-            float(max(hi, point)),
-            level,
-            _METHOD.format(n=len(self.boot)),
-        )
+        return self._estimate(lambda a, b, c: self._auc(n, a, b, c), level)
 
     def gain(self, n_from: float, n_to: float, *, level: float = 0.95) -> Estimate:
         """Predicted AUC gain from ``n_from`` to ``n_to`` training images, with its interval."""
-        a, b, c = self.boot.T
+        return self._estimate(
+            lambda a, b, c: self._auc(n_to, a, b, c) - self._auc(n_from, a, b, c), level
+        )
 
-        def at(n: float, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-            return np.clip(a - b * float(n) ** (-c), 0, 1)
+    @staticmethod
+    def _auc(n: float, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The law at size ``n`` for each parameter triple, clipped to an AUC's range."""
+        return np.clip(inverse_power_law(np.asarray(float(n)), a, b, c), 0, 1)
 
-        reps = at(n_to, a, b, c) - at(n_from, a, b, c)
-        one = np.array([self.a]), np.array([self.b]), np.array([self.c])
-        point = float((at(n_to, *one) - at(n_from, *one))[0])
+    def _estimate(self, fn: Callable[..., np.ndarray], level: float) -> Estimate:
+        """``fn(a, b, c)`` at the fitted parameters, with the bootstrap refits' interval."""
+        reps = fn(*self.boot.T)
+        point = float(fn(np.array([self.a]), np.array([self.b]), np.array([self.c]))[0])
         lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
         return Estimate(
             point,

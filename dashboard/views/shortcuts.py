@@ -120,6 +120,13 @@ def _masked_examples(ctx: PageContext, names: list[str]) -> None:
             col.image(ctx.thumbnail(r, max_px=128, variant=v), caption=v, width="stretch")
 
 
+def _first_with(found: list[Any], key: str) -> Any:
+    """The first finding whose evidence holds a non-empty list under ``key``, or None."""
+    return next(
+        (f for f in found if isinstance(f.evidence.get(key), list) and f.evidence[key]), None
+    )
+
+
 def render(ctx: PageContext) -> None:
     """Render the page."""
     st.header("Shortcuts")
@@ -155,25 +162,11 @@ def render(ctx: PageContext) -> None:
     for f in found:
         finding(f)
     # the specific views, once each (every finding of a check carries the same tables)
-    props = next(
-        (
-            f
-            for f in found
-            if isinstance(f.evidence.get("properties"), list) and f.evidence["properties"]
-        ),
-        None,
-    )
+    props = _first_with(found, "properties")
     if props is not None:
         st.subheader("Image properties")
         _properties(ctx, props)
-    masking = next(
-        (
-            f
-            for f in found
-            if isinstance(f.evidence.get("variants"), list) and f.evidence["variants"]
-        ),
-        None,
-    )
+    masking = _first_with(found, "variants")
     if masking is not None:
         st.subheader("Masking test")
         _masking(ctx, masking)
