@@ -25,7 +25,15 @@ Variants (``--variants``, comma-separated):
   ``old-nomixup``, ``old-norefit``, ``old-nokeep`` (one cause removed each);
 * ``default-noselect``: ``default`` with the short path at any length (each fold
   trained once on all its training rows, no inner selection, refit or averaging);
-* ``budget=2m`` etc.: ``--time-budget`` (the planner chooses, ``E`` ignored).
+* ``budget=2m`` etc.: ``--time-budget`` (the planner chooses, ``E`` ignored);
+* ``VARIANT+fullrefit`` (experiment): the refit runs a whole warm-up + cosine
+  schedule of the selected length instead of the first ``best_epoch`` epochs of
+  the ``E``-epoch schedule;
+* ``VARIANT:field=value:...``: a variant with ``TrainConfig`` fields overridden
+  (values in JSON: ``default:mixup=0:warmup_epochs=0.5``).
+
+``--seed S`` changes the fold assignment and every model's initialisation alike for
+the bare loop and the variants (paired comparisons over seeds).
 
 Usage::
 
@@ -36,6 +44,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -82,10 +91,39 @@ ABLATIONS = {
 }
 
 
+def _noisy_breastmnist(tmp: Path, fraction: float, seed: int) -> tuple[Path, set[str]]:
+    """BreastMNIST with ``fraction`` of its train + val labels flipped (test labels kept).
+
+    Returns the npz written under ``tmp`` and the ``sample_id`` s flipped
+    (``<split>-<index>``, as :func:`ingest.sources.ingest_npz` names them).
+    """
+    data = dict(np.load(NPZ))
+    rng = np.random.default_rng(seed)
+    flipped: set[str] = set()
+    for split in ("train", "val"):
+        y = data[f"{split}_labels"].copy()
+        idx = rng.choice(len(y), size=round(fraction * len(y)), replace=False)
+        y[idx] = 1 - y[idx]
+        data[f"{split}_labels"] = y
+        flipped |= {f"{split}-{i:05d}" for i in idx}
+    out = tmp / "breastmnist-noisy.npz"
+    np.savez(out, **data)
+    return out, flipped
+
+
 def _prepare(
-    data: str, tmp: Path, breastmnist_size: int = 28
+    data: str,
+    tmp: Path,
+    breastmnist_size: int = 28,
+    label_noise: float = 0.0,
+    noise_seed: int = 0,
 ) -> tuple[RunDir, np.ndarray | None, str | None, int]:
-    """(run, true labels or None, holdout split, folds) of a benchmark dataset."""
+    """(run, true labels or None, holdout split, folds) of a benchmark dataset.
+
+    ``label_noise`` (BreastMNIST only): that fraction of the train + val labels is
+    flipped (seeded by ``noise_seed``); the true labels are returned, and the test
+    split keeps its labels, so its AUC is against clean labels.
+    """
     if data == "demo":
         from ingest.demo import CLASS_NAMES, DemoConfig, generate_demo, load_ground_truth
         from ingest.sources import IngestOptions, ingest_dicom_dir
@@ -110,7 +148,14 @@ def _prepare(
     if data == "breastmnist":
         from bench.bench_breastmnist import build_run
 
-        return build_run(NPZ, tmp / "run", breastmnist_size), None, "test", 5
+        if not label_noise:
+            return build_run(NPZ, tmp / "run", breastmnist_size), None, "test", 5
+        npz, flipped = _noisy_breastmnist(tmp, label_noise, noise_seed)
+        run = build_run(npz, tmp / "run", breastmnist_size)
+        recorded = run.read_manifest()["label"].astype(int).to_numpy()
+        ids = run.read_manifest()["sample_id"].tolist()
+        true = np.array([r ^ int(s in flipped) for r, s in zip(recorded, ids, strict=True)])
+        return run, true, "test", 5
     raise ValueError(f"unknown --data {data!r}; use demo, speed or breastmnist")
 
 
@@ -131,7 +176,7 @@ def _scores(
 
 
 def _config(
-    variant: str, epochs: int, folds: int, holdout: str | None
+    variant: str, epochs: int, folds: int, holdout: str | None, seed: int = 0
 ) -> tuple[TrainConfig, str | None]:
     base = TrainConfig(
         epochs=epochs,
@@ -139,7 +184,18 @@ def _config(
         holdout_split=holdout,
         quiet=True,
         threads=torch.get_num_threads(),
+        seed=seed,
     )
+    if variant.endswith("+fullrefit"):  # experiment: see _full_schedule_refit
+        out = _config(variant[: -len("+fullrefit")], epochs, folds, holdout, seed)
+        _full_schedule_refit(True)
+        return out
+    _full_schedule_refit(False)
+    if ":" in variant:  # e.g. default:mixup=0:warmup_epochs=0 (overrides on a variant)
+        name, *pairs = variant.split(":")
+        config, budget = _config(name, epochs, folds, holdout, seed)
+        overrides = {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in pairs)}
+        return config.replace(**overrides), budget
     if variant == "default":
         return base, None
     if variant == "default-noselect":  # the short path (no inner selection) at any length
@@ -151,6 +207,34 @@ def _config(
     if variant in ABLATIONS:
         return base.replace(**{**OLD, **ABLATIONS[variant]}), None
     raise ValueError(f"unknown variant {variant!r}")
+
+
+_ORIGINAL_FIT = None
+
+
+def _full_schedule_refit(on: bool) -> None:
+    """Experiment (bench only): a refit runs a whole schedule of the selected length.
+
+    ``training.fold_training`` refits for the selected ``best_epoch`` epochs of the
+    ``epochs``-long schedule (the validated trajectory, cut where the inner split
+    chose, its learning rate not annealed). With this on, the refit instead runs a
+    complete warm-up + cosine schedule of ``best_epoch`` epochs.
+    """
+    import training.fold_training as ft
+
+    global _ORIGINAL_FIT
+    if _ORIGINAL_FIT is None:
+        _ORIGINAL_FIT = ft.fit_model
+    original = _ORIGINAL_FIT
+
+    def fit(fc: Any, rows: Any, *, stop_after: int | None = None, **kw: Any) -> Any:
+        if stop_after is not None and kw.get("inner_val") is None:
+            cfg = fc.config.replace(epochs=stop_after)
+            fc = dataclasses.replace(fc, config=cfg)
+            stop_after = None
+        return original(fc, rows, stop_after=stop_after, **kw)
+
+    ft.fit_model = fit if on else original
 
 
 def _fmt(e: dict[str, Any]) -> str:
@@ -181,6 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine 2 threads per process oversubscribe the cores and run many times "
         "slower)",
     )
+    ap.add_argument("--seed", type=int, default=0, help="folds and initialisation (all runs)")
+    ap.add_argument(
+        "--label-noise",
+        type=float,
+        default=0.0,
+        help="BreastMNIST: flip this fraction of the train + val labels (seeded by --seed); "
+        "OOF AUC is then also reported against the true labels",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -189,17 +281,23 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "budget",
         "data": args.data,
         "threads": args.threads,
+        "seed": args.seed,
+        "label_noise": args.label_noise,
         "loadavg_before": os.getloadavg(),
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        run, true, holdout, folds = _prepare(args.data, Path(tmp), args.breastmnist_size)
+        run, true, holdout, folds = _prepare(
+            args.data, Path(tmp), args.breastmnist_size, args.label_noise, args.seed
+        )
         folds = args.folds or folds
         groups = run.read_manifest()["patient_key"].astype(str).to_numpy()
         for epochs in args.epochs:
             if not args.no_bare:
                 print(f"{args.data}, {epochs} epochs: bare loop ...", file=sys.stderr, flush=True)
-                b = bare_loop(run, folds=folds, epochs=epochs, holdout_split=holdout)
+                b = bare_loop(
+                    run, folds=folds, epochs=epochs, seed=args.seed, holdout_split=holdout
+                )
                 rec = {
                     "variant": "bare",
                     "epochs": epochs,
@@ -216,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             for v in variants:
-                config, budget = _config(v, epochs, folds, holdout)
+                config, budget = _config(v, epochs, folds, holdout, args.seed)
                 print(f"{args.data}, {epochs} epochs: {v} ...", file=sys.stderr, flush=True)
                 shutil.rmtree(run.path / "train", ignore_errors=True)
                 shutil.rmtree(run.path / ".work", ignore_errors=True)

@@ -19,7 +19,7 @@ hyper-parameters. :func:`train_within_budget` plans, then trains:
    :data:`EPOCH_GRID` whose predicted cost (:func:`predicted_seconds`, the
    measured costs times the images each pass processes, refit and masked
    re-scoring included) fits 90 % of what is left; with time to spare at the
-   top of the grid, 2 or 3 models per fold. The budget-dependent settings
+   epoch count chosen, 2 or 3 models per fold. The budget-dependent settings
    then follow :func:`training.budget.budget_defaults` for those epochs.
 4. **Deadline**: ``TrainConfig.stop_at`` is set so that training ends before
    the budget less the predicted scoring of the last fold; every fold gets an
@@ -222,7 +222,13 @@ def predicted_seconds(
 
 
 def size_run(cost: Cost, shape: RunShape, seconds: float) -> tuple[int, int, float] | None:
-    """The most epochs of :data:`EPOCH_GRID` (then models per fold) that fit ``seconds``.
+    """The most epochs of :data:`EPOCH_GRID`, then the most models per fold, that fit ``seconds``.
+
+    Epochs come first (a longer schedule is the larger gain while a model is
+    still under-trained); the time the next grid step would not fit in (the
+    grid is coarse, and from 20 epochs on the refit doubles the cost) then
+    buys up to :data:`MAX_MODELS_PER_FOLD` models per fold, whose averaged
+    probabilities are a deep ensemble (Lakshminarayanan et al., NeurIPS 2017).
 
     Returns
     -------
@@ -235,7 +241,7 @@ def size_run(cost: Cost, shape: RunShape, seconds: float) -> tuple[int, int, flo
         t = predicted_seconds(cost, shape, epochs=e, models=1, refit=budget_defaults(e).refit)
         if t <= seconds:
             best = (e, 1, t)
-    if best is not None and best[0] == EPOCH_GRID[-1]:
+    if best is not None:
         e = best[0]
         for m in range(2, MAX_MODELS_PER_FOLD + 1):
             t = predicted_seconds(cost, shape, epochs=e, models=m, refit=budget_defaults(e).refit)

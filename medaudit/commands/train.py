@@ -109,6 +109,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ema-epochs", type=float, default=_DEFAULTS.ema_epochs,
                    help="horizon in epochs of the weight average that is evaluated and kept, "
                         "0 = off (default: auto from --epochs: off up to 10, 3 at 40)")
+    g.add_argument("--warmup-epochs", type=float, default=_DEFAULTS.warmup_epochs,
+                   metavar="EPOCHS",
+                   help="linear learning-rate warm-up before the cosine decay "
+                        "(default: auto, 5 %% of --epochs)")
+    g.add_argument("--augment-probability", type=float, default=_DEFAULTS.augment_probability,
+                   metavar="P",
+                   help="probability that a training image is augmented, 0 = off "
+                        "(default: auto from --epochs: 0.3 up to 10, 0.9 at 40)")
+    g.add_argument("--select-epochs", action=argparse.BooleanOptionalAction,
+                   default=_DEFAULTS.select_epochs,
+                   help="choose each fold's epoch count on an inner split of its training "
+                        "rows (early stopping), then --refit; --no-select-epochs trains each "
+                        "fold once on all its training rows for exactly --epochs, like a bare "
+                        "loop (default: auto, selection from 20 epochs)")
     g.add_argument("--patience", type=int, default=_DEFAULTS.patience,
                    help="early-stopping patience in epochs, 0 = off (default: %(default)s)")
     g.add_argument("--refit", action=argparse.BooleanOptionalAction, default=_DEFAULTS.refit,
@@ -219,6 +233,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_weighting=args.class_weighting,
         mixup=args.mixup,
         ema_epochs=args.ema_epochs,
+        warmup_epochs=args.warmup_epochs,
+        augment_probability=args.augment_probability,
+        select_epochs=args.select_epochs,
         patience=args.patience,
         refit=args.refit,
         keep_selected=args.keep_selected,

@@ -91,3 +91,27 @@ def test_ensemble_and_mixup_options_reach_the_config(
     assert main(["train", str(tiny_run.path), *TINY, "--mode", "linear-probe",
                  "--models-per-fold", "2"]) == 2
     assert "needs --mode finetune" in capsys.readouterr().err
+
+
+def test_every_budget_dependent_setting_has_a_flag(
+    tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """All the "auto" fields can be set from the command line (else they follow --epochs)."""
+    from training.budget import AUTO_FIELDS
+
+    plain = argparse.ArgumentParser()
+    add_train_arguments(plain)
+    default = train_config_from_args(plain.parse_args([]))
+    assert all(getattr(default, f) is None for f in AUTO_FIELDS)
+    cfg = train_config_from_args(plain.parse_args(
+        ["--epochs", "40", "--no-select-epochs", "--warmup-epochs", "10",
+         "--augment-probability", "0", "--ema-epochs", "0", "--mixup", "0"]))
+    assert (cfg.select_epochs, cfg.warmup_epochs, cfg.augment_probability) == (False, 10.0, 0.0)
+    # the bare loop's protocol at 40 epochs: one pass on all rows, no inner selection
+    resolved = cfg.resolved(steps_per_epoch=20)
+    assert resolved.select_epochs is False and resolved.refit is True  # refit: auto, unused
+    assert resolved.augment_probability == 0.0 and resolved.warmup_epochs == 10.0
+    # a value out of range is one line naming the flag
+    assert main(["train", str(tiny_run.path), *TINY, "--augment-probability", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "augment-probability" in err and "Traceback" not in err

@@ -139,3 +139,31 @@ def test_three_epoch_defaults_are_not_worse_than_a_bare_loop(make_tiny_run) -> N
     assert np.array_equal(run.read_array("oof/folds"), bare.folds)  # the same folds
     assert math.isfinite(ours.estimate) and math.isfinite(bare_auc.low)
     assert ours.estimate >= bare_auc.low, (ours, bare_auc)
+
+
+def test_seed_summary_pairs_each_variant_with_the_bare_loop_of_its_seed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``bench/budget_seeds.py``: differences are paired by seed, with a t interval."""
+    import json
+
+    from bench.budget_seeds import collect, summarize
+
+    def rec(variant: str, oof: float, hold: float) -> dict[str, object]:
+        return {
+            "variant": variant,
+            "epochs": 10,
+            "seconds": 1.0,
+            "oof_auc": {"estimate": oof},
+            "holdout_auc": {"estimate": hold},
+        }
+
+    # the variant trails the bare loop by exactly 0.02 on every seed, whose levels differ
+    for seed, level in enumerate((0.80, 0.90, 0.85)):
+        runs = [rec("bare", level, 0.9), rec("default", level - 0.02, 0.9 + seed / 100)]
+        (tmp_path / f"s{seed}.json").write_text(json.dumps({"seed": seed, "runs": runs}))
+    rows = {r["variant"]: r for r in summarize(collect(sorted(tmp_path.glob("*.json"))))}
+    d = rows["default"]["oof_minus_reference"]
+    assert d["n"] == 3 and d["mean"] == pytest.approx(-0.02) and d["high"] - d["low"] < 1e-9
+    h = rows["default"]["holdout_minus_reference"]
+    assert h["mean"] == pytest.approx(0.01) and h["low"] < 0 < h["high"]  # 3 seeds: wide
+    assert "oof_minus_reference" not in rows["bare"]
+    assert rows["bare"]["oof"]["mean"] == pytest.approx(0.85)

@@ -160,6 +160,19 @@ def test_size_run_grows_with_the_budget_then_adds_models() -> None:
         assert t <= budget
 
 
+def test_time_the_next_epoch_step_does_not_fit_buys_models_per_fold() -> None:
+    cost = COSTS["resnet10t"]
+
+    def t(e: int, m: int) -> float:
+        return predicted_seconds(cost, SHAPE, epochs=e, models=m, refit=e >= 20)
+
+    # 15 epochs x 2 models fit, 20 epochs (inner selection + refit) do not
+    budget = (t(15, 2) + min(t(15, 3), t(20, 1))) / 2
+    assert t(15, 2) < budget < min(t(15, 3), t(20, 1))
+    assert size_run(cost, SHAPE, budget) == (15, 2, t(15, 2))
+    assert size_run(cost, SHAPE, t(15, 1) + 1e-6) == (15, 1, t(15, 1))
+
+
 def test_candidates_upsample_only_small_caches() -> None:
     assert {c.image_size for c in candidates(64)} == {None, 32}
     assert {c.image_size for c in candidates(48)} == {None}
