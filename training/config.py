@@ -321,7 +321,8 @@ class TrainConfig:
 
         :func:`training.budget.budget_defaults` of ``epochs`` (and
         ``steps_per_epoch``) fills the fields in :attr:`auto_fields`; fields set
-        explicitly are kept. Idempotent.
+        explicitly are kept; with ``select_epochs=False`` set, an auto ``refit``
+        and ``keep_selected`` are ``False`` (there is no selected model). Idempotent.
 
         Parameters
         ----------
@@ -340,6 +341,8 @@ class TrainConfig:
         from training.budget import budget_defaults
 
         derived = budget_defaults(self.epochs, steps_per_epoch).to_dict()
+        if self.select_epochs is False:  # no selection pass: nothing to refit or keep
+            derived.update(refit=False, keep_selected=False)
         return self.replace(**{name: derived[name] for name in auto})
 
     def config_hash(self) -> str:

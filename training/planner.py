@@ -53,7 +53,6 @@ import numpy as np
 
 from audit.metrics import auc_score
 from audit.rundir import RunDir
-from training.budget import budget_defaults
 from training.config import TrainConfig
 from training.splits import FoldSplit
 
@@ -67,6 +66,7 @@ __all__ = [
     "parse_duration",
     "plan",
     "predicted_seconds",
+    "refits",
     "size_run",
     "train_within_budget",
 ]
@@ -221,7 +221,14 @@ def predicted_seconds(
     return shape.folds * per_fold
 
 
-def size_run(cost: Cost, shape: RunShape, seconds: float) -> tuple[int, int, float] | None:
+def refits(config: TrainConfig, epochs: int) -> bool:
+    """Whether ``config`` trained for ``epochs`` epochs refits (its own or the auto value)."""
+    return bool(config.replace(epochs=epochs).resolved().refit)
+
+
+def size_run(
+    cost: Cost, shape: RunShape, seconds: float, config: TrainConfig | None = None
+) -> tuple[int, int, float] | None:
     """The most epochs of :data:`EPOCH_GRID`, then the most models per fold, that fit ``seconds``.
 
     Epochs come first (a longer schedule is the larger gain while a model is
@@ -230,21 +237,32 @@ def size_run(cost: Cost, shape: RunShape, seconds: float) -> tuple[int, int, flo
     buys up to :data:`MAX_MODELS_PER_FOLD` models per fold, whose averaged
     probabilities are a deep ensemble (Lakshminarayanan et al., NeurIPS 2017).
 
+    Parameters
+    ----------
+    cost : Cost
+    shape : RunShape
+    seconds : float
+        Time the run may take.
+    config : TrainConfig, optional
+        The base settings (default ``TrainConfig()``): whether a schedule refits
+        follows its ``refit`` / ``select_epochs`` (:func:`refits`).
+
     Returns
     -------
     tuple of (int, int, float) or None
         ``(epochs, models_per_fold, predicted seconds)``; ``None`` when even
         the shortest run does not fit.
     """
+    base = config if config is not None else TrainConfig()
     best = None
     for e in EPOCH_GRID:
-        t = predicted_seconds(cost, shape, epochs=e, models=1, refit=budget_defaults(e).refit)
+        t = predicted_seconds(cost, shape, epochs=e, models=1, refit=refits(base, e))
         if t <= seconds:
             best = (e, 1, t)
     if best is not None:
         e = best[0]
         for m in range(2, MAX_MODELS_PER_FOLD + 1):
-            t = predicted_seconds(cost, shape, epochs=e, models=m, refit=budget_defaults(e).refit)
+            t = predicted_seconds(cost, shape, epochs=e, models=m, refit=refits(base, e))
             if t <= seconds:
                 best = (e, m, t)
     return best
@@ -272,7 +290,7 @@ class Plan:
                 "image_size": c.image_size,
                 "epochs": c.epochs,
                 "models_per_fold": c.models_per_fold,
-                "refit": budget_defaults(c.epochs).refit if c.refit is None else c.refit,
+                "refit": refits(c, c.epochs),
             },
             "measured_seconds_per_image": self.costs,
             "measured_seconds_per_epoch": {
@@ -352,7 +370,7 @@ def plan(
 
     # Candidates that could run the shortest schedule in the time left (a search only
     # runs when a rung fits its share, see below).
-    feasible = [c for c in cands if size_run(costs[c], shape, FILL * left()) is not None]
+    feasible = [c for c in cands if size_run(costs[c], shape, FILL * left(), base) is not None]
     trials: list[dict[str, Any]] = []
     if not feasible:
         need = predicted_seconds(
@@ -360,7 +378,7 @@ def plan(
             shape,
             epochs=EPOCH_GRID[0],
             models=1,
-            refit=budget_defaults(EPOCH_GRID[0]).refit,
+            refit=refits(base, EPOCH_GRID[0]),
         )
         need = need / FILL + used()
         raise ValueError(
@@ -409,10 +427,11 @@ def plan(
             f"{winner.name} had the best inner-validation AUC ({scores[winner]:.3f}) in "
             f"the last rung of the search"
         )
-    sized = size_run(costs[winner], shape, FILL * max(left(), 0.0))
+    sized = size_run(costs[winner], shape, FILL * max(left(), 0.0), base)
     if sized is None:  # the search took longer than planned: fall back to the cheapest
         winner = cands[0]
-        sized = size_run(costs[winner], shape, FILL * max(left(), 0.0)) or (EPOCH_GRID[0], 1, 0.0)
+        shortest = (EPOCH_GRID[0], 1, 0.0)
+        sized = size_run(costs[winner], shape, FILL * max(left(), 0.0), base) or shortest
         reason += "; the search overran, so the cheapest candidate at the shortest schedule"
     epochs, models, predicted = sized
     reason += (
@@ -605,7 +624,7 @@ def train_within_budget(
             shape,
             epochs=p.config.epochs,
             models=p.config.models_per_fold,
-            refit=budget_defaults(p.config.epochs).refit,
+            refit=refits(p.config, p.config.epochs),
         )
         / shape.folds
     )

@@ -109,7 +109,8 @@ def test_every_budget_dependent_setting_has_a_flag(
     assert (cfg.select_epochs, cfg.warmup_epochs, cfg.augment_probability) == (False, 10.0, 0.0)
     # the bare loop's protocol at 40 epochs: one pass on all rows, no inner selection
     resolved = cfg.resolved(steps_per_epoch=20)
-    assert resolved.select_epochs is False and resolved.refit is True  # refit: auto, unused
+    assert resolved.select_epochs is False and resolved.refit is False  # nothing to refit
+    assert resolved.keep_selected is False
     assert resolved.augment_probability == 0.0 and resolved.warmup_epochs == 10.0
     # a value out of range is one line naming the flag
     assert main(["train", str(tiny_run.path), *TINY, "--augment-probability", "2"]) == 2

@@ -173,6 +173,17 @@ def test_time_the_next_epoch_step_does_not_fit_buys_models_per_fold() -> None:
     assert size_run(cost, SHAPE, t(15, 1) + 1e-6) == (15, 1, t(15, 1))
 
 
+def test_size_run_prices_the_refit_the_base_config_asks_for() -> None:
+    cost = COSTS["resnet10t"]
+    plain = predicted_seconds(cost, SHAPE, epochs=20, models=1, refit=False)
+    assert predicted_seconds(cost, SHAPE, epochs=20, models=1, refit=True) > plain * 1.2
+    # default: 20 epochs select + refit, which does not fit; without selection it does
+    assert size_run(cost, SHAPE, plain * 1.01)[0] < 20  # type: ignore[index]
+    no_select = TrainConfig(select_epochs=False)
+    assert size_run(cost, SHAPE, plain * 1.01, no_select) == (20, 1, plain)
+    assert size_run(cost, SHAPE, plain * 1.01, TrainConfig(refit=False)) == (20, 1, plain)
+
+
 def test_candidates_upsample_only_small_caches() -> None:
     assert {c.image_size for c in candidates(64)} == {None, 32}
     assert {c.image_size for c in candidates(48)} == {None}
@@ -291,7 +302,7 @@ def test_time_budget_plans_on_fold_zero_training_rows_only(
 
     monkeypatch.setattr(planner._MeasuredCosts, "cost", spy_cost)
     monkeypatch.setattr(planner._MeasuredCosts, "trial", spy_trial)
-    monkeypatch.setattr(planner, "size_run", lambda cost, shape, seconds: (2, 1, 1.0))
+    monkeypatch.setattr(planner, "size_run", lambda cost, shape, seconds, config: (2, 1, 1.0))
     monkeypatch.setattr(planner, "EPOCH_GRID", (1, 2))
     cfg = fast_config.replace(masked_variants=(), threads=1)
     summary = train_within_budget(
