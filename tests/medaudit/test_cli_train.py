@@ -74,16 +74,20 @@ def test_train_arguments_coexist_with_an_ingest_image_size() -> None:
     assert train_config_from_args(plain.parse_args(["--no-refit", "--refit"])).refit
 
 
+def _cli_config(*argv: str) -> TrainConfig:
+    """The ``TrainConfig`` that the training options ``argv`` give."""
+    plain = argparse.ArgumentParser()
+    add_train_arguments(plain)
+    return train_config_from_args(plain.parse_args(list(argv)))
+
+
 def test_ensemble_and_mixup_options_reach_the_config(
     tiny_run: RunDir, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plain = argparse.ArgumentParser()
-    add_train_arguments(plain)
-    default = train_config_from_args(plain.parse_args([]))
+    default = _cli_config()
     assert (default.mixup, default.keep_selected, default.models_per_fold) == (
         TrainConfig().mixup, TrainConfig().keep_selected, TrainConfig().models_per_fold)
-    cfg = train_config_from_args(plain.parse_args(
-        ["--mixup", "0", "--no-keep-selected", "--models-per-fold", "3"]))
+    cfg = _cli_config("--mixup", "0", "--no-keep-selected", "--models-per-fold", "3")
     assert (cfg.mixup, cfg.keep_selected, cfg.models_per_fold) == (0.0, False, 3)
     assert main(["train", str(tiny_run.path), *TINY, "--models-per-fold", "0"]) == 2
     err = capsys.readouterr().err
@@ -99,13 +103,9 @@ def test_every_budget_dependent_setting_has_a_flag(
     """All the "auto" fields can be set from the command line (else they follow --epochs)."""
     from training.budget import AUTO_FIELDS
 
-    plain = argparse.ArgumentParser()
-    add_train_arguments(plain)
-    default = train_config_from_args(plain.parse_args([]))
-    assert all(getattr(default, f) is None for f in AUTO_FIELDS)
-    cfg = train_config_from_args(plain.parse_args(
-        ["--epochs", "40", "--no-select-epochs", "--warmup-epochs", "10",
-         "--augment-probability", "0", "--ema-epochs", "0", "--mixup", "0"]))
+    assert all(getattr(_cli_config(), f) is None for f in AUTO_FIELDS)
+    cfg = _cli_config("--epochs", "40", "--no-select-epochs", "--warmup-epochs", "10",
+                      "--augment-probability", "0", "--ema-epochs", "0", "--mixup", "0")
     assert (cfg.select_epochs, cfg.warmup_epochs, cfg.augment_probability) == (False, 10.0, 0.0)
     # the bare loop's protocol at 40 epochs: one pass on all rows, no inner selection
     resolved = cfg.resolved(steps_per_epoch=20)
