@@ -186,11 +186,6 @@ def _config(
         threads=torch.get_num_threads(),
         seed=seed,
     )
-    if variant.endswith("+fullrefit"):  # experiment: see _full_schedule_refit
-        out = _config(variant[: -len("+fullrefit")], epochs, folds, holdout, seed)
-        _full_schedule_refit(True)
-        return out
-    _full_schedule_refit(False)
     if ":" in variant:  # e.g. default:mixup=0:warmup_epochs=0 (overrides on a variant)
         name, *pairs = variant.split(":")
         config, budget = _config(name, epochs, folds, holdout, seed)
@@ -314,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             for v in variants:
-                config, budget = _config(v, epochs, folds, holdout, args.seed)
+                # the +fullrefit experiment patches the refit for this variant only
+                _full_schedule_refit(v.endswith("+fullrefit"))
+                config, budget = _config(
+                    v.removesuffix("+fullrefit"), epochs, folds, holdout, args.seed
+                )
                 print(f"{args.data}, {epochs} epochs: {v} ...", file=sys.stderr, flush=True)
                 shutil.rmtree(run.path / "train", ignore_errors=True)
                 shutil.rmtree(run.path / ".work", ignore_errors=True)

@@ -260,9 +260,9 @@ def size_run(
         if t <= seconds:
             best = (e, 1, t)
     if best is not None:
-        e = best[0]
+        e, refit = best[0], refits(base, best[0])
         for m in range(2, MAX_MODELS_PER_FOLD + 1):
-            t = predicted_seconds(cost, shape, epochs=e, models=m, refit=refits(base, e))
+            t = predicted_seconds(cost, shape, epochs=e, models=m, refit=refit)
             if t <= seconds:
                 best = (e, m, t)
     return best
